@@ -1,0 +1,72 @@
+"""One error hierarchy; each error also inherits the builtin a caller would catch."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PlaneError",
+    "ObjectNotFoundError",
+    "ChecksumError",
+    "ReadOnlyError",
+    "SchemaError",
+    "SampleError",
+    "TensorNotFoundError",
+    "DatasetNotFoundError",
+    "DatasetExistsError",
+    "FormatVersionError",
+    "StoreError",
+    "CommitConflictError",
+]
+
+
+class PlaneError(Exception):
+    """Base class of every error tensorplane raises on purpose."""
+
+
+class ObjectNotFoundError(PlaneError, KeyError):
+    """A key is missing from a store."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class ChecksumError(PlaneError, ValueError):
+    """An object's bytes do not match its checksum: it is corrupt."""
+
+
+class ReadOnlyError(PlaneError, PermissionError):
+    """A write was attempted on a read-only store or dataset."""
+
+
+class StoreError(PlaneError, OSError):
+    """A storage backend failed in a way that is not 'not found'."""
+
+
+class SchemaError(PlaneError, ValueError):
+    """A tensor definition or schema change is invalid."""
+
+
+class SampleError(PlaneError, ValueError):
+    """A sample given to append/extend does not fit its tensor."""
+
+
+class TensorNotFoundError(PlaneError, KeyError):
+    """A tensor name does not exist in the dataset."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetNotFoundError(PlaneError, FileNotFoundError):
+    """The URL does not hold a tensorplane dataset."""
+
+
+class DatasetExistsError(PlaneError, FileExistsError):
+    """create() was called where a dataset already exists."""
+
+
+class FormatVersionError(PlaneError, ValueError):
+    """The dataset was written by a newer format version than this library reads."""
+
+
+class CommitConflictError(PlaneError, RuntimeError):
+    """A concurrent writer changed the branch in a way that cannot be rebased automatically."""

@@ -1,0 +1,1 @@
+"""Core machinery under the Dataset: manifests, refs, chunk reading and writing."""

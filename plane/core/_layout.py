@@ -1,0 +1,127 @@
+"""Where each object lives in a dataset's store, and how JSON objects are read and verified."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from plane._errors import (
+    ChecksumError,
+    DatasetNotFoundError,
+    FormatVersionError,
+    ObjectNotFoundError,
+    PlaneError,
+)
+from plane.format._hash import digest_hex, seal, unseal
+from plane.storage import Store
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DATASET_KEY",
+    "chunk_key",
+    "put_cas_json",
+    "get_cas_json",
+    "read_dataset_info",
+    "write_dataset_info",
+    "RefStore",
+]
+
+FORMAT_VERSION = 1
+DATASET_KEY = "dataset.json"
+
+
+def chunk_key(hexdigest: str) -> str:
+    return f"chunks/{hexdigest}"
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def put_cas_json(store: Store, kind: str, obj: Any) -> str:
+    """Write a JSON object under its content address `kind/<xxh3>.json`; return the key."""
+    data = _dumps(obj)
+    key = f"{kind}/{digest_hex(data)}.json"
+    store.put(key, data)
+    return key
+
+
+def get_cas_json(store: Store, key: str) -> Any:
+    """Read a content-addressed JSON object and verify its bytes against its key."""
+    data = store.get(key)
+    want = key.rsplit("/", 1)[-1].removesuffix(".json")
+    if digest_hex(data) != want:
+        raise ChecksumError(f"{store.url}/{key} is corrupt: its bytes do not match the checksum "
+                            "in its name")
+    return json.loads(data)
+
+
+def write_dataset_info(store: Store, info: dict[str, Any]) -> bool:
+    return store.put_if_absent(DATASET_KEY, seal(_dumps(info)))
+
+
+def read_dataset_info(store: Store) -> dict[str, Any]:
+    try:
+        raw = store.get(DATASET_KEY)
+    except ObjectNotFoundError:
+        raise DatasetNotFoundError(
+            f"no tensorplane dataset at {store.url} ({DATASET_KEY} is missing); "
+            "create one with plane.create(url)"
+        ) from None
+    try:
+        info: dict[str, Any] = json.loads(unseal(raw, f"{store.url}/{DATASET_KEY}"))
+    except (ValueError, ChecksumError) as e:
+        raise DatasetNotFoundError(f"{store.url}/{DATASET_KEY} is not a tensorplane dataset "
+                                   f"header: {e}") from None
+    if info.get("format") != "tensorplane":
+        raise DatasetNotFoundError(f"{store.url} is not a tensorplane dataset")
+    v = int(info.get("format_version", 0))
+    if v > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{store.url} was written with format version {v}; this tensorplane reads up to "
+            f"version {FORMAT_VERSION}. Upgrade: pip install -U tensorplane"
+        )
+    return info
+
+
+class RefStore:
+    """Branch refs as sequence-numbered immutable objects: `refs/heads/<b>/<seq:020d>`.
+
+    Moving a ref writes the next sequence number with put_if_absent, so two writers can never
+    both succeed from the same base; the loser re-reads the head and retries.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @staticmethod
+    def _prefix(branch: str) -> str:
+        return f"refs/heads/{branch}/"
+
+    def head(self, branch: str) -> tuple[int, dict[str, Any]] | None:
+        """(seq, record) of the newest ref of `branch`, or None if it has none."""
+        keys = list(self.store.list(self._prefix(branch)))
+        seqs = sorted((int(k.rsplit("/", 1)[1]) for k in keys
+                       if k.rsplit("/", 1)[1].isdigit()), reverse=True)
+        for seq in seqs:
+            key = f"{self._prefix(branch)}{seq:020d}"
+            rec = json.loads(unseal(self.store.get(key), f"{self.store.url}/{key}"))
+            return seq, rec
+        return None
+
+    def advance(self, branch: str, seq: int, record: dict[str, Any]) -> bool:
+        """Create ref number `seq` (must be head + 1); False if someone else got there first."""
+        body = dict(record, seq=seq, time=time.time())
+        return self.store.put_if_absent(f"{self._prefix(branch)}{seq:020d}", seal(_dumps(body)))
+
+    def branches(self) -> list[str]:
+        out = {k[len("refs/heads/"):].rsplit("/", 1)[0] for k in self.store.list("refs/heads/")}
+        return sorted(out)
+
+
+def check_branch_name(name: str) -> str:
+    if not name or any(c in name for c in " \t\n:*?[]\\~^") or name.startswith(("/", ".")) \
+            or ".." in name:
+        raise PlaneError(f"invalid branch name {name!r}")
+    return name

@@ -1,0 +1,279 @@
+"""Reading samples: verified chunk fetch, an LRU of parsed chunks, vectorised gathers."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from plane._errors import ChecksumError, ObjectNotFoundError
+from plane.core._layout import chunk_key
+from plane.format._chunk import (
+    CODEC_NONE,
+    ChunkFooter,
+    ParsedChunk,
+    _NeedMore,
+    footer_size_hint,
+    parse_chunk,
+    parse_footer,
+)
+from plane.format._codecs import decode_sample, empty_value
+from plane.format._hash import crc32, digest_hex
+from plane.format._index import ChunkIndex
+from plane.format._meta import TensorMeta
+from plane.storage import Store
+
+__all__ = ["ChunkReader", "read_samples", "DEFAULT_CACHE_BYTES"]
+
+DEFAULT_CACHE_BYTES = 256 << 20
+_TAIL_GUESS = 16 << 10
+
+
+class _LRU:
+    def __init__(self, max_bytes: int, size: Callable[[Any], int]) -> None:
+        self.max_bytes, self.size = max_bytes, size
+        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self.lock:
+            v = self.items.get(key)
+            if v is not None:
+                self.items.move_to_end(key)
+            return v
+
+    def put(self, key: str, value: Any) -> None:
+        n = self.size(value)
+        if n > self.max_bytes:
+            return
+        with self.lock:
+            if key in self.items:
+                return
+            self.items[key] = value
+            self.total += n
+            while self.total > self.max_bytes:
+                _, old = self.items.popitem(last=False)
+                self.total -= self.size(old)
+
+
+class ChunkReader:
+    """Fetches chunks by content address, verifies them, and caches parsed chunks."""
+
+    def __init__(self, store: Store, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.store = store
+        self.cache = _LRU(cache_bytes, lambda c: c.nbytes)
+        self.footers = _LRU(16 << 20, lambda f: 64 + f.n * 32)
+        #: chunks built by a writer but not stored yet (visible to that writer only)
+        self.local: dict[str, ParsedChunk] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self.store, "cache_bytes": self.cache.max_bytes}
+
+    def __setstate__(self, s: dict[str, Any]) -> None:
+        self.__init__(s["store"], s["cache_bytes"])  # type: ignore[misc]
+
+    def _parse_verified(self, key: str, data: bytes, where: str) -> ParsedChunk:
+        if digest_hex(data) != key:
+            raise ChecksumError(f"chunk {chunk_key(key)} ({where}) is corrupt: checksum "
+                                f"mismatch in {self.store.url}")
+        return parse_chunk(key, data, f"{chunk_key(key)} ({where})")
+
+    def _fetch(self, key: str, where: str) -> bytes:
+        try:
+            return self.store.get(chunk_key(key))
+        except ObjectNotFoundError:
+            raise ObjectNotFoundError(f"chunk {chunk_key(key)} ({where}) is missing from "
+                                      f"{self.store.url}") from None
+
+    def chunk(self, key: str, where: str) -> ParsedChunk:
+        c = self.local.get(key) or self.cache.get(key)
+        if c is None:
+            c = self._parse_verified(key, self._fetch(key, where), where)
+            self.cache.put(key, c)
+        return c  # type: ignore[no-any-return]
+
+    def chunks(self, keys: Iterable[str], where: Callable[[str], str]) -> dict[str, ParsedChunk]:
+        out: dict[str, ParsedChunk] = {}
+        missing = []
+        for k in dict.fromkeys(keys):
+            c = self.local.get(k) or self.cache.get(k)
+            if c is None:
+                missing.append(k)
+            else:
+                out[k] = c
+        if len(missing) == 1:
+            out[missing[0]] = self.chunk(missing[0], where(missing[0]))
+        elif missing:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def one(k: str) -> ParsedChunk:
+                return self.chunk(k, where(k))
+
+            with ThreadPoolExecutor(min(16, len(missing))) as pool:
+                out.update(zip(missing, pool.map(one, missing)))
+        return out
+
+    def footer(self, key: str, nbytes: int, ndim_hint: int, where: str) -> ChunkFooter:
+        f = self.footers.get(key)
+        if f is not None:
+            return f  # type: ignore[no-any-return]
+        ck = chunk_key(key)
+        start = max(0, nbytes - _TAIL_GUESS)
+        tail = self.store.get_range(ck, start, nbytes)
+        try:
+            f = parse_footer(tail, nbytes, f"{ck} ({where})")
+        except _NeedMore as e:
+            tail = self.store.get_range(ck, max(0, nbytes - e.nbytes), nbytes)
+            f = parse_footer(tail, nbytes, f"{ck} ({where})")
+        self.footers.put(key, f)
+        return f
+
+    def sample_by_range(self, key: str, nbytes: int, i: int, ndim: int, where: str
+                        ) -> tuple[bytes, np.ndarray] | None:
+        """One sample with range requests (footer cached), CRC-verified; None if not possible."""
+        if key in self.local or self.cache.get(key) is not None:
+            return None
+        f = self.footer(key, nbytes, ndim, where)
+        if f.codec != CODEC_NONE or f.crcs is None:
+            return None
+        a, b = int(f.offsets[i]), int(f.offsets[i + 1])
+        data = self.store.get_range(chunk_key(key), a, b) if b > a else b""
+        if crc32(data) != int(f.crcs[i]):
+            raise ChecksumError(f"chunk {chunk_key(key)} ({where}) is corrupt: sample {i} fails "
+                                "its CRC")
+        return data, f.shapes[i]
+
+
+def _where(meta: TensorMeta, index: ChunkIndex) -> Callable[[str], str]:
+    def where(key: str) -> str:
+        return f"tensor {meta.name!r}"
+    return where
+
+
+def read_samples(
+    reader: ChunkReader,
+    meta: TensorMeta,
+    index: ChunkIndex,
+    positions: np.ndarray,
+    decode: bool = True,
+    aslist: bool = False,
+) -> np.ndarray | list[Any]:
+    """Read samples at `positions`: one ndarray for same-shaped numeric samples, else a list."""
+    n = int(positions.shape[0])
+    where = _where(meta, index)
+    numeric = meta.kind == "array" and not meta.sample_compression
+    if n == 0:
+        if numeric and not aslist and meta.ndim is not None:
+            return np.zeros((0, *(meta.fixed_shape or (0,) * meta.ndim)), meta.np_dtype)
+        return []
+    ent, local = index.locate(positions)
+    # Fast path: one sample from an uncompressed chunk not in memory -> range read.
+    if n == 1:
+        e = int(ent[0])
+        keys = index.entry_keys(e)
+        if len(keys) == 1:
+            got = reader.sample_by_range(keys[0], index.entry_nbytes(e)[0], int(local[0]),
+                                         meta.ndim or 1, where(keys[0]))
+            if got is not None:
+                v = decode_sample(meta, got[0], got[1], decode)
+                if numeric and not aslist:
+                    return np.asarray(v).copy()[None]
+                return [v.copy() if isinstance(v, np.ndarray) else v]
+    uniq = np.unique(ent)
+    single = [int(e) for e in uniq if index.key_ptr[e + 1] - index.key_ptr[e] == 1]
+    tiled = [int(e) for e in uniq if index.key_ptr[e + 1] - index.key_ptr[e] > 1]
+    wanted = [index.keys[int(index.key_ptr[e])] for e in single]
+    for e in tiled:
+        wanted.extend(index.entry_keys(e))
+    parsed = reader.chunks(wanted, where)
+
+    if numeric and not aslist:
+        out = _gather_array(meta, index, parsed, ent, local, uniq)
+        if out is not None:
+            return out
+    values: list[Any] = [None] * n
+    order = np.argsort(ent, kind="stable")
+    bounds = np.searchsorted(ent[order], uniq)
+    bounds = np.append(bounds, n)
+    for j, e in enumerate(uniq):
+        sel = order[bounds[j]: bounds[j + 1]]
+        keys = index.entry_keys(int(e))
+        if not keys:
+            for s in sel:
+                values[s] = empty_value(meta)
+        elif len(keys) == 1:
+            c = parsed[keys[0]]
+            for s in sel:
+                li = int(local[s])
+                values[s] = decode_sample(meta, c.sample(li), c.footer.shapes[li], decode)
+        else:
+            pieces = [parsed[k] for k in keys]
+            raw = b"".join(p.payload for p in pieces)
+            v = decode_sample(meta, memoryview(raw), pieces[0].footer.shapes[0], decode)
+            for s in sel:
+                values[s] = v
+    if numeric and not aslist:
+        shapes = {np.shape(v) for v in values}
+        if len(shapes) == 1:
+            return np.stack(values) if n else np.zeros(0)
+    return [v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
+            for v in values]
+
+
+def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedChunk],
+                  ent: np.ndarray, local: np.ndarray, uniq: np.ndarray) -> np.ndarray | None:
+    """Vectorised gather when every touched chunk holds one uniform shape; else None."""
+    shape: tuple[int, ...] | None = None
+    views: dict[int, np.ndarray] = {}
+    for e in uniq:
+        keys = index.entry_keys(int(e))
+        if len(keys) != 1:
+            return None
+        f = parsed[keys[0]].footer
+        s0 = tuple(int(x) for x in f.shapes[0])
+        if not bool((f.shapes == f.shapes[0]).all()):
+            return None
+        if shape is None:
+            shape = s0
+        elif s0 != shape:
+            return None
+        views[int(e)] = parsed[keys[0]].array(meta.np_dtype)
+    assert shape is not None
+    n = ent.shape[0]
+    out = np.empty((n, *shape), meta.np_dtype)
+    if len(uniq) == 1:
+        out[:] = views[int(uniq[0])][local]
+        return out
+    order = np.argsort(ent, kind="stable")
+    se = ent[order]
+    bounds = np.append(np.searchsorted(se, uniq), n)
+    for j, e in enumerate(uniq):
+        sel = order[bounds[j]: bounds[j + 1]]
+        out[sel] = views[int(e)][local[sel]]
+    return out
+
+
+def read_shapes(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
+                positions: np.ndarray) -> np.ndarray:
+    """Sample shapes (n, ndim) at `positions`, reading only chunk footers."""
+    nd = meta.ndim if meta.ndim is not None else 1
+    out = np.zeros((positions.shape[0], nd), np.int64)
+    if not positions.shape[0]:
+        return out
+    ent, local = index.locate(positions)
+    for e in np.unique(ent):
+        sel = ent == e
+        keys = index.entry_keys(int(e))
+        if not keys:
+            out[sel] = np.asarray(meta.fixed_shape or (0,) * nd)
+            continue
+        k = keys[0]
+        c = reader.local.get(k) or reader.cache.get(k)
+        f = c.footer if c is not None else reader.footer(k, index.entry_nbytes(int(e))[0], nd,
+                                                         f"tensor {meta.name!r}")
+        out[sel] = f.shapes[0] if len(keys) > 1 else f.shapes[local[sel]]
+    return out

@@ -1,0 +1,128 @@
+"""Tensor: one named column, optionally restricted to some rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane.core._reader import read_samples
+from plane.dataset._indexing import normalize_index
+from plane.format._meta import TensorMeta
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+
+__all__ = ["Tensor"]
+
+
+class Tensor:
+    """A tensor of a dataset (all rows, or the rows a view selected)."""
+
+    def __init__(self, ds: Dataset, name: str, positions: np.ndarray | None = None,
+                 scalar: bool = False) -> None:
+        self._ds = ds
+        self.name = name
+        self._positions = positions
+        self._scalar = scalar
+
+    # ---- schema ---------------------------------------------------------------------------
+    @property
+    def meta(self) -> TensorMeta:
+        return self._ds._writer(self.name).meta
+
+    @property
+    def htype(self) -> str:
+        return self.meta.htype
+
+    @property
+    def dtype(self) -> np.dtype[Any] | str | None:
+        m = self.meta
+        return np.dtype(m.dtype) if m.kind == "array" and m.dtype else m.dtype
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.meta.class_names
+
+    @property
+    def num_chunks(self) -> int:
+        w = self._ds._writer(self.name)
+        return w.index.num_chunks + (1 if w.buffer is not None else 0)
+
+    def positions(self) -> np.ndarray:
+        if self._positions is None:
+            return np.arange(len(self._ds), dtype=np.int64)
+        return self._positions
+
+    def __len__(self) -> int:
+        return len(self._ds) if self._positions is None else int(self._positions.shape[0])
+
+    def __getitem__(self, key: Any) -> Tensor:
+        if self._scalar:
+            raise IndexError(f"tensor {self.name!r} is already indexed to one sample; index the "
+                             "numpy() result instead")
+        pos, scalar = normalize_index(key, len(self))
+        if self._positions is not None:
+            pos = self._positions[pos]
+        return Tensor(self._ds, self.name, pos, scalar)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+    # ---- reading --------------------------------------------------------------------------
+    def _read(self, decode: bool, aslist: bool) -> Any:
+        w = self._ds._writer(self.name)
+        w.seal()
+        out = read_samples(self._ds._reader, w.meta, w.index, self.positions(), decode, aslist)
+        if self._scalar:
+            return out[0]
+        return out
+
+    def numpy(self, aslist: bool = False) -> Any:
+        """Samples as one ndarray (same-shaped numeric data) or a list (ragged, text, json).
+
+        Images decode to HxWxC uint8; text gives str; json gives Python objects. A single-row
+        tensor (``ds[i]["x"]``) gives the sample itself.
+        """
+        return self._read(True, aslist)
+
+    def bytes(self) -> Any:
+        """Samples as stored bytes (e.g. the original JPEG) without decoding."""
+        w = self._ds._writer(self.name)
+        if w.meta.kind == "array" and not w.meta.sample_compression:
+            arr = self._read(True, True)
+            return arr.tobytes() if self._scalar else [a.tobytes() for a in arr]
+        return self._read(False, True)
+
+    def text(self) -> Any:
+        """Alias of numpy() for text tensors."""
+        return self.numpy()
+
+    def tolist(self) -> Any:
+        out = self.numpy(aslist=True)
+        if isinstance(out, np.ndarray):
+            return out.tolist()
+        return [o.tolist() if isinstance(o, np.ndarray) else o for o in out] \
+            if isinstance(out, list) else out
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """(rows, *sample dims); a dimension that varies between samples is None."""
+        from plane.core._reader import read_shapes
+
+        w = self._ds._writer(self.name)
+        if w.meta.kind != "array":
+            return () if self._scalar else (len(self),)
+        w.seal()
+        shapes = read_shapes(self._ds._reader, w.meta, w.index, self.positions())
+        if shapes.shape[0] == 0:
+            dims: tuple[int | None, ...] = tuple(w.meta.fixed_shape or ())
+        else:
+            same = (shapes == shapes[0]).all(axis=0)
+            dims = tuple(int(d) if s else None for d, s in zip(shapes[0], same))
+        return dims if self._scalar else (len(self), *dims)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, htype={self.htype!r}, rows={len(self)})"

@@ -1,0 +1,217 @@
+"""Chunk objects: many samples of one tensor, with a footer of shapes, offsets and CRCs.
+
+Layout (little-endian)::
+
+    [payload: raw or zstd][footer][u32 footer_len][b"TPC1"]
+
+    footer = u8 version, u8 codec, u8 flags, u8 ndim, u32 n, u64 raw_len,
+             u32 shapes[1 or n][ndim],        # one shape when FLAG_UNIFORM_SHAPE
+             u64 offsets[n + 1]               # absent when FLAG_UNIFORM_SIZE
+             u32 crc32[n]                     # per-sample CRCs, only when FLAG_CRC
+             u32 tile_index, u32 tile_count   # only when FLAG_TILE
+
+The footer sits at the end so that, when the payload is not compressed, a fixed-size sample is
+read with one range request once the footer is known. The whole object's xxh3-128 is its key.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from plane._errors import ChecksumError, PlaneError
+from plane.format._hash import crc32
+
+__all__ = [
+    "ChunkFooter",
+    "ParsedChunk",
+    "encode_chunk",
+    "parse_chunk",
+    "parse_footer",
+    "footer_size_hint",
+    "CODEC_NONE",
+    "CODEC_ZSTD",
+]
+
+MAGIC = b"TPC1"
+VERSION = 1
+CODEC_NONE, CODEC_ZSTD = 0, 1
+FLAG_UNIFORM_SHAPE, FLAG_UNIFORM_SIZE, FLAG_TILE, FLAG_CRC = 1, 2, 4, 8
+#: per-sample CRCs (for verified range reads) are kept when samples average at least this size
+CRC_MIN_SAMPLE_BYTES = 512
+_HEAD = struct.Struct("<BBBBIQ")
+_TAIL = struct.Struct("<I4s")
+ZSTD_LEVEL = 3
+#: compressed payloads that save less than this fraction are stored raw
+MIN_SAVING = 0.10
+
+_tls = threading.local()
+
+
+def _cctx() -> zstandard.ZstdCompressor:
+    c = getattr(_tls, "c", None)
+    if c is None:
+        c = _tls.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c
+
+
+def _dctx() -> zstandard.ZstdDecompressor:
+    d = getattr(_tls, "d", None)
+    if d is None:
+        d = _tls.d = zstandard.ZstdDecompressor()
+    return d
+
+
+@dataclass(frozen=True)
+class ChunkFooter:
+    codec: int
+    n: int
+    raw_len: int
+    shapes: np.ndarray  # (n, ndim) int64, always expanded
+    offsets: np.ndarray  # (n + 1,) int64, always expanded
+    crcs: np.ndarray | None  # (n,) uint32 when the chunk carries per-sample CRCs
+    payload_len: int
+    tile: tuple[int, int] | None = None
+
+    @property
+    def ndim(self) -> int:
+        return int(self.shapes.shape[1])
+
+
+def encode_chunk(
+    payload: bytes | memoryview,
+    shapes: np.ndarray,
+    offsets: np.ndarray,
+    compress: bool,
+    tile: tuple[int, int] | None = None,
+) -> bytes:
+    """Build a chunk from the raw concatenated sample bytes, their shapes and offsets."""
+    n, ndim = shapes.shape
+    raw = memoryview(payload).cast("B")
+    raw_len = raw.nbytes
+    codec, body = CODEC_NONE, raw
+    if compress and raw_len:
+        z = _cctx().compress(raw)
+        if len(z) < raw_len * (1 - MIN_SAVING):
+            codec, body = CODEC_ZSTD, memoryview(z)
+    flags = 0
+    uniform_shape = n > 0 and bool((shapes == shapes[0]).all())
+    sizes = np.diff(offsets)
+    uniform_size = n > 0 and bool((sizes == sizes[0]).all())
+    parts: list[bytes] = []
+    if uniform_shape:
+        flags |= FLAG_UNIFORM_SHAPE
+        parts.append(shapes[:1].astype("<u4").tobytes())
+    else:
+        parts.append(shapes.astype("<u4").tobytes())
+    if uniform_size:
+        flags |= FLAG_UNIFORM_SIZE
+    else:
+        parts.append(offsets.astype("<u8").tobytes())
+    if codec == CODEC_NONE and n and raw_len >= n * CRC_MIN_SAMPLE_BYTES:
+        flags |= FLAG_CRC
+        parts.append(np.fromiter((crc32(raw[offsets[i]:offsets[i + 1]]) for i in range(n)),
+                                 dtype="<u4", count=n).tobytes())
+    if tile is not None:
+        flags |= FLAG_TILE
+        parts.append(struct.pack("<II", *tile))
+    footer = _HEAD.pack(VERSION, codec, flags, ndim, n, raw_len) + b"".join(parts)
+    return b"".join([body, footer, _TAIL.pack(len(footer), MAGIC)])
+
+
+def footer_size_hint(n: int, ndim: int) -> int:
+    """Upper bound of the footer bytes for n samples of ndim dims (for speculative tail reads)."""
+    return _HEAD.size + n * ndim * 4 + (n + 1) * 8 + n * 4 + 8 + _TAIL.size
+
+
+def parse_footer(tail: bytes | memoryview, total_len: int, where: str) -> ChunkFooter:
+    """Parse the footer from the last bytes of a chunk (`tail` must contain the whole footer)."""
+    tail = memoryview(tail)
+    if len(tail) < _TAIL.size:
+        raise ChecksumError(f"chunk {where} is truncated ({total_len} bytes)")
+    flen, magic = _TAIL.unpack(tail[-_TAIL.size:])
+    if magic != MAGIC:
+        raise ChecksumError(f"chunk {where} is corrupt: bad magic {bytes(magic)!r}")
+    if flen + _TAIL.size > len(tail):
+        raise _NeedMore(flen + _TAIL.size)
+    fb = tail[len(tail) - _TAIL.size - flen: len(tail) - _TAIL.size]
+    try:
+        version, codec, flags, ndim, n, raw_len = _HEAD.unpack(fb[: _HEAD.size])
+        if version > VERSION:
+            raise PlaneError(f"chunk {where} has chunk version {version}; upgrade tensorplane")
+        pos = _HEAD.size
+        ns = 1 if flags & FLAG_UNIFORM_SHAPE else n
+        shapes = np.frombuffer(fb, "<u4", ns * ndim, pos).reshape(ns, ndim).astype(np.int64)
+        pos += ns * ndim * 4
+        if flags & FLAG_UNIFORM_SHAPE:
+            shapes = np.broadcast_to(shapes, (n, ndim))
+        if flags & FLAG_UNIFORM_SIZE:
+            size = raw_len // n if n else 0
+            offsets = np.arange(n + 1, dtype=np.int64) * size
+        else:
+            offsets = np.frombuffer(fb, "<u8", n + 1, pos).astype(np.int64)
+            pos += (n + 1) * 8
+        if flags & FLAG_CRC:
+            crcs: np.ndarray | None = np.frombuffer(fb, "<u4", n, pos)
+            pos += n * 4
+        else:
+            crcs = None
+        tile = struct.unpack_from("<II", fb, pos) if flags & FLAG_TILE else None
+    except (struct.error, ValueError) as e:
+        raise ChecksumError(f"chunk {where} has a corrupt footer: {e}") from e
+    payload_len = total_len - flen - _TAIL.size
+    return ChunkFooter(codec, n, raw_len, shapes, offsets, crcs, payload_len,
+                       (int(tile[0]), int(tile[1])) if tile else None)
+
+
+class _NeedMore(Exception):
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+
+@dataclass(frozen=True)
+class ParsedChunk:
+    """A chunk in memory: footer plus the raw (decompressed) payload."""
+
+    key: str
+    footer: ChunkFooter
+    payload: memoryview
+
+    @property
+    def nbytes(self) -> int:
+        return self.payload.nbytes
+
+    def sample(self, i: int) -> memoryview:
+        o = self.footer.offsets
+        return self.payload[int(o[i]): int(o[i + 1])]
+
+    def array(self, dtype: Any) -> np.ndarray:
+        """All samples as one (n, *shape) array; only valid when shapes are uniform."""
+        f = self.footer
+        shape = tuple(int(s) for s in f.shapes[0]) if f.n else ()
+        return np.frombuffer(self.payload, dtype=dtype, count=f.n * int(np.prod(shape))
+                             ).reshape((f.n, *shape))
+
+
+def parse_chunk(key: str, data: bytes, where: str) -> ParsedChunk:
+    """Parse a whole chunk object (its checksum is verified by the caller)."""
+    try:
+        footer = parse_footer(data, len(data), where)
+    except _NeedMore as e:  # cannot happen with the whole object, unless corrupt
+        raise ChecksumError(f"chunk {where} is corrupt: footer length {e.nbytes}") from None
+    body = memoryview(data)[: footer.payload_len]
+    if footer.codec == CODEC_ZSTD:
+        try:
+            raw = _dctx().decompress(body, max_output_size=footer.raw_len)
+        except zstandard.ZstdError as e:
+            raise ChecksumError(f"chunk {where} is corrupt: {e}") from e
+        body = memoryview(raw)
+    if body.nbytes != footer.raw_len:
+        raise ChecksumError(f"chunk {where} is corrupt: payload is {body.nbytes} bytes, "
+                            f"footer says {footer.raw_len}")
+    return ParsedChunk(key, footer, body)

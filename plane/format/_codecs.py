@@ -1,0 +1,377 @@
+"""Sample codecs: user values -> validated raw sample bytes (a Block), and back.
+
+Validation happens here, before anything is written, so a bad sample aborts the whole
+append/extend with a SampleError naming the tensor, the row and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plane._errors import PlaneError, SampleError
+from plane.format._meta import TensorMeta
+
+__all__ = ["Block", "encode_batch", "decode_sample", "empty_value"]
+
+_MEDIA_PROBED = ("jpeg", "png")
+
+
+@dataclass(frozen=True)
+class Block:
+    """n encoded samples: concatenated raw bytes, offsets (n+1) and shapes (n, ndim)."""
+
+    data: memoryview
+    offsets: np.ndarray
+    shapes: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.shapes.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets[-1] - self.offsets[0])
+
+    def slice(self, a: int, b: int) -> Block:
+        o = self.offsets[a: b + 1]
+        return Block(self.data[int(o[0]): int(o[-1])], o - o[0], self.shapes[a:b])
+
+    @staticmethod
+    def concat(blocks: Sequence[Block], ndim: int) -> Block:
+        blocks = [b for b in blocks if b.n]
+        if not blocks:
+            return Block(memoryview(b""), np.zeros(1, np.int64), np.zeros((0, ndim), np.int64))
+        if len(blocks) == 1:
+            return blocks[0]
+        data = b"".join(b.data for b in blocks)
+        sizes = np.concatenate([np.diff(b.offsets) for b in blocks])
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return Block(memoryview(data), offsets,
+                     np.concatenate([b.shapes.reshape(b.n, -1) for b in blocks]))
+
+
+def _err(meta: TensorMeta, row: int, what: str, fix: str) -> SampleError:
+    return SampleError(f"tensor {meta.name!r}: {what} at row {row}; {fix}")
+
+
+def _dtype_name(dt: Any) -> str:
+    return np.dtype(dt).name
+
+
+def _learn_dtype(arr: np.ndarray) -> np.dtype[Any]:
+    if arr.dtype.kind in "biuf":
+        return arr.dtype
+    raise TypeError(arr.dtype)
+
+
+def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray, TensorMeta]:
+    """Cast a batch (axis 0 = samples) to the tensor dtype, refusing lossy casts."""
+    if arr.dtype.kind not in "biuf":
+        raise _err(meta, first_row, f"expects numeric samples, got {arr.dtype} values",
+                   "pass numbers or numpy arrays (text goes in htype='text' tensors)")
+    if meta.dtype is None:
+        return arr, meta.evolve(dtype=arr.dtype.str)
+    target = np.dtype(meta.dtype)
+    if arr.dtype == target:
+        return arr, meta
+    ok = np.can_cast(arr.dtype, target, "safe")
+    if not ok and arr.size:
+        if arr.dtype.kind in "biu" and target.kind in "iu":
+            info = np.iinfo(target)
+            bad = (arr < info.min) | (arr > info.max)
+            if bad.any():
+                row = first_row + int(np.argwhere(bad)[0][0]) if arr.ndim else first_row
+                raise _err(meta, row, f"value out of range for {target.name}",
+                           f"use values in [{info.min}, {info.max}] or create the tensor with "
+                           f"a wider dtype")
+            ok = True
+        elif arr.dtype.kind in "biuf" and target.kind == "f":
+            finfo = np.finfo(target)
+            finite = np.isfinite(arr)
+            if (np.abs(arr[finite]) > finfo.max).any():
+                raise _err(meta, first_row, f"values overflow {target.name}",
+                           f"create the tensor with dtype='{arr.dtype.name}'")
+            ok = True
+    elif not ok:
+        ok = True  # empty batch: nothing can be lost
+    if not ok:
+        row = first_row
+        raise _err(meta, row, f"expects {target.name}, got {arr.dtype.name}",
+                   f"cast with .astype(np.{target.name}) or create the tensor with "
+                   f"dtype='{arr.dtype.name}'")
+    return arr.astype(target), meta
+
+
+def _check_shape(meta: TensorMeta, shape: tuple[int, ...], row: int) -> TensorMeta:
+    if meta.ndim is None:
+        meta = meta.evolve(ndim=len(shape))
+    if len(shape) != meta.ndim:
+        hint = " (add a channel axis: x[..., None])" if meta.htype == "image" and \
+            len(shape) == 2 else ""
+        raise _err(meta, row, f"samples have {meta.ndim} dims, got shape {shape}",
+                   f"reshape the sample to {meta.ndim} dims{hint}")
+    for lim, word in ((meta.shape, "shape"), (meta.max_shape, "max_shape")):
+        if lim is None:
+            continue
+        for d, (s, m) in enumerate(zip(shape, lim)):
+            if m is not None and ((word == "shape" and s != m) or (word == "max_shape" and s > m)):
+                raise _err(meta, row, f"shape {shape} does not fit {word} {lim} (dim {d})",
+                           f"resize the sample or create the tensor with a different {word}")
+    return meta
+
+
+def _as_batch(values: Any) -> np.ndarray | None:
+    """Try to view `values` as one numeric array (axis 0 = samples)."""
+    if isinstance(values, np.ndarray):
+        return values if values.dtype.kind in "biuf" else None
+    if not isinstance(values, (list, tuple)) or not values:
+        return None
+    if any(v is None or isinstance(v, (str, bytes, bytearray, memoryview)) for v in values):
+        return None
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        return None
+    return arr if arr.dtype.kind in "biuf" else None
+
+
+def _encode_arrays(meta: TensorMeta, values: Sequence[Any], row0: int
+                   ) -> tuple[Block, TensorMeta]:
+    if meta.htype == "class_label":
+        values, meta = _labels_to_ids(meta, values, row0)
+    batch = _as_batch(values)
+    if batch is not None and batch.ndim >= 1:
+        if meta.ndim is not None and batch.ndim - 1 != meta.ndim:
+            batch = None  # fall back to per-sample path for the precise error
+        else:
+            arr, meta = _cast(meta, batch, row0)
+            meta = _check_shape(meta, tuple(arr.shape[1:]), row0)
+            arr = np.ascontiguousarray(arr)
+            n = arr.shape[0]
+            size = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+            shapes = np.broadcast_to(np.asarray(arr.shape[1:], np.int64), (n, arr.ndim - 1))
+            return Block(memoryview(arr.reshape(-1)).cast("B"),
+                         np.arange(n + 1, dtype=np.int64) * size, shapes), meta
+    parts: list[np.ndarray] = []
+    for i, v in enumerate(values):
+        row = row0 + i
+        if v is None:
+            nd = meta.ndim if meta.ndim is not None else 1
+            a = np.zeros(meta.fixed_shape or (0,) * nd, meta.np_dtype)
+        else:
+            if isinstance(v, (str, bytes, bytearray, memoryview)):
+                raise _err(meta, row, f"expects a numeric array, got {type(v).__name__}",
+                           "use htype='text'/'binary' for strings and bytes, or give "
+                           "sample_compression for encoded images")
+            try:
+                a = np.asarray(v)
+            except (ValueError, TypeError):
+                raise _err(meta, row, "sample is ragged or not numeric",
+                           "give one numpy array per sample") from None
+        a, meta = _cast(meta, a[None], row)
+        a = a[0]
+        meta = _check_shape(meta, tuple(a.shape), row)
+        parts.append(np.ascontiguousarray(a))
+    nd = meta.ndim or 0
+    sizes = np.array([p.nbytes for p in parts], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    shapes = np.array([p.shape for p in parts], np.int64).reshape(len(parts), nd)
+    return Block(memoryview(b"".join(p.tobytes() for p in parts)), offsets, shapes), meta
+
+
+def _labels_to_ids(meta: TensorMeta, values: Any, row0: int) -> tuple[Any, TensorMeta]:
+    """Map class names to ids; unknown names are added to class_names."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values, meta
+    names = list(meta.class_names)
+    lookup = {n: i for i, n in enumerate(names)}
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, str):
+            if v not in lookup:
+                lookup[v] = len(names)
+                names.append(v)
+            return lookup[v]
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    out = [conv(v) for v in values]
+    return out, (meta.evolve(class_names=tuple(names)) if len(names) != len(meta.class_names)
+                 else meta)
+
+
+def _read_media_input(meta: TensorMeta, v: Any, row: int) -> bytes | np.ndarray:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, os.PathLike):
+        try:
+            with open(v, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise _err(meta, row, f"cannot read {os.fspath(v)!r}: {e.strerror}",
+                       "check the path") from None
+    if isinstance(v, np.ndarray):
+        return v
+    raise _err(meta, row, f"expects {meta.sample_compression} bytes, a path or an array, "
+               f"got {type(v).__name__}", "pass the encoded file's bytes")
+
+
+def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
+                  ) -> tuple[Block, TensorMeta]:
+    from plane.format import _media
+
+    comp = meta.sample_compression
+    assert comp is not None
+    nd = meta.ndim or 3
+    datas: list[bytes] = []
+    shapes: list[tuple[int, ...]] = []
+    for i, v in enumerate(values):
+        row = row0 + i
+        if v is None:
+            datas.append(b"")
+            shapes.append((0,) * nd)
+            continue
+        x = _read_media_input(meta, v, row)
+        if comp in _MEDIA_PROBED:
+            if isinstance(x, np.ndarray):
+                if x.dtype != np.uint8:
+                    raise _err(meta, row, f"expects uint8 pixels, got {x.dtype.name}",
+                               "convert with .astype(np.uint8)")
+                if x.ndim == 2:
+                    x = x[..., None]
+                meta = _check_shape(meta, tuple(x.shape), row)
+                try:
+                    x = _media.encode(x, comp)
+                except SampleError as e:
+                    raise _err(meta, row, str(e), "give HxW, HxWx1 or HxWx3 uint8") from None
+            kind = _media.sniff(x)
+            if kind != comp:
+                raise _err(meta, row, f"stores {comp} samples, got "
+                           f"{kind + ' bytes' if kind else 'bytes that are not an image'}",
+                           f"give {comp} bytes or create the tensor with "
+                           f"sample_compression={kind!r}" if kind else
+                           "check the file is a valid image")
+            try:
+                shape = tuple(int(s) for s in _media.probe(x, comp))
+            except SampleError as e:
+                raise _err(meta, row, str(e), "re-export the image or skip this row") from None
+            meta = _check_shape(meta, shape, row)
+            datas.append(x)
+            shapes.append(shape)
+        else:
+            if isinstance(x, np.ndarray):
+                raise _err(meta, row, f"cannot encode arrays to {comp}",
+                           f"give the {comp} file bytes, or create the tensor without "
+                           "sample_compression to store raw arrays")
+            datas.append(x)
+            shapes.append((0,) * nd)  # probed by the media extra at ingest time
+    if meta.dtype is None:
+        meta = meta.evolve(dtype=np.dtype("uint8").str)
+    sizes = np.array([len(d) for d in datas], np.int64)
+    return (Block(memoryview(b"".join(datas)),
+                  np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+                  np.array(shapes, np.int64).reshape(len(datas), nd)), meta)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
+    datas: list[bytes] = []
+    for i, v in enumerate(values):
+        row = row0 + i
+        if meta.kind == "text":
+            if v is None:
+                v = ""
+            if isinstance(v, (bytes, bytearray)):
+                try:
+                    v = bytes(v).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _err(meta, row, "bytes are not valid UTF-8",
+                               "decode the text first or use htype='binary'") from None
+            if not isinstance(v, str):
+                raise _err(meta, row, f"expects str, got {type(v).__name__}",
+                           "convert with str(value) or use htype='json'")
+            datas.append(v.encode("utf-8", "surrogatepass"))
+        elif meta.kind == "json":
+            try:
+                datas.append(json.dumps(v, default=_json_default, allow_nan=False,
+                                        ensure_ascii=False).encode())
+            except (TypeError, ValueError) as e:
+                raise _err(meta, row, f"value is not JSON: {e}",
+                           "give dicts/lists/str/numbers/bool/None (no NaN)") from None
+        else:
+            if v is None:
+                v = b""
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                raise _err(meta, row, f"expects bytes, got {type(v).__name__}",
+                           "encode the value to bytes first")
+            datas.append(bytes(v))
+    sizes = np.array([len(d) for d in datas], np.int64)
+    return Block(memoryview(b"".join(datas)),
+                 np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), sizes[:, None])
+
+
+def encode_batch(meta: TensorMeta, values: Any, first_row: int) -> tuple[Block, TensorMeta]:
+    """Validate and encode samples; returns the block and the (possibly learned) meta."""
+    if meta.kind == "array":
+        if meta.sample_compression:
+            if isinstance(values, np.ndarray) and values.dtype != object:
+                values = list(values)
+            return _encode_media(meta, values, first_row)
+        return _encode_arrays(meta, values, first_row)
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    return _encode_opaque(meta, values, first_row), meta
+
+
+def empty_value(meta: TensorMeta) -> Any:
+    """What an empty (fill) sample reads as."""
+    if meta.kind == "text":
+        return ""
+    if meta.kind == "json":
+        return None
+    if meta.kind == "bytes":
+        return b""
+    nd = meta.ndim if meta.ndim is not None else 1
+    return np.zeros(meta.fixed_shape or (0,) * nd, meta.np_dtype)
+
+
+def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int],
+                  decode: bool = True) -> Any:
+    """Turn one sample's raw bytes back into its value (decode=False keeps media bytes)."""
+    kind = meta.kind
+    if kind == "text":
+        return bytes(raw).decode("utf-8", "surrogatepass")
+    if kind == "json":
+        return json.loads(bytes(raw)) if len(raw) else None
+    if kind == "bytes":
+        return bytes(raw)
+    if meta.sample_compression:
+        if not decode:
+            return bytes(raw)
+        if not len(raw):
+            return np.zeros(tuple(shape), np.uint8)
+        if meta.sample_compression in _MEDIA_PROBED:
+            from plane.format import _media
+
+            return _media.decode(bytes(raw), meta.sample_compression)
+        raise PlaneError(f"tensor {meta.name!r}: decoding {meta.sample_compression} samples "
+                         "needs the media extra (pip install 'tensorplane[media]'); read the "
+                         "raw bytes with .bytes()")
+    shp = tuple(int(s) for s in shape)
+    return np.frombuffer(raw, meta.np_dtype, int(np.prod(shp, dtype=np.int64))).reshape(shp)

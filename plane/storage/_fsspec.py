@@ -1,0 +1,203 @@
+"""Any fsspec filesystem: ``s3://`` (s3fs), ``gs://`` (gcsfs), ``az://`` (adlfs), ..."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from plane._errors import ObjectNotFoundError, PlaneError, StoreError
+from plane.storage._base import Store, clamp_range
+
+__all__ = ["FsspecStore"]
+
+log = logging.getLogger(__name__)
+
+_INSTALL_HINT = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+                 "abfs": "adlfs", "abfss": "adlfs"}
+
+
+def _http_error(exc: BaseException) -> tuple[str | None, int | None]:
+    """The (S3-style error code, HTTP status) behind `exc` or its causes, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        resp = getattr(seen, "response", None)
+        if isinstance(resp, dict):
+            code = resp.get("Error", {}).get("Code")
+            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code, status
+        seen = seen.__cause__ or seen.__context__
+    return None, None
+
+
+def _is_precondition_failed(exc: BaseException) -> bool:
+    """True if `exc` (or its cause) is an HTTP 412 from a conditional write.
+
+    s3fs turns ``412 PreconditionFailed`` (Condition: If-None-Match) into FileExistsError with
+    the botocore ClientError as its cause.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, FileExistsError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    code, status = _http_error(exc)
+    return code == "PreconditionFailed" or status == 412
+
+
+def _is_conditional_conflict(exc: BaseException) -> bool:
+    """True for S3's ``409 ConditionalRequestConflict``: a concurrent conditional write was in
+    flight; S3 asks the caller to retry (the retry then succeeds or gets a 412)."""
+    code, status = _http_error(exc)
+    return code == "ConditionalRequestConflict" or (code is None and status == 409)
+
+
+def _is_invalid_range(exc: BaseException) -> bool:
+    """True for ``416 InvalidRange``: the range starts at or past the end of the object."""
+    code, status = _http_error(exc)
+    return code == "InvalidRange" or status == 416
+
+
+_CONFLICT_RETRIES = 8
+
+
+class FsspecStore(Store):
+    """A Store over an fsspec filesystem rooted at `url`.
+
+    `storage_options` go to the filesystem constructor unchanged (credentials, endpoint_url,
+    ...); they are never logged or shown in repr. `put_if_absent` uses the backend's exclusive
+    create (`pipe_file(mode="create")`: ``If-None-Match: *`` on S3). Backends without it fall back
+    to check-then-write, which is not atomic; a warning says so once.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        import fsspec
+
+        protocol, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError(f"{url!r} is not a URL; expected e.g. s3://bucket/path")
+        self.protocol = protocol
+        self.root = rest.rstrip("/")
+        self.url = f"{protocol}://{self.root}"
+        self.storage_options = dict(storage_options or {})
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as e:
+            pkg = _INSTALL_HINT.get(protocol, f"the fsspec backend for {protocol}://")
+            raise PlaneError(f"cannot open {self.url}: install {pkg} (pip install {pkg})") from e
+        except ValueError as e:
+            raise PlaneError(f"cannot open {self.url}: unknown protocol {protocol!r}") from e
+        self._fs: Any = None
+        self._lock = threading.Lock()
+        self._exclusive_ok = True
+
+    # Pickle only what rebuilds the filesystem (Ray workers reopen their own client).
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["storage_options"])  # type: ignore[misc]
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            import fsspec
+
+            with self._lock:
+                if self._fs is None:
+                    self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
+        return self._fs
+
+    def _p(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def _missing(self, key: str) -> ObjectNotFoundError:
+        return ObjectNotFoundError(f"{self.url}/{key} does not exist")
+
+    def _size(self, path: str) -> int:
+        info = self.fs.info(path)
+        if info.get("type", "file") != "file":  # a "directory" (a common prefix) is no object
+            raise FileNotFoundError(path)
+        return int(info["size"])
+
+    def get(self, key: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self._p(key)))
+        except FileNotFoundError:
+            raise self._missing(key) from None
+        except OSError as e:
+            raise StoreError(f"reading {self.url}/{key} failed: {e}") from e
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        path = self._p(key)
+        try:
+            if start < 0 or end <= start:
+                # Negative offsets need the size; so does an empty range (an HTTP Range with
+                # last < first is ignored by servers, which then send the whole object).
+                start, end = clamp_range(self._size(path), start, end)
+                if start == end:
+                    return b""
+            try:
+                return bytes(self.fs.cat_file(path, start=start, end=end))
+            except OSError as e:
+                if isinstance(e, FileNotFoundError) or not _is_invalid_range(e):
+                    raise
+                return b""  # 416: start is at or past the end (e.g. any range of b"")
+        except FileNotFoundError:
+            raise self._missing(key) from None
+        except OSError as e:
+            raise StoreError(f"reading {self.url}/{key}[{start}:{end}] failed: {e}") from e
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(self._p(key), bytes(data))
+        except OSError as e:
+            raise StoreError(f"writing {self.url}/{key} failed: {e}") from e
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._p(key)
+        attempt = 0
+        while self._exclusive_ok:
+            try:
+                self.fs.pipe_file(path, bytes(data), mode="create")
+                return True
+            except (TypeError, NotImplementedError):
+                self._exclusive_ok = False
+                log.warning("%s:// has no exclusive create; put_if_absent falls back to "
+                            "check-then-write, which is not atomic across writers", self.protocol)
+            except OSError as e:
+                if _is_precondition_failed(e) or e.errno == errno.EEXIST:
+                    return False
+                if _is_conditional_conflict(e) and attempt < _CONFLICT_RETRIES:
+                    attempt += 1
+                    time.sleep(0.01 * 2**attempt * random.random())  # backoff, then retry
+                    continue
+                raise StoreError(f"conditional write of {self.url}/{key} failed: {e}") from e
+        if self.fs.exists(path):
+            return False
+        self.put(key, data)
+        return True
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._p(key))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StoreError(f"deleting {self.url}/{key} failed: {e}") from e
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        head, _, _ = prefix.rpartition("/")
+        base = f"{self.root}/{head}" if head else self.root
+        self.fs.invalidate_cache(base)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return iter(())
+        n = len(self.root) + 1
+        keys = (p[n:] for p in found if p.startswith(self.root + "/"))
+        return iter(sorted(k for k in keys if k.startswith(prefix)))

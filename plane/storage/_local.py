@@ -1,0 +1,100 @@
+"""A directory on local disk (``/path`` or ``file:///path``)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from plane._errors import ObjectNotFoundError
+from plane.storage._base import Store, clamp_range
+
+__all__ = ["LocalStore"]
+
+
+class LocalStore(Store):
+    """Objects are files under `root`; writes go to a temp file then `os.replace`/`os.link`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = self.root.as_uri()
+        self._made: set[Path] = set()
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid store key {key!r}: keys are relative paths without '..'")
+        return self.root / key
+
+    def _mkdirs(self, path: Path) -> None:
+        parent = path.parent
+        if parent not in self._made:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
+
+    def _tmp(self, path: Path, data: bytes) -> Path:
+        self._mkdirs(path)
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        return tmp
+
+    def get(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"{self.url}/{key} does not exist") from None
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                s, e = clamp_range(size, start, end)
+                f.seek(s)
+                return f.read(e - s)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"{self.url}/{key} does not exist") from None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._tmp(path, data)
+        os.replace(tmp, path)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        # Write the full bytes first, then link: the name appears atomically and complete.
+        path = self._path(key)
+        tmp = self._tmp(path, data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        # Walk only the directory that can contain the prefix.
+        head, _, _ = prefix.rpartition("/")
+        base = self.root / head if head else self.root
+        if not base.is_dir():
+            return iter(())
+        out = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            dirnames[:] = [d for d in dirnames if (rel + d + "/").startswith(prefix)
+                           or prefix.startswith(rel + d + "/")]
+            for name in filenames:
+                if name.startswith(".tmp-"):
+                    continue
+                key = rel + name
+                if key.startswith(prefix):
+                    out.append(key)
+        return iter(sorted(out))

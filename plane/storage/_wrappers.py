@@ -1,0 +1,281 @@
+"""Cross-cutting behaviour as wrappers around any Store: cache, read-only, fault injection."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from plane._errors import ReadOnlyError, StoreError
+from plane.storage._base import Store, clamp_range
+
+__all__ = ["WrapperStore", "CachingStore", "ReadOnlyStore", "FaultyStore"]
+
+
+class WrapperStore(Store):
+    """Delegates every primitive to `inner`; subclasses override what they change."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        return self.inner.get_range(key, start, end)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self.inner.put_if_absent(key, data)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    @property
+    def read_only(self) -> bool:
+        return self.inner.read_only
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    def __getstate__(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class ReadOnlyStore(WrapperStore):
+    """Refuses every write with ReadOnlyError."""
+
+    def _refuse(self, key: str) -> None:
+        raise ReadOnlyError(
+            f"cannot write {key!r}: {self.url} is opened read-only; "
+            "open it with read_only=False to write"
+        )
+
+    def put(self, key: str, data: bytes) -> None:
+        self._refuse(key)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        self._refuse(key)
+        return False
+
+    def delete(self, key: str) -> None:
+        self._refuse(key)
+
+    @property
+    def read_only(self) -> bool:
+        return True
+
+
+class CachingStore(WrapperStore):
+    """An LRU cache of whole objects, bounded in bytes, in memory and optionally on local disk.
+
+    Only keys accepted by `cacheable` (default: all) are cached; use it to cache immutable
+    objects (content-addressed chunks) and never mutable ones. Ranges are served from a cached
+    whole object when present, otherwise passed through uncached.
+    """
+
+    def __init__(
+        self,
+        inner: Store,
+        max_bytes: int = 256 << 20,
+        disk_dir: str | os.PathLike[str] | None = None,
+        disk_max_bytes: int = 4 << 30,
+        cacheable: Callable[[str], bool] | None = None,
+    ) -> None:
+        super().__init__(inner)
+        self.max_bytes = max_bytes
+        self.cacheable = cacheable
+        self._mem: OrderedDict[str, bytes] = OrderedDict()
+        self._mem_bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.disk_dir = Path(disk_dir) if disk_dir is not None else None
+        self.disk_max_bytes = disk_max_bytes
+        if self.disk_dir is not None:
+            self.disk_dir.mkdir(parents=True, exist_ok=True)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_mem"] = OrderedDict()
+        state["_mem_bytes"] = 0
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _ok(self, key: str) -> bool:
+        return self.cacheable is None or self.cacheable(key)
+
+    def _disk_path(self, key: str) -> Path:
+        assert self.disk_dir is not None
+        h = hashlib.blake2b(f"{self.inner.url}/{key}".encode(), digest_size=16).hexdigest()
+        return self.disk_dir / h[:2] / h
+
+    def _remember(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._mem.pop(key, None)
+            if old is not None:
+                self._mem_bytes -= len(old)
+            self._mem[key] = data
+            self._mem_bytes += len(data)
+            while self._mem_bytes > self.max_bytes:
+                _, ev = self._mem.popitem(last=False)
+                self._mem_bytes -= len(ev)
+
+    def _lookup(self, key: str) -> bytes | None:
+        with self._lock:
+            data = self._mem.get(key)
+            if data is not None:
+                self._mem.move_to_end(key)
+                return data
+        if self.disk_dir is not None:
+            p = self._disk_path(key)
+            try:
+                data = p.read_bytes()
+            except FileNotFoundError:
+                return None
+            self._remember(key, data)
+            return data
+        return None
+
+    def _store_disk(self, key: str, data: bytes) -> None:
+        if self.disk_dir is None:
+            return
+        p = self._disk_path(key)
+        p.parent.mkdir(exist_ok=True)
+        tmp = p.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+        self._trim_disk()
+
+    def _trim_disk(self) -> None:
+        assert self.disk_dir is not None
+        files = [p for p in self.disk_dir.glob("*/*") if ".tmp" not in p.name]
+        total = sum(p.stat().st_size for p in files)
+        if total <= self.disk_max_bytes:
+            return
+        for p in sorted(files, key=lambda p: p.stat().st_atime):
+            total -= p.stat().st_size
+            p.unlink(missing_ok=True)
+            if total <= self.disk_max_bytes:
+                break
+
+    def get(self, key: str) -> bytes:
+        if not self._ok(key):
+            return self.inner.get(key)
+        data = self._lookup(key)
+        if data is not None:
+            self.hits += 1
+            return data
+        self.misses += 1
+        data = self.inner.get(key)
+        self._remember(key, data)
+        self._store_disk(key, data)
+        return data
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        data = self._lookup(key) if self._ok(key) else None
+        if data is None:
+            return self.inner.get_range(key, start, end)
+        s, e = clamp_range(len(data), start, end)
+        return data[s:e]
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            old = self._mem.pop(key, None)
+            if old is not None:
+                self._mem_bytes -= len(old)
+        if self.disk_dir is not None:
+            self._disk_path(key).unlink(missing_ok=True)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+        self._forget(key)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self.inner.put_if_absent(key, data)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+        self._forget(key)
+
+
+class FaultyStore(WrapperStore):
+    """Injects latency and failures, for tests and benchmarks.
+
+    latency: seconds added to every call (plus `jitter` * random). fail_rate: probability that a
+    call raises StoreError. fail_keys: predicate; matching keys always fail. corrupt: predicate;
+    matching keys return their bytes with one byte flipped.
+    """
+
+    def __init__(
+        self,
+        inner: Store,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        fail_rate: float = 0.0,
+        fail_keys: Callable[[str], bool] | None = None,
+        corrupt: Callable[[str], bool] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(inner)
+        self.latency, self.jitter, self.fail_rate = latency, jitter, fail_rate
+        self.fail_keys, self.corrupt = fail_keys, corrupt
+        self._rng = random.Random(seed)
+        self.calls = 0
+
+    def _before(self, op: str, key: str) -> None:
+        self.calls += 1
+        if self.latency or self.jitter:
+            time.sleep(self.latency + self.jitter * self._rng.random())
+        if (self.fail_keys is not None and self.fail_keys(key)) or (
+            self.fail_rate and self._rng.random() < self.fail_rate
+        ):
+            raise StoreError(f"injected failure: {op} {self.url}/{key}")
+
+    def _maybe_corrupt(self, key: str, data: bytes) -> bytes:
+        if self.corrupt is not None and self.corrupt(key) and data:
+            b = bytearray(data)
+            b[len(b) // 2] ^= 0xFF
+            return bytes(b)
+        return data
+
+    def get(self, key: str) -> bytes:
+        self._before("get", key)
+        return self._maybe_corrupt(key, self.inner.get(key))
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        self._before("get_range", key)
+        return self._maybe_corrupt(key, self.inner.get_range(key, start, end))
+
+    def put(self, key: str, data: bytes) -> None:
+        self._before("put", key)
+        self.inner.put(key, data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        self._before("put_if_absent", key)
+        return self.inner.put_if_absent(key, data)
+
+    def delete(self, key: str) -> None:
+        self._before("delete", key)
+        self.inner.delete(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        self._before("list", prefix)
+        return self.inner.list(prefix)
