@@ -16,7 +16,6 @@ from plane.format._chunk import (
     ChunkFooter,
     ParsedChunk,
     _NeedMore,
-    footer_size_hint,
     parse_chunk,
     parse_footer,
 )

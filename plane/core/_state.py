@@ -40,7 +40,8 @@ class RowIds:
         ends = np.cumsum(self.lengths)
         run = np.searchsorted(ends, positions, side="right")
         begin = ends - np.asarray(self.lengths)
-        return np.asarray(self.starts, np.int64)[run] + (positions - begin[run])
+        out: np.ndarray = np.asarray(self.starts, np.int64)[run] + (positions - begin[run])
+        return out
 
     def copy(self) -> RowIds:
         return RowIds(list(self.starts), list(self.lengths))
@@ -84,14 +85,15 @@ class State:
     parent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "tensors": [[k, v] for k, v in self.tensors.items()],
-                "length": self.length,
+        return {"format_version": FORMAT_VERSION,
+                "tensors": [[k, v] for k, v in self.tensors.items()], "length": self.length,
                 "row_ids": self.row_ids.to_dict(), "next_row_id": self.next_row_id,
                 "parent": self.parent}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
-        return cls({k: v for k, v in d["tensors"]}, int(d["length"]), RowIds.from_dict(d["row_ids"]),
+        return cls({k: v for k, v in d["tensors"]}, int(d["length"]),
+                   RowIds.from_dict(d["row_ids"]),
                    int(d["next_row_id"]), d.get("parent"))
 
     def save(self, store: Store) -> str:

@@ -27,7 +27,7 @@ from plane.core._layout import (
     write_dataset_info,
 )
 from plane.core._reader import DEFAULT_CACHE_BYTES, ChunkReader
-from plane.core._state import RowIds, State, TensorPart
+from plane.core._state import State, TensorPart
 from plane.core._writer import TensorWriter
 from plane.dataset._indexing import normalize_index
 from plane.dataset._tensor import Tensor

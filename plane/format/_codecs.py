@@ -60,10 +60,6 @@ def _err(meta: TensorMeta, row: int, what: str, fix: str) -> SampleError:
     return SampleError(f"tensor {meta.name!r}: {what} at row {row}; {fix}")
 
 
-def _dtype_name(dt: Any) -> str:
-    return np.dtype(dt).name
-
-
 def _learn_dtype(arr: np.ndarray) -> np.dtype[Any]:
     if arr.dtype.kind in "biuf":
         return arr.dtype
@@ -150,14 +146,28 @@ def _encode_arrays(meta: TensorMeta, values: Sequence[Any], row0: int
         if meta.ndim is not None and batch.ndim - 1 != meta.ndim:
             batch = None  # fall back to per-sample path for the precise error
         else:
-            arr, meta = _cast(meta, batch, row0)
-            meta = _check_shape(meta, tuple(arr.shape[1:]), row0)
-            arr = np.ascontiguousarray(arr)
-            n = arr.shape[0]
-            size = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
-            shapes = np.broadcast_to(np.asarray(arr.shape[1:], np.int64), (n, arr.ndim - 1))
-            return Block(memoryview(arr.reshape(-1)).cast("B"),
-                         np.arange(n + 1, dtype=np.int64) * size, shapes), meta
+            try:
+                arr, meta = _cast(meta, batch, row0)
+            except SampleError:
+                if isinstance(values, np.ndarray):
+                    raise
+                arr = None  # a list: redo sample by sample to name the exact row
+            if arr is not None:
+                return _uniform_block(arr, _check_shape(meta, tuple(arr.shape[1:]), row0))
+    return _ragged_block(meta, values, row0)
+
+
+def _uniform_block(arr: np.ndarray, meta: TensorMeta) -> tuple[Block, TensorMeta]:
+    arr = np.ascontiguousarray(arr)
+    n = arr.shape[0]
+    size = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+    shapes = np.broadcast_to(np.asarray(arr.shape[1:], np.int64), (n, arr.ndim - 1))
+    return Block(memoryview(arr.reshape(-1).data).cast("B"),
+                 np.arange(n + 1, dtype=np.int64) * size, shapes), meta
+
+
+def _ragged_block(meta: TensorMeta, values: Sequence[Any], row0: int
+                  ) -> tuple[Block, TensorMeta]:
     parts: list[np.ndarray] = []
     for i, v in enumerate(values):
         row = row0 + i
@@ -351,7 +361,7 @@ def empty_value(meta: TensorMeta) -> Any:
     return np.zeros(meta.fixed_shape or (0,) * nd, meta.np_dtype)
 
 
-def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int],
+def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int] | np.ndarray,
                   decode: bool = True) -> Any:
     """Turn one sample's raw bytes back into its value (decode=False keeps media bytes)."""
     kind = meta.kind

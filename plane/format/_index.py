@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zstandard
 
 __all__ = ["ChunkIndex"]
 
 
 def _b64(a: np.ndarray, dtype: str) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode()
+    raw = np.ascontiguousarray(a, dtype=dtype).tobytes()
+    return base64.b64encode(zstandard.ZstdCompressor(level=3).compress(raw)).decode()
 
 
 def _unb64(s: str, dtype: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype=dtype).astype(np.int64)
+    raw = zstandard.ZstdDecompressor().decompress(base64.b64decode(s))
+    return np.frombuffer(raw, dtype=dtype).astype(np.int64)
 
 
 @dataclass
@@ -88,11 +91,13 @@ class ChunkIndex:
     def ends(self) -> np.ndarray:
         """Exclusive end row of each entry (cumulative rows)."""
         if self._ends is None:
-            self._ends = np.cumsum(self.rows)
-        return self._ends
+            self._ends = np.asarray(np.cumsum(self.rows), np.int64)
+        ends: np.ndarray = self._ends
+        return ends
 
     def starts(self) -> np.ndarray:
-        return self.ends - self.rows
+        out: np.ndarray = self.ends - self.rows
+        return out
 
     def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Entry index and row-within-entry of each position (vectorised binary search)."""

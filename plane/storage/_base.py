@@ -51,7 +51,8 @@ class Store(abc.ABC):
         """Yield every key that starts with `prefix` (string prefix, not directory)."""
 
     # ---- defaults built on the primitives -------------------------------------------------
-    def get_many(self, keys: Iterable[str], max_workers: int = DEFAULT_IO_THREADS) -> dict[str, bytes]:
+    def get_many(self, keys: Iterable[str], max_workers: int = DEFAULT_IO_THREADS
+                 ) -> dict[str, bytes]:
         """Fetch several objects concurrently (thread pool); raise on the first missing one."""
         keys = list(dict.fromkeys(keys))
         if len(keys) <= 1:

@@ -23,7 +23,8 @@ def open_store(
         return url
     s = os.fspath(url)
     if s.startswith("mem://"):
-        return MemoryStore(s[len("mem://"):].strip("/") or "default")
+        name = s[len("mem://"):].strip("/")
+        return MemoryStore(name or None)  # bare mem:// is private to its opener
     if s.startswith("file://"):
         return LocalStore(s[len("file://"):])
     if "://" not in s:

@@ -1,0 +1,1 @@
+"""Pydantic config models and example YAML for jobs and clusters."""

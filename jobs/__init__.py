@@ -1,0 +1,1 @@
+"""Ray job entrypoints, run as `ray job submit -- python -m jobs.<name>`."""
