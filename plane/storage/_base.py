@@ -28,10 +28,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_range(self, key: str, start: int, end: int) -> bytes:
-        """Return bytes [start, end) of the object (end is clamped to its size).
+        """Return bytes [start, end) of the object, like ``data[start:end]``.
 
-        A negative start counts from the end of the object (``start=-8, end=None`` style is
-        spelled ``get_range(key, -8, 0)``: end <= 0 means 'to the end').
+        A negative start or end counts from the end of the object; ``end == 0`` means "to the
+        end" (so the last 8 bytes are ``get_range(key, -8, 0)``); both are clamped to the size.
         """
 
     @abc.abstractmethod
