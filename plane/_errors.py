@@ -15,6 +15,8 @@ __all__ = [
     "FormatVersionError",
     "StoreError",
     "CommitConflictError",
+    "MergeConflictError",
+    "VersionNotFoundError",
 ]
 
 
@@ -70,3 +72,21 @@ class FormatVersionError(PlaneError, ValueError):
 
 class CommitConflictError(PlaneError, RuntimeError):
     """A concurrent writer changed the branch in a way that cannot be rebased automatically."""
+
+
+class MergeConflictError(PlaneError, RuntimeError):
+    """A merge found rows changed differently on both sides; nothing was changed.
+
+    `conflicts` maps tensor name -> sorted row ids in conflict.
+    """
+
+    def __init__(self, message: str, conflicts: dict[str, list[int]] | None = None) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts or {}
+
+
+class VersionNotFoundError(PlaneError, KeyError):
+    """A branch, tag or commit id does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

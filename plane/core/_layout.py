@@ -88,8 +88,11 @@ def read_dataset_info(store: Store) -> dict[str, Any]:
 class RefStore:
     """Branch refs as sequence-numbered immutable objects: `refs/heads/<b>/<seq:020d>`.
 
-    Moving a ref writes the next sequence number with put_if_absent, so two writers can never
-    both succeed from the same base; the loser re-reads the head and retries.
+    A record is ``{"commit": <id or null>, "state": <state key>}``: the branch's last commit
+    and its working state (equal to the commit's state when nothing is uncommitted). Moving a
+    ref writes the next sequence number with put_if_absent, so two writers can never both
+    succeed from the same base; the loser re-reads the head and retries. Tags are single
+    immutable objects `refs/tags/<name>` created with put_if_absent.
     """
 
     def __init__(self, store: Store) -> None:
@@ -99,16 +102,24 @@ class RefStore:
     def _prefix(branch: str) -> str:
         return f"refs/heads/{branch}/"
 
+    def _read(self, key: str) -> dict[str, Any]:
+        rec: dict[str, Any] = json.loads(unseal(self.store.get(key), f"{self.store.url}/{key}"))
+        return rec
+
+    def _seqs(self, branch: str) -> list[int]:
+        prefix = self._prefix(branch)
+        names = (k[len(prefix):] for k in self.store.list(prefix))
+        return sorted(int(n) for n in names if n.isdigit())  # "a/b/..." is not branch "a"
+
     def head(self, branch: str) -> tuple[int, dict[str, Any]] | None:
-        """(seq, record) of the newest ref of `branch`, or None if it has none."""
-        keys = list(self.store.list(self._prefix(branch)))
-        seqs = sorted((int(k.rsplit("/", 1)[1]) for k in keys
-                       if k.rsplit("/", 1)[1].isdigit()), reverse=True)
-        for seq in seqs:
-            key = f"{self._prefix(branch)}{seq:020d}"
-            rec = json.loads(unseal(self.store.get(key), f"{self.store.url}/{key}"))
-            return seq, rec
-        return None
+        """(seq, record) of the newest ref of `branch`, or None if there is no such branch."""
+        seqs = self._seqs(branch)
+        if not seqs:
+            return None
+        rec = self._read(f"{self._prefix(branch)}{seqs[-1]:020d}")
+        if rec.get("deleted"):
+            return None
+        return seqs[-1], rec
 
     def advance(self, branch: str, seq: int, record: dict[str, Any]) -> bool:
         """Create ref number `seq` (must be head + 1); False if someone else got there first."""
@@ -116,12 +127,54 @@ class RefStore:
         return self.store.put_if_absent(f"{self._prefix(branch)}{seq:020d}", seal(_dumps(body)))
 
     def branches(self) -> list[str]:
-        out = {k[len("refs/heads/"):].rsplit("/", 1)[0] for k in self.store.list("refs/heads/")}
-        return sorted(out)
+        names = {k[len("refs/heads/"):].rsplit("/", 1)[0] for k in self.store.list("refs/heads/")}
+        return sorted(b for b in names if self.head(b) is not None)
+
+    def delete_branch(self, branch: str) -> None:
+        """Tombstone the branch (atomically, as a ref move), then remove its records."""
+        while True:
+            head = self.head(branch)
+            if head is None:
+                raise PlaneError(f"no branch {branch!r} in {self.store.url}")
+            if self.advance(branch, head[0] + 1, {"deleted": True}):
+                break
+        for seq in self._seqs(branch):
+            self.store.delete(f"{self._prefix(branch)}{seq:020d}")
+
+    def prune(self, branch: str, keep: int = 8) -> int:
+        """Delete all but the newest `keep` records of a branch (history lives in commits)."""
+        seqs = self._seqs(branch)[:-keep] if keep else self._seqs(branch)
+        for seq in seqs:
+            self.store.delete(f"{self._prefix(branch)}{seq:020d}")
+        return len(seqs)
+
+    # ---- tags -----------------------------------------------------------------------------
+    def put_tag(self, name: str, commit_id: str, message: str = "") -> bool:
+        body = {"commit": commit_id, "message": message, "time": time.time()}
+        return self.store.put_if_absent(f"refs/tags/{name}", seal(_dumps(body)))
+
+    def get_tag(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._read(f"refs/tags/{name}")
+        except ObjectNotFoundError:
+            return None
+
+    def tags(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for k in self.store.list("refs/tags/"):
+            out[k[len("refs/tags/"):]] = self._read(k)
+        return out
+
+    def delete_tag(self, name: str) -> None:
+        if self.get_tag(name) is None:
+            raise PlaneError(f"no tag {name!r} in {self.store.url}")
+        self.store.delete(f"refs/tags/{name}")
 
 
-def check_branch_name(name: str) -> str:
-    if not name or any(c in name for c in " \t\n:*?[]\\~^") or name.startswith(("/", ".")) \
-            or ".." in name:
-        raise PlaneError(f"invalid branch name {name!r}")
+def check_ref_name(name: str, what: str = "branch") -> str:
+    if (not isinstance(name, str) or not name or name.startswith(("/", ".", "-"))
+            or name.endswith("/") or ".." in name or "//" in name
+            or any(c in name for c in " \t\n:*?[]\\~^@")):
+        raise PlaneError(f"invalid {what} name {name!r}: use letters, digits, '-', '_', '.' "
+                         "and '/' (not at the start or end)")
     return name

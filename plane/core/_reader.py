@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +26,10 @@ from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
 
-__all__ = ["ChunkReader", "read_samples", "DEFAULT_CACHE_BYTES"]
+if TYPE_CHECKING:
+    from plane.core._state import Patch
+
+__all__ = ["ChunkReader", "PatchMap", "read_samples", "read_shapes", "DEFAULT_CACHE_BYTES"]
 
 DEFAULT_CACHE_BYTES = 256 << 20
 _TAIL_GUESS = 16 << 10
@@ -147,6 +151,36 @@ class ChunkReader:
         return data, f.shapes[i]
 
 
+@dataclass(frozen=True)
+class PatchMap:
+    """Which patch (and sample in it) holds the newest value of each patched physical row."""
+
+    rows: np.ndarray  # sorted unique physical rows
+    keys: tuple[str, ...]  # chunk key per patch
+    which: np.ndarray  # patch index per row
+    local: np.ndarray  # sample index inside that patch chunk
+
+    @classmethod
+    def build(cls, patches: Sequence[Patch]) -> PatchMap:
+        rows = np.concatenate([p.rows for p in patches])
+        which = np.concatenate([np.full(p.rows.shape[0], i, np.int64)
+                                for i, p in enumerate(patches)])
+        local = np.concatenate([np.arange(p.rows.shape[0], dtype=np.int64) for p in patches])
+        # newest wins: take the last occurrence of each row
+        rev = rows[::-1]
+        uniq, first = np.unique(rev, return_index=True)
+        pick = rows.shape[0] - 1 - first
+        return cls(uniq, tuple(p.key for p in patches), which[pick], local[pick])
+
+    def hits(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into positions that are patched, their index into self.rows)."""
+        at = np.searchsorted(self.rows, positions)
+        at_c = np.minimum(at, max(self.rows.shape[0] - 1, 0))
+        hit = (at < self.rows.shape[0]) & (self.rows[at_c] == positions)
+        sel = np.flatnonzero(hit)
+        return sel, at_c[sel]
+
+
 def _where(meta: TensorMeta, index: ChunkIndex) -> Callable[[str], str]:
     def where(key: str) -> str:
         return f"tensor {meta.name!r}"
@@ -160,8 +194,51 @@ def read_samples(
     positions: np.ndarray,
     decode: bool = True,
     aslist: bool = False,
+    patches: PatchMap | None = None,
 ) -> np.ndarray | list[Any]:
-    """Read samples at `positions`: one ndarray for same-shaped numeric samples, else a list."""
+    """Read samples at physical `positions`: one ndarray for same-shaped numeric samples, else
+    a list. Values in `patches` override the chunk values."""
+    if patches is not None:
+        sel, at = patches.hits(positions)
+        if sel.shape[0]:
+            return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel, at)
+    return _read_base(reader, meta, index, positions, decode, aslist)
+
+
+def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
+                  positions: np.ndarray, decode: bool, aslist: bool, pm: PatchMap,
+                  sel: np.ndarray, at: np.ndarray) -> np.ndarray | list[Any]:
+    keys = [pm.keys[int(pm.which[a])] for a in at]
+    chunks = reader.chunks(keys, lambda k: f"patch of tensor {meta.name!r}")
+    new = []
+    for k, a in zip(keys, at):
+        c, li = chunks[k], int(pm.local[a])
+        v = decode_sample(meta, c.sample(li), c.footer.shapes[li], decode)
+        new.append(v.copy() if isinstance(v, np.ndarray) else v)
+    rest = np.ones(positions.shape[0], bool)
+    rest[sel] = False
+    others = np.flatnonzero(rest)
+    base = _read_base(reader, meta, index, positions[others], decode, True) \
+        if others.shape[0] else []
+    values: list[Any] = [None] * positions.shape[0]
+    for j, v in zip(others, base):
+        values[int(j)] = v
+    for j, v in zip(sel, new):
+        values[int(j)] = v
+    numeric = meta.kind == "array" and not meta.sample_compression
+    if numeric and not aslist and len({np.shape(v) for v in values}) == 1:
+        return np.stack(values)
+    return values
+
+
+def _read_base(
+    reader: ChunkReader,
+    meta: TensorMeta,
+    index: ChunkIndex,
+    positions: np.ndarray,
+    decode: bool,
+    aslist: bool,
+) -> np.ndarray | list[Any]:
     n = int(positions.shape[0])
     where = _where(meta, index)
     numeric = meta.kind == "array" and not meta.sample_compression
@@ -257,7 +334,7 @@ def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedC
 
 
 def read_shapes(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
-                positions: np.ndarray) -> np.ndarray:
+                positions: np.ndarray, patches: PatchMap | None = None) -> np.ndarray:
     """Sample shapes (n, ndim) at `positions`, reading only chunk footers."""
     nd = meta.ndim if meta.ndim is not None else 1
     out = np.zeros((positions.shape[0], nd), np.int64)
@@ -275,4 +352,10 @@ def read_shapes(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
         f = c.footer if c is not None else reader.footer(k, index.entry_nbytes(int(e))[0], nd,
                                                          f"tensor {meta.name!r}")
         out[sel] = f.shapes[0] if len(keys) > 1 else f.shapes[local[sel]]
+    if patches is not None:
+        hit, at = patches.hits(positions)
+        for j, a in zip(hit, at):
+            k = patches.keys[int(patches.which[a])]
+            out[j] = reader.chunk(k, f"patch of tensor {meta.name!r}").footer.shapes[
+                int(patches.local[a])]
     return out

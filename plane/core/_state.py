@@ -1,23 +1,44 @@
-"""Manifests: a State (root of one dataset version) and its TensorParts."""
+"""Manifests: State (one dataset version), TensorPart (one tensor), Commit, and helpers."""
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zstandard
 
 from plane.core._layout import FORMAT_VERSION, get_cas_json, put_cas_json
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
 
-__all__ = ["RowIds", "TensorPart", "State"]
+__all__ = ["RowIds", "Patch", "TensorPart", "State", "Commit", "pack_ints", "unpack_ints",
+           "new_row_id_base"]
+
+
+def pack_ints(a: np.ndarray) -> str:
+    """int64 array -> base64(zstd(delta-free little-endian bytes))."""
+    raw = np.ascontiguousarray(a, dtype="<i8").tobytes()
+    return base64.b64encode(zstandard.ZstdCompressor(level=3).compress(raw)).decode()
+
+
+def unpack_ints(s: str) -> np.ndarray:
+    raw = zstandard.ZstdDecompressor().decompress(base64.b64decode(s))
+    return np.frombuffer(raw, "<i8").astype(np.int64)
+
+
+def new_row_id_base() -> int:
+    """A random start for a writer's row-id range: ids stay unique across branches and
+    processes without coordination (62-bit starts; ranges of a writer are contiguous)."""
+    return secrets.randbits(62)
 
 
 @dataclass
 class RowIds:
-    """Stable row ids, run-length encoded: row ids of position p come from runs (start, len)."""
+    """Stable row id of every physical row, run-length encoded as (start, length) runs."""
 
     starts: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
@@ -34,6 +55,14 @@ class RowIds:
             self.starts.append(first_id)
             self.lengths.append(n)
 
+    def extend_ids(self, ids: np.ndarray) -> None:
+        """Append explicit ids (runs are found and merged)."""
+        if not ids.shape[0]:
+            return
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        for seg in np.split(ids, breaks):
+            self.append(int(seg[0]), int(seg.shape[0]))
+
     def take(self, positions: np.ndarray) -> np.ndarray:
         if not self.starts:
             return np.zeros(0, np.int64)
@@ -42,6 +71,12 @@ class RowIds:
         begin = ends - np.asarray(self.lengths)
         out: np.ndarray = np.asarray(self.starts, np.int64)[run] + (positions - begin[run])
         return out
+
+    def all(self) -> np.ndarray:
+        if not self.starts:
+            return np.zeros(0, np.int64)
+        return np.concatenate([np.arange(s, s + n, dtype=np.int64)
+                               for s, n in zip(self.starts, self.lengths)])
 
     def copy(self) -> RowIds:
         return RowIds(list(self.starts), list(self.lengths))
@@ -54,17 +89,38 @@ class RowIds:
         return cls([int(x) for x in d["starts"]], [int(x) for x in d["lengths"]])
 
 
+@dataclass(frozen=True)
+class Patch:
+    """New values for some physical rows of one tensor, in one small chunk (a delta)."""
+
+    key: str
+    nbytes: int
+    rows: np.ndarray  # physical rows, in the chunk's sample order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "nbytes": self.nbytes, "rows": pack_ints(self.rows)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Patch:
+        return cls(d["key"], int(d["nbytes"]), unpack_ints(d["rows"]))
+
+
 @dataclass
 class TensorPart:
     meta: TensorMeta
     index: ChunkIndex
+    patches: list[Patch] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta.to_dict(), "index": self.index.to_dict()}
+        d: dict[str, Any] = {"meta": self.meta.to_dict(), "index": self.index.to_dict()}
+        if self.patches:
+            d["patches"] = [p.to_dict() for p in self.patches]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorPart:
-        return cls(TensorMeta.from_dict(d["meta"]), ChunkIndex.from_dict(d["index"]))
+        return cls(TensorMeta.from_dict(d["meta"]), ChunkIndex.from_dict(d["index"]),
+                   [Patch.from_dict(p) for p in d.get("patches", [])])
 
     def save(self, store: Store) -> str:
         return put_cas_json(store, "parts", self.to_dict())
@@ -76,25 +132,45 @@ class TensorPart:
 
 @dataclass
 class State:
-    """One immutable version of the dataset: tensor parts by name, length, row ids."""
+    """One immutable version of the dataset.
 
-    tensors: dict[str, str] = field(default_factory=dict)  # name -> part key
-    length: int = 0
+    `physical` rows exist in every tensor's chunk index; `deleted` (sorted physical rows) are
+    hidden, so the dataset has ``physical - len(deleted)`` rows.
+    """
+
+    tensors: dict[str, str] = field(default_factory=dict)  # name -> part key, creation order
+    physical: int = 0
     row_ids: RowIds = field(default_factory=RowIds)
-    next_row_id: int = 0
+    deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     parent: str | None = None
 
+    @property
+    def length(self) -> int:
+        return self.physical - int(self.deleted.shape[0])
+
+    def live(self) -> np.ndarray:
+        """Physical row of every live row, in order."""
+        if not self.deleted.shape[0]:
+            return np.arange(self.physical, dtype=np.int64)
+        mask = np.ones(self.physical, bool)
+        mask[self.deleted] = False
+        return np.flatnonzero(mask).astype(np.int64)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION,
-                "tensors": [[k, v] for k, v in self.tensors.items()], "length": self.length,
-                "row_ids": self.row_ids.to_dict(), "next_row_id": self.next_row_id,
-                "parent": self.parent}
+        d: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "tensors": [[k, v] for k, v in self.tensors.items()],
+            "physical": self.physical, "length": self.length,
+            "row_ids": self.row_ids.to_dict(), "parent": self.parent}
+        if self.deleted.shape[0]:
+            d["deleted"] = pack_ints(self.deleted)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
-        return cls({k: v for k, v in d["tensors"]}, int(d["length"]),
-                   RowIds.from_dict(d["row_ids"]),
-                   int(d["next_row_id"]), d.get("parent"))
+        deleted = unpack_ints(d["deleted"]) if "deleted" in d else np.zeros(0, np.int64)
+        return cls({k: v for k, v in d["tensors"]}, int(d["physical"]),
+                   RowIds.from_dict(d["row_ids"]), deleted, d.get("parent"))
 
     def save(self, store: Store) -> str:
         return put_cas_json(store, "states", self.to_dict())
@@ -102,3 +178,30 @@ class State:
     @classmethod
     def load(cls, store: Store, key: str) -> State:
         return cls.from_dict(get_cas_json(store, key))
+
+
+@dataclass(frozen=True)
+class Commit:
+    """An immutable, content-addressed commit: a state, its parents and a message."""
+
+    state: str
+    parents: tuple[str, ...]
+    message: str
+    author: str
+    time: float
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "parents": list(self.parents), "message": self.message,
+                "author": self.author, "time": self.time}
+
+    def save(self, store: Store) -> Commit:
+        key = put_cas_json(store, "commits", self.to_dict())
+        return Commit(self.state, self.parents, self.message, self.author, self.time,
+                      key.rsplit("/", 1)[1].removesuffix(".json"))
+
+    @classmethod
+    def load(cls, store: Store, commit_id: str) -> Commit:
+        d = get_cas_json(store, f"commits/{commit_id}.json")
+        return cls(d["state"], tuple(d["parents"]), d["message"], d["author"], float(d["time"]),
+                   commit_id)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plane.core._reader import ChunkReader
+from plane.core._reader import ChunkReader, PatchMap
+from plane.core._state import Patch
 from plane.format._chunk import encode_chunk, parse_chunk
 from plane.format._codecs import Block
 from plane.format._hash import digest_hex
@@ -36,10 +37,13 @@ def _block_of(chunk_payload: memoryview, offsets: np.ndarray, shapes: np.ndarray
 class TensorWriter:
     """The working (uncommitted) side of one tensor: its index plus an unchunked buffer."""
 
-    def __init__(self, meta: TensorMeta, index: ChunkIndex, reader: ChunkReader) -> None:
+    def __init__(self, meta: TensorMeta, index: ChunkIndex, reader: ChunkReader,
+                 patches: list[Patch] | None = None) -> None:
         self.meta = meta
         self.index = index
         self.reader = reader
+        self.patches: list[Patch] = list(patches or [])
+        self._pmap: PatchMap | None = None
         self.buffer: Block | None = None
         self.reopenable: str | None = None
         self.unwritten: dict[str, bytes] = {}
@@ -115,6 +119,33 @@ class TensorWriter:
             self.index.append(rows, keys, sizes)
         self.buffer = plan.buffer
         self.meta = plan.meta
+        self.dirty = True
+
+    # ---- updates: patches (small delta chunks over physical rows) ---------------------------
+    def patch_map(self) -> PatchMap | None:
+        if not self.patches:
+            return None
+        if self._pmap is None:
+            self._pmap = PatchMap.build(self.patches)
+        return self._pmap
+
+    def plan_patch(self, rows: np.ndarray, block: Block, meta: TensorMeta
+                   ) -> tuple[Patch, bytes]:
+        """A patch chunk holding new values for physical `rows` (nothing is mutated)."""
+        key, data = self._make_chunk(block, meta)
+        return Patch(key, len(data), rows.astype(np.int64)), data
+
+    def apply_patch(self, patch: Patch, data: bytes, meta: TensorMeta) -> None:
+        """Record a patch whose chunk is already stored."""
+        self.reader.cache.put(patch.key, parse_chunk(patch.key, data, f"patch of {meta.name!r}"))
+        self.patches.append(patch)
+        self._pmap = None
+        self.meta = meta
+        self.dirty = True
+
+    def set_patches(self, patches: list[Patch]) -> None:
+        self.patches = list(patches)
+        self._pmap = None
         self.dirty = True
 
     def add_fill(self, rows: int) -> None:

@@ -1,11 +1,16 @@
-"""Dataset: create/open, tensors, append/extend, indexing, flush. Thin: it composes layers."""
+"""Dataset: create/open, tensors, append/extend/update/delete, indexing, flush, versions.
+
+Thin: storage, format, version control and reading live in their own layers; this class holds
+the working state of one branch (or a read-only commit) and composes them.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,16 +31,19 @@ from plane.core._layout import (
     read_dataset_info,
     write_dataset_info,
 )
-from plane.core._reader import DEFAULT_CACHE_BYTES, ChunkReader
-from plane.core._state import State, TensorPart
+from plane.core._reader import DEFAULT_CACHE_BYTES, ChunkReader, read_samples, read_shapes
+from plane.core._state import Patch, State, TensorPart, new_row_id_base
 from plane.core._writer import TensorWriter
 from plane.dataset._indexing import normalize_index
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
-from plane.format._codecs import encode_batch
+from plane.format._codecs import Block, encode_batch
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store, open_store
+
+if TYPE_CHECKING:
+    from plane.version import Diff, MergeResult, VersionControl
 
 __all__ = ["Dataset", "create", "open_dataset"]
 
@@ -45,38 +53,46 @@ _MAX_REBASES = 50
 class Dataset:
     """A versioned collection of named tensors in a Store. Use `plane.create` / `plane.open`."""
 
-    def __init__(self, store: Store, branch: str, read_only: bool,
+    def __init__(self, store: Store, version: str | None, read_only: bool,
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._store = ReadOnlyStore(store) if read_only and not store.read_only else store
         self._info = read_dataset_info(self._store)
         self._refs = RefStore(self._store)
-        self._branch = branch
         self._reader = ChunkReader(self._store, cache_bytes)
-        self._load_head()
+        self._id_next = -1
+        self._id_left = 0
+        from plane.version import VersionControl
+
+        self._versions = VersionControl(self)
+        self._versions._goto(version or self._info.get("default_branch", "main"))
 
     # ---- loading ------------------------------------------------------------------------
-    def _load_head(self) -> None:
-        head = self._refs.head(self._branch)
-        if head is None:
-            raise PlaneError(f"{self.url} has no branch {self._branch!r}; branches: "
-                             f"{', '.join(self._refs.branches()) or '(none)'}")
-        self._seq, rec = head
-        self._set_base(rec["state"], State.load(self._store, rec["state"]))
-
-    def _set_base(self, key: str, state: State) -> None:
+    def _set_base(self, branch: str | None, seq: int, commit_id: str | None, key: str,
+                  state: State) -> None:
+        """Make `state` the base of an empty working state (on `branch`, or detached)."""
+        self._branch = branch
+        self._seq = seq
+        self._commit_id = commit_id
         self._base_key = key
         self._base = state
-        self._writers: dict[str, TensorWriter] = {}
+        self._base_parts = {n: TensorPart.load(self._store, k) for n, k in state.tensors.items()}
+        self._writers: dict[str, TensorWriter] = {
+            n: TensorWriter(p.meta, p.index.copy(), self._reader, p.patches)
+            for n, p in self._base_parts.items()}
         self._part_keys = dict(state.tensors)
-        for name, pkey in state.tensors.items():
-            part = TensorPart.load(self._store, pkey)
-            self._writers[name] = TensorWriter(part.meta, part.index.copy(), self._reader)
-        self._base_entries = {n: w.index.num_entries for n, w in self._writers.items()}
-        self._base_meta = {n: w.meta for n, w in self._writers.items()}
-        self._created: set[str] = set()
-        self._length = state.length
+        self._mark_clean()
+        self._physical = state.physical
         self._row_ids = state.row_ids.copy()
-        self._next_row_id = state.next_row_id
+        self._deleted = state.deleted
+        self._live: np.ndarray | None = None
+
+    def _mark_clean(self) -> None:
+        for w in self._writers.values():
+            w.dirty = False
+        self._base_entries = {n: w.index.num_entries for n, w in self._writers.items()}
+        self._base_npatches = {n: len(w.patches) for n, w in self._writers.items()}
+        self._created: set[str] = set()
+        self._dropped: set[str] = set()
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -89,11 +105,33 @@ class Dataset:
 
     @property
     def read_only(self) -> bool:
-        return self._store.read_only
+        return self._store.read_only or self._branch is None
 
     @property
-    def branch(self) -> str:
+    def current_branch(self) -> str | None:
+        """The checked-out branch, or None when a commit or tag is checked out (detached)."""
         return self._branch
+
+    @property
+    def commit_id(self) -> str | None:
+        """The commit the working state is based on (None before the first commit)."""
+        return self._commit_id
+
+    @property
+    def versions(self) -> VersionControl:
+        """Version control: commit, branches, tags, log, diff, merge, checkout."""
+        return self._versions
+
+    @property
+    def has_changes(self) -> bool:
+        """True if the working state differs from its commit (flushed or not)."""
+        if any(w.dirty for w in self._writers.values()) or self._created or self._dropped:
+            return True
+        if self._commit_id is None:
+            return bool(self._base.tensors)
+        from plane.core._state import Commit
+
+        return Commit.load(self._store, self._commit_id).state != self._base_key
 
     @property
     def tensors(self) -> dict[str, Tensor]:
@@ -102,7 +140,7 @@ class Dataset:
     @property
     def row_ids(self) -> np.ndarray:
         """Stable row id of every row, in row order."""
-        return self._row_ids.take(np.arange(self._length, dtype=np.int64))
+        return self._row_ids.take(self._to_physical(np.arange(len(self), dtype=np.int64)))
 
     def _writer(self, name: str) -> TensorWriter:
         try:
@@ -116,9 +154,36 @@ class Dataset:
                 f"ds.create_tensor({name!r}, ...)")
 
     def _check_writable(self, what: str) -> None:
-        if self.read_only:
+        if self._store.read_only:
             raise ReadOnlyError(f"cannot {what}: {self.url} is open read-only; open it with "
                                 "plane.open(url, read_only=False)")
+        if self._branch is None:
+            raise ReadOnlyError(f"cannot {what}: commit {self._commit_id} is checked out "
+                                "(detached, read-only); checkout a branch, or create one here "
+                                "with ds.branch(name)")
+
+    # ---- positions ----------------------------------------------------------------------
+    def _to_physical(self, positions: np.ndarray) -> np.ndarray:
+        if not self._deleted.shape[0]:
+            return positions
+        if self._live is None:
+            mask = np.ones(self._physical, bool)
+            mask[self._deleted] = False
+            self._live = np.flatnonzero(mask).astype(np.int64)
+        out: np.ndarray = self._live[positions]
+        return out
+
+    def _read(self, name: str, positions: np.ndarray, decode: bool, aslist: bool) -> Any:
+        w = self._writer(name)
+        w.seal()
+        return read_samples(self._reader, w.meta, w.index, self._to_physical(positions),
+                            decode, aslist, w.patch_map())
+
+    def _shapes(self, name: str, positions: np.ndarray) -> np.ndarray:
+        w = self._writer(name)
+        w.seal()
+        return read_shapes(self._reader, w.meta, w.index, self._to_physical(positions),
+                           w.patch_map())
 
     # ---- schema -------------------------------------------------------------------------
     def create_tensor(self, name: str, htype: str = "generic", dtype: Any = None,
@@ -131,20 +196,45 @@ class Dataset:
             raise SchemaError(f"tensor {name!r} already exists in {self.url}")
         meta = TensorMeta.build(name, htype, dtype, shape, max_shape, sample_compression,
                                 chunk_compression, class_names, chunk_bytes)
-        w = TensorWriter(meta, ChunkIndex(), self._reader)
-        w.add_fill(self._length)
-        w.dirty = True
-        self._writers[name] = w
-        self._created.add(name)
-        self._base_entries[name] = w.index.num_entries
+        self._add_tensor(meta)
         return Tensor(self, name)
 
+    def _add_tensor(self, meta: TensorMeta) -> None:
+        w = TensorWriter(meta, ChunkIndex(), self._reader)
+        w.add_fill(self._physical)
+        w.dirty = True
+        self._writers[meta.name] = w
+        self._created.add(meta.name)
+        self._dropped.discard(meta.name)
+        self._base_entries[meta.name] = w.index.num_entries
+        self._base_npatches[meta.name] = 0
+
+    def delete_tensor(self, name: str) -> None:
+        """Remove a tensor from this branch (its chunks stay for older commits)."""
+        self._check_writable(f"delete tensor {name!r}")
+        self._writer(name)
+        del self._writers[name]
+        if name in self._created:
+            self._created.discard(name)
+        else:
+            self._dropped.add(name)
+
     # ---- writing ------------------------------------------------------------------------
+    def _alloc_ids(self, n: int) -> np.ndarray:
+        if self._id_left < n:
+            self._id_next, self._id_left = new_row_id_base(), 1 << 40
+        ids = np.arange(self._id_next, self._id_next + n, dtype=np.int64)
+        self._id_next += n
+        self._id_left -= n
+        return ids
+
     def append(self, sample: Mapping[str, Any]) -> None:
         """Add one row: ``{"tensor": value, ...}`` with a value for every tensor."""
+        if not isinstance(sample, Mapping):
+            raise SampleError("append takes one row as a dict {tensor: value}")
         self.extend({k: [v] for k, v in sample.items()})
 
-    def extend(self, columns: Mapping[str, Any]) -> None:
+    def extend(self, columns: Mapping[str, Any], *, _row_ids: np.ndarray | None = None) -> None:
         """Add rows column-wise: ``{"tensor": [values...], ...}``; all or nothing."""
         self._check_writable("extend")
         if not isinstance(columns, Mapping):
@@ -165,7 +255,7 @@ class Dataset:
         n = next(iter(lengths.values()), 0)
         if n == 0:
             return
-        row0 = self._length
+        row0 = len(self)
         plans = {}
         for name, values in columns.items():
             w = self._writers[name]
@@ -175,100 +265,228 @@ class Dataset:
         self._store.put_many(chunks)
         for name, plan in plans.items():
             self._writers[name].apply(plan)
-        self._row_ids.append(self._next_row_id, n)
-        self._next_row_id += n
-        self._length += n
+        self._row_ids.extend_ids(_row_ids if _row_ids is not None else self._alloc_ids(n))
+        self._physical += n
+        self._live = None
+
+    def _update(self, name: str, positions: np.ndarray, values: Any) -> None:
+        """``ds[name][positions] = values``: one small patch chunk, all or nothing."""
+        self._check_writable(f"update tensor {name!r}")
+        w = self._writer(name)
+        if len(values) != positions.shape[0]:
+            raise SampleError(f"tensor {name!r}: {positions.shape[0]} rows selected but "
+                              f"{len(values)} values given; give one value per row")
+        if not positions.shape[0]:
+            return
+        try:
+            block, meta = encode_batch(w.meta, values, 0)
+        except SampleError as e:  # name the dataset row, not the position in this call
+            msg = re.sub(r"at row (\d+)", lambda m: f"at row {positions[int(m.group(1))]}",
+                         str(e))
+            raise SampleError(msg) from None
+        phys = self._to_physical(positions)
+        order = np.argsort(phys, kind="stable")
+        if not np.all(order == np.arange(order.shape[0])):
+            block = _reorder(block, order)
+            phys = phys[order]
+        patch, data = w.plan_patch(phys, block, meta)
+        self._store.put(chunk_key(patch.key), data)
+        w.apply_patch(patch, data, meta)
+
+    def delete(self, rows: Any) -> None:
+        """Delete rows (int, slice, list, mask) from every tensor; kept by older commits."""
+        self._check_writable("delete rows")
+        pos, _ = normalize_index(rows, len(self))
+        if not pos.shape[0]:
+            return
+        phys = self._to_physical(pos)
+        self._deleted = np.union1d(self._deleted, phys).astype(np.int64)
+        self._live = None
 
     def flush(self) -> None:
-        """Make every write durable and the branch head point at it (atomic, rebases if needed).
-        """
+        """Make every write durable and the branch point at it (atomic; rebases if needed)."""
         if self.read_only:
             return
-        changed = [n for n, w in self._writers.items() if w.dirty]
-        if not changed and set(self._writers) == set(self._base.tensors):
-            return
+        self._publish(None)
+
+    def _store_pending(self) -> None:
         pending: dict[str, bytes] = {}
         taken: dict[str, list[str]] = {}
-        for name in changed:
-            got = self._writers[name].take_unwritten()
+        for name, w in self._writers.items():
+            got = w.take_unwritten()
             pending.update({chunk_key(k): v for k, v in got.items()})
             taken[name] = list(got)
         self._store.put_many(pending)
         for name, keys in taken.items():
             self._writers[name].stored(keys)
-        self._publish()
 
-    def _state_from_writers(self, base_key: str) -> State:
+    def _working_state(self) -> State:
         tensors = {}
         for name, w in self._writers.items():
             if w.dirty or name not in self._part_keys:
-                self._part_keys[name] = TensorPart(w.meta, w.index).save(self._store)
+                self._part_keys[name] = TensorPart(w.meta, w.index, w.patches).save(self._store)
             tensors[name] = self._part_keys[name]
-        return State(tensors, self._length, self._row_ids.copy(), self._next_row_id, base_key)
+        return State(tensors, self._physical, self._row_ids.copy(), self._deleted)
 
-    def _publish(self) -> None:
+    def _publish(self, message: str | None, parents: Sequence[str] = (),
+                 allow_empty: bool = False) -> str | None:
+        """Store pending chunks, write the working state and move the branch ref to it,
+        with a new commit when `message` is given. Returns the commit id (or None)."""
+        from plane.core._state import Commit
+
+        self._store_pending()
         for _ in range(_MAX_REBASES):
-            state = self._state_from_writers(self._base_key)
+            state = self._working_state()
             key = state.save(self._store)
-            if self._refs.advance(self._branch, self._seq + 1, {"state": key}):
+            commit_id = self._commit_id
+            if message is not None:
+                prev = Commit.load(self._store, commit_id).state if commit_id else None
+                if key == prev and not allow_empty and not parents:
+                    raise PlaneError("nothing to commit: the working state equals commit "
+                                     f"{commit_id}; pass allow_empty=True for an empty commit")
+                own = (commit_id,) if commit_id else ()
+                commit_id = Commit(key, own + tuple(parents), message, _author(),
+                                   time.time()).save(self._store).id
+            elif key == self._base_key:
+                return commit_id
+            assert self._branch is not None
+            rec = {"commit": commit_id, "state": key}
+            if self._refs.advance(self._branch, self._seq + 1, rec):
                 self._seq += 1
-                self._accept(key, state)
-                return
+                self._commit_id = commit_id
+                self._base_key, self._base = key, state
+                self._base_parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches))
+                                    for n, w in self._writers.items()}
+                self._mark_clean()
+                return commit_id
             self._rebase()
         raise CommitConflictError(f"could not move branch {self._branch!r} of {self.url} after "
                                   f"{_MAX_REBASES} attempts: too many concurrent writers")
 
-    def _accept(self, key: str, state: State) -> None:
-        self._base_key, self._base = key, state
-        for w in self._writers.values():
-            w.dirty = False
-        self._base_entries = {n: w.index.num_entries for n, w in self._writers.items()}
-        self._base_meta = {n: w.meta for n, w in self._writers.items()}
-        self._created = set()
-
     def _rebase(self) -> None:
-        """Replay our appended rows on top of the branch head another writer just moved."""
+        """Replay this writer's changes on top of the branch head another writer just moved.
+
+        Appended rows move after theirs; patches and deletes on shared rows are kept; a row
+        both sides changed (or one deleted and the other updated) is a CommitConflictError.
+        """
+        assert self._branch is not None
         head = self._refs.head(self._branch)
-        assert head is not None
+        if head is None:
+            raise CommitConflictError(f"branch {self._branch!r} was deleted concurrently")
         seq, rec = head
         theirs = State.load(self._store, rec["state"])
-        ours_n = self._length - self._base.length
+        base = self._base
+        shift = theirs.physical - base.physical
+        ours_n = self._physical - base.physical
+        if shift < 0:
+            raise CommitConflictError(f"branch {self._branch!r} was compacted concurrently; "
+                                      "reopen the dataset and redo the change")
+
+        def moved(rows: np.ndarray) -> np.ndarray:
+            return np.where(rows >= base.physical, rows + shift, rows)
+
+        our_del = np.setdiff1d(self._deleted, base.deleted)
+        their_del = np.setdiff1d(theirs.deleted, base.deleted)
+        conflicts: dict[str, list[int]] = {}
+        their_parts = {n: TensorPart.load(self._store, k) for n, k in theirs.tensors.items()}
+        their_touched: dict[str, np.ndarray] = {}
+        for name, tp in their_parts.items():
+            nb = len(self._base_parts[name].patches) if name in self._base_parts else 0
+            new = tp.patches[nb:]
+            their_touched[name] = (np.concatenate([p.rows for p in new]) if new
+                                   else np.zeros(0, np.int64))
         new_writers: dict[str, TensorWriter] = {}
-        for name, pkey in theirs.tensors.items():
-            tpart = TensorPart.load(self._store, pkey)
-            index = tpart.index.copy()
-            meta = tpart.meta
+        for name, tp in their_parts.items():
             if name in self._created:
                 raise CommitConflictError(f"tensor {name!r} was created concurrently on branch "
                                           f"{self._branch!r}; reopen the dataset and retry")
+            if name in self._dropped:
+                continue  # we deleted this tensor; their changes to it go with it
+            index = tp.index.copy()
+            meta, patches = tp.meta, list(tp.patches)
             if name in self._writers:
                 w = self._writers[name]
-                meta = _merge_meta(self._base_meta[name], meta, w.meta, self._branch)
+                meta = _merge_meta(self._base_parts[name].meta, meta, w.meta, self._branch)
                 _append_entries(index, w.index, self._base_entries[name])
+                ours = w.patches[self._base_npatches[name]:]
+                our_rows = (np.concatenate([p.rows for p in ours]) if ours
+                            else np.zeros(0, np.int64))
+                clash = np.union1d(np.intersect1d(our_rows, their_touched[name]),
+                                   np.intersect1d(our_rows, their_del))
+                if clash.shape[0]:
+                    conflicts[name] = self._row_ids.take(clash).tolist()
+                patches += [Patch(p.key, p.nbytes, moved(p.rows)) for p in ours]
             else:
-                index.append(ours_n)
-            new_writers[name] = TensorWriter(meta, index, self._reader)
-            new_writers[name].dirty = True
+                index.append(ours_n) if ours_n else None
+            new_writers[name] = TensorWriter(meta, index, self._reader, patches)
         for name in self._created:
             w = self._writers[name]
             index = ChunkIndex()
-            index.append(theirs.length) if theirs.length else None
+            if theirs.physical:
+                index.append(theirs.physical)
             _append_entries(index, w.index, self._base_entries[name])
-            new_writers[name] = TensorWriter(w.meta, index, self._reader)
-            new_writers[name].dirty = True
+            patches = [Patch(p.key, p.nbytes, moved(p.rows)) for p in w.patches]
+            new_writers[name] = TensorWriter(w.meta, index, self._reader, patches)
+        touched_any = np.concatenate([np.zeros(0, np.int64), *their_touched.values()])
+        clash = np.intersect1d(our_del, touched_any)
+        if clash.shape[0]:
+            conflicts["<deleted rows>"] = self._row_ids.take(clash).tolist()
+        if conflicts:
+            desc = "; ".join(f"{t}: row ids {ids[:10]}" for t, ids in conflicts.items())
+            raise CommitConflictError(f"concurrent changes on branch {self._branch!r} touch the "
+                                      f"same rows ({desc}); nothing was written. Reopen the "
+                                      "dataset and redo the change")
+        row_ids = theirs.row_ids.copy()
+        row_ids.extend_ids(self._row_ids.take(np.arange(base.physical, self._physical)))
         self._seq = seq
+        self._commit_id = rec.get("commit")
         self._base_key, self._base = rec["state"], theirs
+        self._base_parts = their_parts
         self._writers = new_writers
-        self._part_keys = dict(theirs.tensors)
+        for w in self._writers.values():
+            w.dirty = True
+        self._part_keys = {}
         self._base_entries = {n: w.index.num_entries for n, w in self._writers.items()}
-        self._length = theirs.length + ours_n
-        self._row_ids = theirs.row_ids.copy()
-        self._row_ids.append(theirs.next_row_id, ours_n)
-        self._next_row_id = theirs.next_row_id + ours_n
+        self._base_npatches = {n: len(w.patches) for n, w in self._writers.items()}
+        self._created, self._dropped = set(), set()
+        self._physical = theirs.physical + ours_n
+        self._row_ids = row_ids
+        self._deleted = np.union1d(theirs.deleted, moved(our_del)).astype(np.int64)
+        self._live = None
+
+    # ---- version control (the common operations; the rest is on ds.versions) ------------
+    def commit(self, message: str = "", allow_empty: bool = False) -> str:
+        """Record the working state as a commit on the current branch; return its id."""
+        return self._versions.commit(message, allow_empty=allow_empty)
+
+    def branch(self, name: str) -> None:
+        """Create branch `name` at the current commit (does not switch to it)."""
+        self._versions.create_branch(name)
+
+    def checkout(self, version: str, create: bool = False) -> None:
+        """Switch to a branch (writable), or a tag / commit id (read-only, detached)."""
+        self._versions.checkout(version, create=create)
+
+    def log(self) -> list[dict[str, Any]]:
+        """Commits reachable from the current head, newest first."""
+        return self._versions.log()
+
+    def diff(self, a: str | None = None, b: str | None = None) -> Diff:
+        """Row-level differences between two versions (default: last commit vs working)."""
+        return self._versions.diff(a, b)
+
+    def merge(self, other: str, conflicts: str = "fail", message: str | None = None
+              ) -> MergeResult:
+        """Three-way merge of `other` into the current branch; see VersionControl.merge."""
+        return self._versions.merge(other, conflicts=conflicts, message=message)
+
+    def tag(self, name: str, commit: str | None = None, message: str = "") -> None:
+        """Tag a commit (default: the current one) with an immutable name."""
+        self._versions.tag(name, commit, message)
 
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
-        return self._length
+        return self._physical - int(self._deleted.shape[0])
 
     def __contains__(self, name: object) -> bool:
         return name in self._writers
@@ -277,11 +495,11 @@ class Dataset:
         if isinstance(key, str):
             self._writer(key)
             return Tensor(self, key)
-        pos, scalar = normalize_index(key, self._length)
+        pos, scalar = normalize_index(key, len(self))
         return DatasetView(self, pos, scalar)
 
     def __iter__(self) -> Iterator[DatasetView]:
-        for i in range(self._length):
+        for i in range(len(self)):
             yield DatasetView(self, np.array([i], np.int64), True)
 
     def summary(self) -> str:
@@ -292,10 +510,11 @@ class Dataset:
             m = w.meta
             comp = m.sample_compression or m.chunk_compression or "none"
             dt = np.dtype(m.dtype).name if m.kind == "array" and m.dtype else str(m.dtype or "?")
-            rows.append((name, m.htype, dt, str(t.shape), comp,
-                         str(t.num_chunks), _human(w.index.nbytes)))
+            rows.append((name, m.htype, dt, str(t.shape), comp, str(t.num_chunks),
+                         _human(w.index.nbytes)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [f"Dataset {self.url} (branch {self._branch!r}, {self._length} rows)"]
+        where = f"branch {self._branch!r}" if self._branch else f"commit {self._commit_id}"
+        lines = [f"Dataset {self.url} ({where}, {len(self)} rows)"]
         for j, r in enumerate(rows):
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             if j == 0:
@@ -305,8 +524,8 @@ class Dataset:
         return text
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.url!r}, branch={self._branch!r}, rows={self._length}, "
-                f"tensors={list(self._writers)})")
+        where = f"branch={self._branch!r}" if self._branch else f"commit={self._commit_id!r}"
+        return f"Dataset({self.url!r}, {where}, rows={len(self)}, tensors={list(self._writers)})"
 
     def __enter__(self) -> Dataset:
         return self
@@ -314,6 +533,25 @@ class Dataset:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.flush()
+
+
+def _author() -> str:
+    env = os.environ.get("PLANE_AUTHOR")
+    if env:
+        return env
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _reorder(block: Block, order: np.ndarray) -> Block:
+    parts = [bytes(block.data[int(block.offsets[i]):int(block.offsets[i + 1])]) for i in order]
+    sizes = np.array([len(p) for p in parts], np.int64)
+    return Block(memoryview(b"".join(parts)), np.concatenate([[0], np.cumsum(sizes)]),
+                 np.asarray(block.shapes)[order])
 
 
 def _human(n: int) -> str:
@@ -367,7 +605,7 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
                                  "choose an empty location")
     refs = RefStore(store)
     key = State().save(store)
-    if not refs.advance("main", 0, {"state": key}):
+    if not refs.advance("main", 0, {"commit": None, "state": key}):
         raise DatasetExistsError(f"another process is creating a dataset at {store.url}")
     write_dataset_info(store, {"format": "tensorplane", "format_version": FORMAT_VERSION,
                                "created": time.time(), "default_branch": "main"})
@@ -377,8 +615,7 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
 def open_dataset(url: str | os.PathLike[str] | Store, read_only: bool = False,
                  version: str | None = None, storage_options: Mapping[str, Any] | None = None,
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> Dataset:
-    """Open an existing dataset at `url`; `version` names a branch (default: main)."""
+    """Open the dataset at `url` at `version`: a branch (default main, writable), a tag or a
+    commit id (read-only)."""
     store = open_store(url, storage_options)
-    info = read_dataset_info(store)
-    return Dataset(store, version or info.get("default_branch", "main"), read_only,
-                   cache_bytes)
+    return Dataset(store, version, read_only, cache_bytes)

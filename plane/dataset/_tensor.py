@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plane.core._reader import read_samples
 from plane.dataset._indexing import normalize_index
 from plane.format._meta import TensorMeta
 
@@ -73,12 +72,22 @@ class Tensor:
 
     # ---- reading --------------------------------------------------------------------------
     def _read(self, decode: bool, aslist: bool) -> Any:
-        w = self._ds._writer(self.name)
-        w.seal()
-        out = read_samples(self._ds._reader, w.meta, w.index, self.positions(), decode, aslist)
+        out = self._ds._read(self.name, self.positions(), decode, aslist)
         if self._scalar:
             return out[0]
         return out
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Update samples in place: ``ds["labels"][3] = 1``, ``ds["labels"][idx] = values``.
+
+        Writes one small patch object with the new values (not a copy of the chunk)."""
+        if self._scalar:
+            raise IndexError(f"tensor {self.name!r} is indexed to one sample; assign through "
+                             "the parent: ds[name][i] = value")
+        pos, scalar = normalize_index(key, len(self))
+        if self._positions is not None:
+            pos = self._positions[pos]
+        self._ds._update(self.name, pos, [value] if scalar else _as_rows(value, pos.shape[0]))
 
     def numpy(self, aslist: bool = False) -> Any:
         """Samples as one ndarray (same-shaped numeric data) or a list (ragged, text, json).
@@ -110,13 +119,10 @@ class Tensor:
     @property
     def shape(self) -> tuple[int | None, ...]:
         """(rows, *sample dims); a dimension that varies between samples is None."""
-        from plane.core._reader import read_shapes
-
         w = self._ds._writer(self.name)
         if w.meta.kind != "array":
             return () if self._scalar else (len(self),)
-        w.seal()
-        shapes = read_shapes(self._ds._reader, w.meta, w.index, self.positions())
+        shapes = self._ds._shapes(self.name, self.positions())
         if shapes.shape[0] == 0:
             dims: tuple[int | None, ...] = tuple(w.meta.fixed_shape or ())
         else:
@@ -126,3 +132,15 @@ class Tensor:
 
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, htype={self.htype!r}, rows={len(self)})"
+
+
+def _as_rows(value: Any, n: int) -> Any:
+    """Values for n selected rows: a sequence of n items, or one scalar broadcast to all."""
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) == n:
+        return value
+    if value is None or isinstance(value, (int, float, str, bytes, np.generic)):
+        return [value] * n
+    from plane._errors import SampleError
+
+    got = len(value) if hasattr(value, "__len__") else 1
+    raise SampleError(f"{n} rows selected but {got} values given; give one value per row")

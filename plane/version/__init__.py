@@ -1,0 +1,7 @@
+"""Version control: commits, branches, tags, row-level diff, three-way merge, gc."""
+
+from plane.version._control import VersionControl, merge_base
+from plane.version._diff import Diff, TensorDiff
+from plane.version._merge import MergeResult
+
+__all__ = ["Diff", "MergeResult", "TensorDiff", "VersionControl", "merge_base"]

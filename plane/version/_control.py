@@ -1,0 +1,260 @@
+"""VersionControl (`ds.versions`): commits, branches, tags, checkout, log, diff, merge."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from plane._errors import PlaneError, VersionNotFoundError
+from plane.core._layout import check_ref_name
+from plane.core._state import Commit, State
+from plane.version._diff import Diff, compute_diff
+from plane.version._merge import MergeResult, merge_into
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+
+__all__ = ["VersionControl", "merge_base"]
+
+_STATE = "state:"
+
+
+def _ancestors(store: Any, commit_id: str) -> dict[str, int]:
+    """Every ancestor of a commit (itself included) with its BFS distance."""
+    seen = {commit_id: 0}
+    todo = deque([commit_id])
+    while todo:
+        c = todo.popleft()
+        for p in Commit.load(store, c).parents:
+            if p not in seen:
+                seen[p] = seen[c] + 1
+                todo.append(p)
+    return seen
+
+
+def merge_base(store: Any, a: str, b: str) -> str | None:
+    """The nearest common ancestor of commits a and b (None if they share no history)."""
+    ours = _ancestors(store, a)
+    best: tuple[int, str] | None = None
+    seen = {b}
+    todo = deque([b])
+    while todo:
+        c = todo.popleft()
+        if c in ours and (best is None or ours[c] < best[0]):
+            best = (ours[c], c)
+        for p in Commit.load(store, c).parents:
+            if p not in seen:
+                seen.add(p)
+                todo.append(p)
+    return best[1] if best else None
+
+
+class VersionControl:
+    """Version operations of one Dataset; the Dataset forwards the common ones."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+
+    @property
+    def _store(self) -> Any:
+        return self._ds._store
+
+    @property
+    def _refs(self) -> Any:
+        return self._ds._refs
+
+    # ---- resolving ------------------------------------------------------------------------
+    def resolve(self, version: str) -> tuple[str | None, str | None]:
+        """(branch or None, commit id or None) for a branch, tag, commit id or unique prefix."""
+        if version.startswith(_STATE):
+            return None, None
+        if self._refs.head(version) is not None:
+            rec = self._refs.head(version)[1]
+            return version, rec.get("commit")
+        tag = self._refs.get_tag(version)
+        if tag is not None:
+            return None, str(tag["commit"])
+        if len(version) >= 6 and all(c in "0123456789abcdef" for c in version):
+            found = [k.split("/")[1].removesuffix(".json")
+                     for k in self._store.list(f"commits/{version}")]
+            if len(found) == 1:
+                return None, found[0]
+            if len(found) > 1:
+                raise VersionNotFoundError(f"commit prefix {version!r} is ambiguous "
+                                           f"({len(found)} commits); give more digits")
+        raise VersionNotFoundError(
+            f"no branch, tag or commit {version!r} in {self._ds.url}; branches: "
+            f"{', '.join(self.branches()) or '(none)'}; tags: "
+            f"{', '.join(self.tags()) or '(none)'}")
+
+    def _goto(self, version: str) -> None:
+        ds = self._ds
+        if version.startswith(_STATE):
+            key = version[len(_STATE):]
+            ds._set_base(None, -1, None, key, State.load(self._store, key))
+            return
+        branch, commit = self.resolve(version)
+        if branch is not None:
+            head = self._refs.head(branch)
+            assert head is not None
+            seq, rec = head
+            ds._set_base(branch, seq, rec.get("commit"), rec["state"],
+                         State.load(self._store, rec["state"]))
+        else:
+            assert commit is not None
+            c = Commit.load(self._store, commit)
+            ds._set_base(None, -1, commit, c.state, State.load(self._store, c.state))
+
+    def _view(self, version: str | None) -> Dataset:
+        """A read-only Dataset at `version` (None: this dataset's working state)."""
+        from plane.dataset._dataset import Dataset
+
+        if version is None:
+            return self._ds
+        return Dataset(self._store, version, read_only=True,
+                       cache_bytes=self._ds._reader.cache.max_bytes)
+
+    # ---- commits --------------------------------------------------------------------------
+    def commit(self, message: str = "", allow_empty: bool = False) -> str:
+        """Flush and record the working state as a commit on the current branch."""
+        self._ds._check_writable("commit")
+        cid = self._ds._publish(message, allow_empty=allow_empty)
+        assert cid is not None
+        return cid
+
+    def log(self, version: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits reachable from `version` (default: current), newest first."""
+        if version is None:
+            start = self._ds.commit_id
+        else:
+            start = self.resolve(version)[1]
+        if start is None:
+            return []
+        out = []
+        for cid in _ancestors(self._store, start):
+            c = Commit.load(self._store, cid)
+            out.append({"id": cid, "parents": list(c.parents), "message": c.message,
+                        "author": c.author, "time": c.time})
+        out.sort(key=lambda d: d["time"], reverse=True)
+        return out[:limit] if limit else out
+
+    # ---- branches -------------------------------------------------------------------------
+    def branches(self) -> list[str]:
+        return list(self._refs.branches())
+
+    def create_branch(self, name: str, version: str | None = None) -> None:
+        """Create branch `name` at `version` (default: the current commit). One small object."""
+        check_ref_name(name)
+        if version is None:
+            commit = self._ds.commit_id
+            state = (Commit.load(self._store, commit).state if commit
+                     else self._ds._base_key)
+        else:
+            _, commit = self.resolve(version)
+            if commit is None:
+                raise PlaneError(f"{version!r} has no commits to branch from; commit first")
+            state = Commit.load(self._store, commit).state
+        if self._refs.head(name) is not None or not self._refs.advance(
+                name, 0 if not list(self._store.list(f"refs/heads/{name}/")) else
+                self._refs._seqs(name)[-1] + 1, {"commit": commit, "state": state}):
+            raise PlaneError(f"branch {name!r} already exists in {self._ds.url}")
+
+    def delete_branch(self, name: str) -> None:
+        if name == self._ds.current_branch:
+            raise PlaneError(f"cannot delete branch {name!r}: it is checked out; checkout "
+                             "another branch first")
+        self._refs.delete_branch(name)
+
+    def checkout(self, version: str, create: bool = False) -> None:
+        """Switch to a branch (writable) or a tag/commit (read-only). Flushes pending writes
+        first; they stay on the branch they were made on."""
+        if not self._ds.read_only:
+            self._ds.flush()
+        if create:
+            self.create_branch(version)
+        self._goto(version)
+
+    # ---- tags -----------------------------------------------------------------------------
+    def tag(self, name: str, commit: str | None = None, message: str = "") -> None:
+        check_ref_name(name, "tag")
+        cid = self.resolve(commit)[1] if commit else self._ds.commit_id
+        if cid is None:
+            raise PlaneError("nothing to tag: there is no commit yet; commit first")
+        if not self._refs.put_tag(name, cid, message):
+            raise PlaneError(f"tag {name!r} already exists; tags are immutable, delete it "
+                             "first with ds.versions.delete_tag(name)")
+
+    def tags(self) -> dict[str, str]:
+        return {k: str(v["commit"]) for k, v in self._refs.tags().items()}
+
+    def delete_tag(self, name: str) -> None:
+        self._refs.delete_tag(name)
+
+    # ---- diff / merge ---------------------------------------------------------------------
+    def diff(self, a: str | None = None, b: str | None = None) -> Diff:
+        """Rows added/updated/deleted and schema changes from version a to version b.
+
+        Defaults: a = the current commit, b = the working state (including unflushed writes).
+        """
+        if a is None:
+            a_view = (self._view(self._ds.commit_id) if self._ds.commit_id
+                      else self._empty())
+            a_label = self._ds.commit_id or "(empty)"
+        else:
+            a_view, a_label = self._view(a), a
+        b_view = self._view(b)
+        return compute_diff(a_view, b_view, a_label, b or "working")
+
+    def _empty(self) -> Dataset:
+        key = State().save(self._store) if not self._store.read_only else None
+        if key is None:
+            raise PlaneError("no commit to diff against")
+        return self._view(_STATE + key)
+
+    def merge(self, other: str, conflicts: str = "fail", message: str | None = None
+              ) -> MergeResult:
+        """Three-way merge of branch/tag/commit `other` into the current branch.
+
+        Rows appended on either side are kept; rows changed on one side are taken; rows changed
+        differently on both sides (or deleted on one and updated on the other) are conflicts:
+        conflicts="fail" raises MergeConflictError listing them and changes nothing, "ours"
+        keeps this branch's version, "theirs" takes the other's. Tensors added on either side
+        are kept. The result is a merge commit with two parents.
+        """
+        ds = self._ds
+        ds._check_writable("merge")
+        ds.flush()
+        if ds.has_changes:
+            raise PlaneError("commit your changes before merging (ds.commit(message))")
+        _, theirs_commit = self.resolve(other)
+        if theirs_commit is None:
+            raise PlaneError(f"{other!r} has no commits to merge")
+        ours_commit = ds.commit_id
+        if ours_commit == theirs_commit:
+            return MergeResult(ours_commit, up_to_date=True)
+        base = merge_base(self._store, ours_commit, theirs_commit) if ours_commit else None
+        if base == theirs_commit:
+            return MergeResult(ours_commit, up_to_date=True)
+        if base == ours_commit or ours_commit is None:
+            if ours_commit is None and ds._base.tensors:
+                pass  # uncommitted history on our side: fall through to a real merge
+            else:
+                return self._fast_forward(theirs_commit)
+        base_view = self._view(base) if base else self._empty()
+        return merge_into(ds, self._view(theirs_commit), base_view, theirs_commit, other,
+                          conflicts, message)
+
+    def _fast_forward(self, commit: str) -> MergeResult:
+        ds = self._ds
+        assert ds.current_branch is not None
+        state = Commit.load(self._store, commit).state
+        while True:
+            head = self._refs.head(ds.current_branch)
+            assert head is not None
+            if head[1].get("commit") != ds.commit_id:
+                raise PlaneError(f"branch {ds.current_branch!r} moved during the merge; retry")
+            if self._refs.advance(ds.current_branch, head[0] + 1,
+                                  {"commit": commit, "state": state}):
+                break
+        self._goto(ds.current_branch)
+        return MergeResult(commit, fast_forward=True)

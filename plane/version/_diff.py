@@ -1,0 +1,196 @@
+"""Row-level diff between two versions: rows added, updated, deleted per tensor; schema changes.
+
+Rows are matched by stable row id. A row is *updated* when its value changed: candidates are
+rows whose value comes from a different place (another chunk slot or a patch), confirmed by
+comparing the values, so compaction or a write of an equal value is not reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane.core._reader import read_samples
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+
+__all__ = ["Diff", "TensorDiff", "compute_diff", "live_ids", "physical_of"]
+
+
+@dataclass
+class TensorDiff:
+    """Row ids added, updated and deleted in one tensor between two versions."""
+
+    added: np.ndarray
+    updated: np.ndarray
+    deleted: np.ndarray
+
+    def __bool__(self) -> bool:
+        return bool(self.added.shape[0] or self.updated.shape[0] or self.deleted.shape[0])
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"added": self.added.tolist(), "updated": self.updated.tolist(),
+                "deleted": self.deleted.tolist()}
+
+
+@dataclass
+class Diff:
+    """The differences from version `a` to version `b`."""
+
+    a: str
+    b: str
+    tensors: dict[str, TensorDiff]
+    tensors_added: list[str] = field(default_factory=list)
+    tensors_removed: list[str] = field(default_factory=list)
+    schema_changed: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    rows_added: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    rows_deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _old: Dataset | None = field(default=None, repr=False)
+    _new: Dataset | None = field(default=None, repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(any(self.tensors.values()) or self.tensors_added or self.tensors_removed
+                    or self.schema_changed)
+
+    def values(self, tensor: str, row_ids: Any = None) -> list[tuple[int, Any, Any]]:
+        """(row id, old value, new value) for updated rows of `tensor` (or the given ids);
+        None stands for "absent in that version"."""
+        assert self._old is not None and self._new is not None
+        ids = self.tensors[tensor].updated if row_ids is None else np.asarray(row_ids, np.int64)
+        old = _values_by_id(self._old, tensor, ids)
+        new = _values_by_id(self._new, tensor, ids)
+        return [(int(i), o, n) for i, o, n in zip(ids, old, new)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b,
+                "tensors": {k: v.to_dict() for k, v in self.tensors.items()},
+                "tensors_added": self.tensors_added, "tensors_removed": self.tensors_removed,
+                "schema_changed": {k: {"old": o, "new": n}
+                                   for k, (o, n) in self.schema_changed.items()},
+                "rows_added": self.rows_added.tolist(), "rows_deleted": self.rows_deleted.tolist()}
+
+    def __str__(self) -> str:
+        lines = [f"diff {self.a} -> {self.b}"]
+        lines.append(f"  rows: +{self.rows_added.shape[0]} -{self.rows_deleted.shape[0]}")
+        for t in self.tensors_added:
+            lines.append(f"  + tensor {t}")
+        for t in self.tensors_removed:
+            lines.append(f"  - tensor {t}")
+        for t, (o, n) in self.schema_changed.items():
+            changed = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+            lines.append(f"  ~ tensor {t}: schema changed ({', '.join(changed)})")
+        for t, d in self.tensors.items():
+            if d.updated.shape[0]:
+                ids = ", ".join(str(i) for i in d.updated[:8].tolist())
+                more = " ..." if d.updated.shape[0] > 8 else ""
+                lines.append(f"  ~ {t}: {d.updated.shape[0]} rows updated ({ids}{more})")
+        if not self:
+            lines.append("  (no changes)")
+        return "\n".join(lines)
+
+
+def live_ids(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, physical rows) of every live row of `ds`, in row order."""
+    phys = ds._to_physical(np.arange(len(ds), dtype=np.int64))
+    return ds._row_ids.take(phys), phys
+
+
+def physical_of(ds: Dataset, ids: np.ndarray) -> np.ndarray:
+    """Physical rows of `ids` in `ds` (-1 where absent)."""
+    rid, phys = live_ids(ds)
+    order = np.argsort(rid, kind="stable")
+    srt = rid[order]
+    at = np.searchsorted(srt, ids)
+    at_c = np.minimum(at, max(srt.shape[0] - 1, 0))
+    found = (at < srt.shape[0]) & (srt[at_c] == ids) if srt.shape[0] else np.zeros(
+        ids.shape[0], bool)
+    out: np.ndarray = np.where(found, phys[order][at_c] if srt.shape[0] else -1, -1)
+    return out
+
+
+def read_physical(ds: Dataset, tensor: str, phys: np.ndarray, decode: bool = True) -> list[Any]:
+    w = ds._writer(tensor)
+    w.seal()
+    raw = w.meta.sample_compression is not None
+    out = read_samples(ds._reader, w.meta, w.index, phys, decode and not raw, True,
+                       w.patch_map())
+    return list(out)
+
+
+def _values_by_id(ds: Dataset, tensor: str, ids: np.ndarray) -> list[Any]:
+    if tensor not in ds._writers:
+        return [None] * ids.shape[0]
+    phys = physical_of(ds, ids)
+    out: list[Any] = [None] * ids.shape[0]
+    ok = np.flatnonzero(phys >= 0)
+    for j, v in zip(ok, read_physical(ds, tensor, phys[ok])):
+        out[int(j)] = v
+    return out
+
+
+def _sources(ds: Dataset, tensor: str, phys: np.ndarray, codes: dict[str, int]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Where each physical row's value lives: (object code, slot) — equal means same value."""
+    w = ds._writer(tensor)
+    w.seal()
+    idx = w.index
+    first = [codes.setdefault(idx.keys[int(idx.key_ptr[e])], len(codes))
+             if idx.key_ptr[e + 1] > idx.key_ptr[e] else -1 for e in range(idx.num_entries)]
+    ent, local = idx.locate(phys)
+    code = np.asarray(first, np.int64)[ent] if ent.shape[0] else np.zeros(0, np.int64)
+    local = np.where(code < 0, 0, local)
+    pm = w.patch_map()
+    if pm is not None:
+        sel, at = pm.hits(phys)
+        pcodes = np.asarray([codes.setdefault(k, len(codes)) for k in pm.keys], np.int64)
+        code[sel] = pcodes[pm.which[at]]
+        local[sel] = pm.local[at]
+    return code, local
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.shape(a) == np.shape(b) and np.array_equal(a, b))
+    return bool(a == b)
+
+
+def updated_rows(old: Dataset, new: Dataset, tensor: str, common: np.ndarray,
+                 pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """Row ids among `common` (physical pa in old, pb in new) whose value differs."""
+    codes: dict[str, int] = {}
+    ca, la = _sources(old, tensor, pa, codes)
+    cb, lb = _sources(new, tensor, pb, codes)
+    cand = np.flatnonzero((ca != cb) | (la != lb))
+    if not cand.shape[0]:
+        return np.zeros(0, np.int64)
+    va = read_physical(old, tensor, pa[cand])
+    vb = read_physical(new, tensor, pb[cand])
+    diff = [i for i, x, y in zip(cand, va, vb) if not _equal(x, y)]
+    return np.sort(common[np.asarray(diff, np.int64)]) if diff else np.zeros(0, np.int64)
+
+
+def compute_diff(old: Dataset, new: Dataset, a: str, b: str) -> Diff:
+    ida, pha = live_ids(old)
+    idb, phb = live_ids(new)
+    added = np.setdiff1d(idb, ida)
+    deleted = np.setdiff1d(ida, idb)
+    common, ia, ib = np.intersect1d(ida, idb, return_indices=True)
+    pa, pb = pha[ia], phb[ib]
+    ta, tb = list(old._writers), list(new._writers)
+    out = Diff(a, b, {}, [t for t in tb if t not in ta], [t for t in ta if t not in tb],
+               rows_added=added, rows_deleted=deleted, _old=old, _new=new)
+    for t in tb:
+        if t not in ta:
+            out.tensors[t] = TensorDiff(idb.copy(), np.zeros(0, np.int64),
+                                        np.zeros(0, np.int64))
+            continue
+        ma, mb = old._writers[t].meta.to_dict(), new._writers[t].meta.to_dict()
+        if ma != mb:
+            out.schema_changed[t] = (ma, mb)
+        out.tensors[t] = TensorDiff(added, updated_rows(old, new, t, common, pa, pb), deleted)
+    for t in out.tensors_removed:
+        out.tensors[t] = TensorDiff(np.zeros(0, np.int64), np.zeros(0, np.int64), ida.copy())
+    return out
