@@ -9,6 +9,7 @@ from plane._errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     FormatVersionError,
+    MergeConflictError,
     ObjectNotFoundError,
     PlaneError,
     ReadOnlyError,
@@ -16,7 +17,9 @@ from plane._errors import (
     SchemaError,
     StoreError,
     TensorNotFoundError,
+    VersionNotFoundError,
 )
+from plane.core._fragment import Fragment, write_fragment
 from plane.dataset import Dataset, DatasetView, Tensor, create
 from plane.dataset import open_dataset as open
 from plane.format._htypes import HTYPES
@@ -31,11 +34,15 @@ __all__ = [
     "create",
     "open",
     "open_store",
+    "Fragment",
+    "write_fragment",
     "HTYPES",
     "PlaneError",
     "ObjectNotFoundError",
     "ChecksumError",
     "CommitConflictError",
+    "MergeConflictError",
+    "VersionNotFoundError",
     "DatasetExistsError",
     "DatasetNotFoundError",
     "FormatVersionError",

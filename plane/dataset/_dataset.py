@@ -43,6 +43,7 @@ from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store, open_store
 
 if TYPE_CHECKING:
+    from plane.core._fragment import Fragment
     from plane.version import Diff, MergeResult, VersionControl
 
 __all__ = ["Dataset", "create", "open_dataset"]
@@ -268,6 +269,35 @@ class Dataset:
         self._row_ids.extend_ids(_row_ids if _row_ids is not None else self._alloc_ids(n))
         self._physical += n
         self._live = None
+
+    def apply_fragments(self, fragments: Sequence[Fragment]) -> int:
+        """Append rows that workers already wrote as fragments (see plane.write_fragment), in
+        the given order; returns the number of rows added. Commit afterwards."""
+        self._check_writable("apply fragments")
+        names = set(self._writers)
+        for f in fragments:
+            if set(f.metas) != names:
+                raise SchemaError(f"fragment {f.fragment_id} has tensors {sorted(f.metas)}, the "
+                                  f"dataset has {sorted(names)}")
+        metas = {n: w.meta for n, w in self._writers.items()}
+        for f in fragments:  # validate every schema before changing anything
+            for n in names:
+                metas[n] = _merge_meta(metas[n], metas[n], TensorMeta.from_dict(f.metas[n]),
+                                       self._branch or "")
+        total = 0
+        for f in fragments:
+            for n, w in self._writers.items():
+                w.seal()
+                w.reopenable = None
+                for rows, keys, sizes in f.entries[n]:
+                    w.index.append(rows, keys, sizes)
+                w.meta = metas[n]
+                w.dirty = True
+            self._row_ids.extend_ids(self._alloc_ids(f.rows))
+            self._physical += f.rows
+            total += f.rows
+        self._live = None
+        return total
 
     def _update(self, name: str, positions: np.ndarray, values: Any) -> None:
         """``ds[name][positions] = values``: one small patch chunk, all or nothing."""

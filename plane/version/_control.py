@@ -130,12 +130,12 @@ class VersionControl:
             start = self.resolve(version)[1]
         if start is None:
             return []
-        out = []
+        out: list[dict[str, Any]] = []
         for cid in _ancestors(self._store, start):
             c = Commit.load(self._store, cid)
             out.append({"id": cid, "parents": list(c.parents), "message": c.message,
                         "author": c.author, "time": c.time})
-        out.sort(key=lambda d: d["time"], reverse=True)
+        out.sort(key=lambda d: float(d["time"]), reverse=True)
         return out[:limit] if limit else out
 
     # ---- branches -------------------------------------------------------------------------

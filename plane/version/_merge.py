@@ -106,7 +106,7 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
         if t in ours._writers and not d_ours.tensors.get(t) and t not in d_ours.schema_changed:
             ours.delete_tensor(t)
             res.tensors_removed.append(t)
-    for t, (_, new_meta) in d_theirs.schema_changed.items():
+    for t in d_theirs.schema_changed:
         if t in ours._writers:  # class names / learned dtype: take the richer side
             from plane.dataset._dataset import _merge_meta
 
