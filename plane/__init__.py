@@ -24,6 +24,7 @@ from plane.dataset import Dataset, DatasetView, Tensor, create
 from plane.dataset import open_dataset as open
 from plane.format._htypes import HTYPES
 from plane.storage import open_store
+from plane.version import Diff, GcReport, MergeResult, gc
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,10 @@ __all__ = [
     "create",
     "open",
     "open_store",
+    "gc",
+    "Diff",
+    "GcReport",
+    "MergeResult",
     "Fragment",
     "write_fragment",
     "HTYPES",

@@ -79,6 +79,10 @@ class Store(abc.ABC):
             return False
         return True
 
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int | None, float | None]]:
+        """(key, size, last-modified epoch seconds) per key; None where the backend can't tell."""
+        return ((k, None, None) for k in self.list(prefix))
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key under `prefix`; return how many."""
         keys = list(self.list(prefix))

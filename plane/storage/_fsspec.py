@@ -201,3 +201,33 @@ class FsspecStore(Store):
         n = len(self.root) + 1
         keys = (p[n:] for p in found if p.startswith(self.root + "/"))
         return iter(sorted(k for k in keys if k.startswith(prefix)))
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int | None, float | None]]:
+        head, _, _ = prefix.rpartition("/")
+        base = f"{self.root}/{head}" if head else self.root
+        self.fs.invalidate_cache(base)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        n = len(self.root) + 1
+        for path, info in sorted(found.items()):
+            key = path[n:]
+            if not path.startswith(self.root + "/") or not key.startswith(prefix):
+                continue
+            size = info.get("size", info.get("Size"))
+            yield key, (int(size) if size is not None else None), _mtime_of(info)
+
+
+def _mtime_of(info: dict[str, Any]) -> float | None:
+    for field in ("LastModified", "mtime", "last_modified", "updated", "created"):
+        v = info.get(field)
+        if v is None:
+            continue
+        if hasattr(v, "timestamp"):
+            return float(v.timestamp())
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            continue
+    return None

@@ -98,3 +98,11 @@ class LocalStore(Store):
                 if key.startswith(prefix):
                     out.append(key)
         return iter(sorted(out))
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int | None, float | None]]:
+        for key in self.list(prefix):
+            try:
+                st = os.stat(self.root / key)
+                yield key, st.st_size, st.st_mtime
+            except FileNotFoundError:
+                continue

@@ -75,3 +75,6 @@ class MemoryStore(Store):
         """Forget a named in-memory store (tests and demos)."""
         with _REGISTRY_LOCK:
             _REGISTRY.pop(name, None)
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int | None, float | None]]:
+        return ((k, len(self._data[k]), None) for k in self.list(prefix) if k in self._data)

@@ -42,6 +42,9 @@ class WrapperStore(Store):
     def list(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list(prefix)
 
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, int | None, float | None]]:
+        return self.inner.list_info(prefix)
+
     @property
     def read_only(self) -> bool:
         return self.inner.read_only
