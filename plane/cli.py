@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,105 @@ import plane
 __all__ = ["main"]
 
 
-def _open(args: argparse.Namespace) -> plane.Dataset:
-    opts = json.loads(args.storage_options) if args.storage_options else None
-    return plane.open(args.url, read_only=True, version=args.branch, storage_options=opts)
+def _opts(args: argparse.Namespace) -> dict[str, Any] | None:
+    return json.loads(args.storage_options) if args.storage_options else None
+
+
+def _open(args: argparse.Namespace, write: bool = False) -> plane.Dataset:
+    return plane.open(args.url, read_only=not write, version=args.branch,
+                      storage_options=_opts(args))
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _cmd_log(args: argparse.Namespace) -> int:
+    ds = _open(args)
+    entries = ds.versions.log(limit=args.limit)
+    tags: dict[str, list[str]] = {}
+    for name, cid in ds.versions.tags().items():
+        tags.setdefault(cid, []).append(name)
+    if not entries:
+        print("(no commits)")
+    for e in entries:
+        deco = f" (tag: {', '.join(tags[e['id']])})" if e["id"] in tags else ""
+        merge = f"\nMerge:  {' '.join(p[:12] for p in e['parents'])}" \
+            if len(e["parents"]) > 1 else ""
+        print(f"commit {e['id']}{deco}{merge}\nAuthor: {e['author']}\nDate:   "
+              f"{_when(e['time'])}\n\n    {e['message']}\n")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    ds = _open(args)
+    d = ds.versions.diff(args.a, args.b)
+    print(json.dumps(d.to_dict(), indent=1) if args.json else d)
+    return 0
+
+
+def _cmd_branch(args: argparse.Namespace) -> int:
+    if args.delete:
+        _open(args, write=True).versions.delete_branch(args.delete)
+        print(f"deleted branch {args.delete}")
+        return 0
+    ds = _open(args)
+    if args.name:
+        ds.versions.create_branch(args.name, args.at)
+        print(f"created branch {args.name} at {args.at or ds.commit_id}")
+        return 0
+    for b in ds.versions.branches():
+        head = ds.versions.resolve(b)[1]
+        print(f"{'*' if b == ds.current_branch else ' '} {b:20s} {head or '(no commits)'}")
+    return 0
+
+
+def _cmd_checkout(args: argparse.Namespace) -> int:
+    ds = plane.open(args.url, read_only=True, version=args.version,
+                    storage_options=_opts(args))
+    if args.create:
+        ds.versions.create_branch(args.create, args.version)
+        print(f"created branch {args.create} at {args.version}")
+    ds.summary()
+    print(f"\nopen it with plane.open({args.url!r}, version={args.version!r})")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    ds = _open(args, write=True)
+    try:
+        res = ds.merge(args.other, conflicts=args.conflicts, message=args.message)
+    except plane.MergeConflictError as e:
+        print(f"plane: merge conflict: {e}", file=sys.stderr)
+        for t, ids in e.conflicts.items():
+            print(f"  {t}: {len(ids)} rows: {ids[:20]}", file=sys.stderr)
+        return 1
+    print(res)
+    return 0
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    if args.delete:
+        _open(args, write=True).versions.delete_tag(args.delete)
+        print(f"deleted tag {args.delete}")
+        return 0
+    ds = _open(args, write=bool(args.name))
+    if args.name:
+        ds.tag(args.name, args.commit, args.message or "")
+        print(f"tagged {ds.versions.tags()[args.name]} as {args.name}")
+        return 0
+    for name, cid in sorted(ds.versions.tags().items()):
+        print(f"{name:20s} {cid}")
+    return 0
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    report = plane.gc(args.url, older_than=args.older_than, dry_run=not args.apply,
+                      storage_options=_opts(args))
+    print(report)
+    if not args.apply and report.unreachable:
+        print("(dry run: add --apply to delete)")
+    return 0
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -25,6 +122,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, np.generic):
+        v = v.item()
     if isinstance(v, np.ndarray):
         if v.size <= 8:
             return np.array2string(v, separator=",")
@@ -63,6 +162,48 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--limit", type=int, default=10)
     s.add_argument("--tensors", default=None, help="comma-separated tensor names")
     s.set_defaults(fn=_cmd_show)
+
+    s = sub.add_parser("log", help="commit history of a branch")
+    common(s)
+    s.add_argument("--limit", type=int, default=None)
+    s.set_defaults(fn=_cmd_log)
+    s = sub.add_parser("diff", help="row-level diff between two versions")
+    common(s)
+    s.add_argument("a", nargs="?", default=None, help="old version (default: head commit)")
+    s.add_argument("b", nargs="?", default=None, help="new version (default: working state)")
+    s.add_argument("--json", action="store_true", help="print the full diff as JSON")
+    s.set_defaults(fn=_cmd_diff)
+    s = sub.add_parser("branch", help="list, create (NAME [--at V]) or --delete branches")
+    common(s)
+    s.add_argument("name", nargs="?", default=None)
+    s.add_argument("--at", default=None, help="version to branch from (default: head)")
+    s.add_argument("--delete", default=None, metavar="NAME")
+    s.set_defaults(fn=_cmd_branch)
+    s = sub.add_parser("checkout", help="show a version (and optionally branch from it)")
+    common(s)
+    s.add_argument("version")
+    s.add_argument("-b", "--create", default=None, metavar="NAME",
+                   help="create branch NAME at VERSION")
+    s.set_defaults(fn=_cmd_checkout)
+    s = sub.add_parser("merge", help="three-way merge OTHER into --branch (default main)")
+    common(s)
+    s.add_argument("other")
+    s.add_argument("--conflicts", choices=["fail", "ours", "theirs"], default="fail")
+    s.add_argument("-m", "--message", default=None)
+    s.set_defaults(fn=_cmd_merge)
+    s = sub.add_parser("tag", help="list, create (NAME [--commit C]) or --delete tags")
+    common(s)
+    s.add_argument("name", nargs="?", default=None)
+    s.add_argument("--commit", default=None)
+    s.add_argument("-m", "--message", default=None)
+    s.add_argument("--delete", default=None, metavar="NAME")
+    s.set_defaults(fn=_cmd_tag)
+    s = sub.add_parser("gc", help="delete objects no version reaches (dry run by default)")
+    common(s)
+    s.add_argument("--older-than", type=float, default=7 * 24 * 3600.0,
+                   help="grace period in seconds (default 7 days)")
+    s.add_argument("--apply", action="store_true", help="really delete")
+    s.set_defaults(fn=_cmd_gc)
     args = p.parse_args(argv)
     try:
         return int(args.fn(args))
