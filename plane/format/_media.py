@@ -1,0 +1,176 @@
+"""Image media: sniff, probe shape from headers (no decode), decode, encode.
+
+JPEG and PNG bytes are stored exactly as given; only headers are read at append time. Decoding
+uses simplejpeg (libjpeg-turbo, releases the GIL) for JPEG and Pillow for everything else;
+both are optional (`tensorplane[media]`) and imported lazily.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from plane._errors import PlaneError, SampleError
+
+__all__ = ["sniff", "probe", "decode", "decode_many", "encode"]
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def sniff(data: bytes) -> str | None:
+    """'jpeg', 'png' or None, from the magic bytes."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == _PNG_SIG:
+        return "png"
+    return None
+
+
+def _probe_jpeg(data: bytes) -> tuple[int, int, int]:
+    n = len(data)
+    if data[:2] != b"\xff\xd8":
+        raise SampleError("not a JPEG: missing SOI marker")
+    tail = data[-16:].rstrip(b"\x00\r\n ")
+    if not tail.endswith(b"\xff\xd9"):
+        raise SampleError("truncated JPEG: no EOI marker at the end")
+    i = 2
+    shape: tuple[int, int, int] | None = None
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise SampleError(f"corrupt JPEG: expected a marker at byte {i}")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (seglen,) = struct.unpack(">H", data[i + 2:i + 4])
+        if seglen < 2 or i + 2 + seglen > n:
+            raise SampleError(f"truncated JPEG: segment at byte {i} runs past the end")
+        if marker in _SOF:
+            if seglen < 8:
+                raise SampleError("corrupt JPEG: short SOF segment")
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            c = data[i + 9]
+            if h == 0 or w == 0 or c not in (1, 3, 4):
+                raise SampleError(f"corrupt JPEG: bad frame header {h}x{w}x{c}")
+            shape = (h, w, c)
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            if shape is None:
+                raise SampleError("corrupt JPEG: scan before frame header (no SOF)")
+            return shape
+        i += 2 + seglen
+    raise SampleError("truncated JPEG: no SOS segment")
+
+
+def _probe_png(data: bytes) -> tuple[int, int, int]:
+    if data[:8] != _PNG_SIG:
+        raise SampleError("not a PNG: bad signature")
+    if len(data) < 8 + 25 + 12:
+        raise SampleError("truncated PNG")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise SampleError("corrupt PNG: first chunk is not IHDR")
+    body = data[16:29]
+    (crc,) = struct.unpack(">I", data[29:33])
+    if zlib.crc32(data[12:29]) & 0xFFFFFFFF != crc:
+        raise SampleError("corrupt PNG: IHDR checksum mismatch")
+    w, h, depth, color = struct.unpack(">IIBB", body[:10])
+    if color not in _PNG_CHANNELS or w == 0 or h == 0:
+        raise SampleError(f"corrupt PNG: bad header {w}x{h} colour type {color}")
+    if depth != 8:
+        raise SampleError(f"PNG with {depth}-bit samples; only 8-bit images are supported")
+    if data[-12:-8] != b"\x00\x00\x00\x00" or data[-8:-4] != b"IEND":
+        raise SampleError("truncated PNG: no IEND chunk at the end")
+    return h, w, _PNG_CHANNELS[color]
+
+
+def probe(data: bytes, compression: str) -> tuple[int, ...]:
+    """The decoded (H, W, C) from the headers only; SampleError if the bytes are broken."""
+    try:
+        if compression == "jpeg":
+            return _probe_jpeg(data)
+        if compression == "png":
+            return _probe_png(data)
+    except (struct.error, IndexError) as e:
+        raise SampleError(f"corrupt {compression}: {e}") from None
+    raise SampleError(f"cannot probe {compression!r} samples")
+
+
+def _need(pkg: str) -> Any:
+    try:
+        return __import__(pkg)
+    except ImportError:
+        raise PlaneError(f"decoding images needs {pkg}: pip install 'tensorplane[media]'") from None
+
+
+def decode(data: bytes, compression: str) -> np.ndarray:
+    """Decode to uint8 HxWxC (grayscale keeps C=1)."""
+    if compression == "jpeg":
+        try:
+            sj = _need("simplejpeg")
+            h, w, c = _probe_jpeg(data)
+            if c == 3:
+                out: np.ndarray = sj.decode_jpeg(data, colorspace="RGB")
+                return out
+            if c == 1:
+                out = sj.decode_jpeg(data, colorspace="GRAY")
+                return out.reshape(h, w, 1)
+        except (ValueError, PlaneError):
+            pass  # CMYK or something simplejpeg refuses: Pillow below
+    pil = _need("PIL.Image")
+    import io
+
+    from PIL import Image
+
+    del pil
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode == "P":
+                im = im.convert("RGB")
+            arr = np.asarray(im)
+    except Exception as e:  # Pillow raises many types for broken data
+        raise SampleError(f"cannot decode {compression}: {e}") from None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def decode_many(datas: list[bytes], compression: str, threads: int | None = None
+                ) -> list[np.ndarray]:
+    """Decode in parallel threads (the decoders release the GIL); order is kept."""
+    if len(datas) <= 1 or threads == 1:
+        return [decode(d, compression) for d in datas]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda d: decode(d, compression), datas))
+
+
+def encode(array: np.ndarray, compression: str, quality: int = 90) -> bytes:
+    """Encode uint8 HxW, HxWx1, HxWx3 (png also HxWx4) to jpeg/png bytes."""
+    if array.dtype != np.uint8:
+        raise SampleError(f"images are uint8, got {array.dtype}; convert with .astype(np.uint8)")
+    a = array[..., None] if array.ndim == 2 else array
+    ok_c = (1, 3) if compression == "jpeg" else (1, 2, 3, 4)
+    if a.ndim != 3 or a.shape[2] not in ok_c:
+        raise SampleError(f"cannot encode shape {array.shape} as {compression}; give HxW, "
+                          f"HxWx1 or HxWx3{' or HxWx4' if compression == 'png' else ''}")
+    a = np.ascontiguousarray(a)
+    if compression == "jpeg":
+        sj = _need("simplejpeg")
+        cs = "GRAY" if a.shape[2] == 1 else "RGB"
+        return bytes(sj.encode_jpeg(a, quality=quality, colorspace=cs))
+    if compression == "png":
+        _need("PIL")
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).save(buf, format="PNG")
+        return buf.getvalue()
+    raise SampleError(f"cannot encode {compression!r}")
