@@ -125,16 +125,14 @@ def decode(data: bytes, compression: str) -> np.ndarray:
                 return out.reshape(h, w, 1)
         except (ValueError, PlaneError):
             pass  # CMYK or something simplejpeg refuses: Pillow below
-    pil = _need("PIL.Image")
+    _need("PIL")
     import io
 
     from PIL import Image
 
-    del pil
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode == "P":
-                im = im.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            im = opened.convert("RGB") if opened.mode == "P" else opened
             arr = np.asarray(im)
     except Exception as e:  # Pillow raises many types for broken data
         raise SampleError(f"cannot decode {compression}: {e}") from None
