@@ -63,6 +63,25 @@ class _LRU:
                 self.total -= self.size(old)
 
 
+_POOL: Any = None
+_POOL_PID = -1
+_POOL_LOCK = threading.Lock()
+
+
+def _io_pool() -> Any:
+    """One shared I/O thread pool per process (recreated after fork)."""
+    global _POOL, _POOL_PID
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _POOL is None or _POOL_PID != os.getpid():
+        with _POOL_LOCK:
+            if _POOL is None or _POOL_PID != os.getpid():
+                _POOL = ThreadPoolExecutor(16, thread_name_prefix="plane-io")
+                _POOL_PID = os.getpid()
+    return _POOL
+
+
 class ChunkReader:
     """Fetches chunks by content address, verifies them, and caches parsed chunks."""
 
@@ -79,15 +98,15 @@ class ChunkReader:
     def __setstate__(self, s: dict[str, Any]) -> None:
         self.__init__(s["store"], s["cache_bytes"])  # type: ignore[misc]
 
-    def _parse_verified(self, key: str, data: bytes, where: str) -> ParsedChunk:
+    def _parse_verified(self, key: str, data: bytes | memoryview, where: str) -> ParsedChunk:
         if digest_hex(data) != key:
             raise ChecksumError(f"chunk {chunk_key(key)} ({where}) is corrupt: checksum "
                                 f"mismatch in {self.store.url}")
         return parse_chunk(key, data, f"{chunk_key(key)} ({where})")
 
-    def _fetch(self, key: str, where: str) -> bytes:
+    def _fetch(self, key: str, where: str) -> bytes | memoryview:
         try:
-            return self.store.get(chunk_key(key))
+            return self.store.get_buffer(chunk_key(key))
         except ObjectNotFoundError:
             raise ObjectNotFoundError(f"chunk {chunk_key(key)} ({where}) is missing from "
                                       f"{self.store.url}") from None
@@ -111,13 +130,10 @@ class ChunkReader:
         if len(missing) == 1:
             out[missing[0]] = self.chunk(missing[0], where(missing[0]))
         elif missing:
-            from concurrent.futures import ThreadPoolExecutor
-
             def one(k: str) -> ParsedChunk:
                 return self.chunk(k, where(k))
 
-            with ThreadPoolExecutor(min(16, len(missing))) as pool:
-                out.update(zip(missing, pool.map(one, missing)))
+            out.update(zip(missing, _io_pool().map(one, missing)))
         return out
 
     def footer(self, key: str, nbytes: int, ndim_hint: int, where: str) -> ChunkFooter:
@@ -323,6 +339,15 @@ def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedC
     out = np.empty((n, *shape), meta.np_dtype)
     if len(uniq) == 1:
         out[:] = views[int(uniq[0])][local]
+        return out
+    if n > 1 and bool(np.all(np.diff(local) == 1) or np.all(np.diff(ent) >= 0)):
+        # sorted positions (slices): copy contiguous runs, no fancy indexing
+        cuts = np.flatnonzero((np.diff(ent) != 0) | (np.diff(local) != 1)) + 1
+        starts = np.concatenate([[0], cuts])
+        ends = np.concatenate([cuts, [n]])
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            la = int(local[a])
+            out[a:b] = views[int(ent[a])][la: la + (b - a)]
         return out
     order = np.argsort(ent, kind="stable")
     se = ent[order]

@@ -198,7 +198,7 @@ class ParsedChunk:
                              ).reshape((f.n, *shape))
 
 
-def parse_chunk(key: str, data: bytes, where: str) -> ParsedChunk:
+def parse_chunk(key: str, data: bytes | memoryview, where: str) -> ParsedChunk:
     """Parse a whole chunk object (its checksum is verified by the caller)."""
     try:
         footer = parse_footer(data, len(data), where)

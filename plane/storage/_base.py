@@ -51,6 +51,11 @@ class Store(abc.ABC):
         """Yield every key that starts with `prefix` (string prefix, not directory)."""
 
     # ---- defaults built on the primitives -------------------------------------------------
+    def get_buffer(self, key: str) -> bytes | memoryview:
+        """The object as a read-only buffer; backends may map it instead of copying (local
+        files are memory-mapped). Defaults to `get`."""
+        return self.get(key)
+
     def get_many(self, keys: Iterable[str], max_workers: int = DEFAULT_IO_THREADS
                  ) -> dict[str, bytes]:
         """Fetch several objects concurrently (thread pool); raise on the first missing one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,19 @@ class LocalStore(Store):
         try:
             with open(self._path(key), "rb") as f:
                 return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"{self.url}/{key} does not exist") from None
+
+    #: objects at least this large are memory-mapped by get_buffer (no copy into the heap)
+    MMAP_MIN_BYTES = 1 << 20
+
+    def get_buffer(self, key: str) -> bytes | memoryview:
+        try:
+            with open(self._path(key), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self.MMAP_MIN_BYTES:
+                    return f.read()
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFoundError(f"{self.url}/{key} does not exist") from None
 

@@ -30,6 +30,9 @@ class WrapperStore(Store):
     def get_range(self, key: str, start: int, end: int) -> bytes:
         return self.inner.get_range(key, start, end)
 
+    def get_buffer(self, key: str) -> bytes | memoryview:
+        return self.inner.get_buffer(key)
+
     def put(self, key: str, data: bytes) -> None:
         self.inner.put(key, data)
 
@@ -179,6 +182,9 @@ class CachingStore(WrapperStore):
             if total <= self.disk_max_bytes:
                 break
 
+    def get_buffer(self, key: str) -> bytes | memoryview:
+        return self.get(key)
+
     def get(self, key: str) -> bytes:
         if not self._ok(key):
             return self.inner.get(key)
@@ -258,6 +264,9 @@ class FaultyStore(WrapperStore):
             b[len(b) // 2] ^= 0xFF
             return bytes(b)
         return data
+
+    def get_buffer(self, key: str) -> bytes | memoryview:
+        return self.get(key)
 
     def get(self, key: str) -> bytes:
         self._before("get", key)

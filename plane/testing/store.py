@@ -146,6 +146,20 @@ class StoreReadTests:
         assert "gone" in str(info.value)
 
     # ---- exists ---------------------------------------------------------------------------
+    def test_get_buffer_matches_get(self, store: Store) -> None:
+        big = bytes(range(256)) * (5 << 12)  # 5 MiB: large enough to be memory-mapped
+        self.fill(store, {"small": b"abc", "big/obj": big})
+        assert bytes(store.get_buffer("small")) == b"abc"
+        assert bytes(store.get_buffer("big/obj")) == big
+        with pytest.raises(ObjectNotFoundError):
+            store.get_buffer("nope")
+
+    def test_list_info_names_every_key(self, store: Store) -> None:
+        self.fill(store, {"a/1": b"x", "a/2": b"yy", "b": b""})
+        info = list(store.list_info("a/"))
+        assert [k for k, _, _ in info] == ["a/1", "a/2"]
+        assert all(size in (None, len(b"x" * int(k[-1]))) for k, size, _ in info)
+
     def test_exists(self, store: Store) -> None:
         self.fill(store, {"here": b"1", "empty": b""})
         assert store.exists("here")
