@@ -237,7 +237,7 @@ def _read_media_input(meta: TensorMeta, v: Any, row: int) -> bytes | np.ndarray:
 
 def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
                   ) -> tuple[Block, TensorMeta]:
-    from plane.format import _media
+    import plane.format._media as _media
 
     comp = meta.sample_compression
     assert comp is not None
@@ -377,7 +377,7 @@ def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int
         if not len(raw):
             return np.zeros(tuple(shape), np.uint8)
         if meta.sample_compression in _MEDIA_PROBED:
-            from plane.format import _media
+            import plane.format._media as _media
 
             return _media.decode(bytes(raw), meta.sample_compression)
         raise PlaneError(f"tensor {meta.name!r}: decoding {meta.sample_compression} samples "
