@@ -62,6 +62,39 @@ def run(path: Path, n: int) -> None:
           f"caption {ds[5]['caption'].numpy()!r}")
     print(f"embedding batch {batch.shape}; {len(files)} objects on disk for "
           f"{sum(p.stat().st_size for p in files) / 1e6:.1f} MB at {path}")
+    versioning(path)
+
+
+def versioning(path: Path) -> None:
+    """Branch -> change -> diff -> merge, with a conflict caught on the way."""
+    print("\n--- versioning ---")
+    ds = plane.open(path)
+    base = ds.commit("import 5k pets")
+    ds.tag("v1")
+    ds.branch("relabel")
+    ds.checkout("relabel")
+    ds["labels"][[0, 1, 2]] = ["bird", "bird", "bird"]         # three small patches
+    ds.delete([3])
+    ds.commit("relabel 0-2 as birds, drop row 3")
+    ds.checkout("main")
+    ds.extend({"images": [ds["images"][4].bytes()], "labels": ["cat"],
+               "embedding": [np.zeros(128, np.float32)], "caption": ["a new cat"]})
+    names = ds["labels"].class_names
+    was = names[int(ds["labels"][0].numpy())]
+    ds["labels"][0] = "cat" if was == "dog" else "dog"        # conflicts with the branch
+    ds.commit("main adds a row, relabels row 0")
+    print(ds.diff(base, "relabel"))
+    try:
+        ds.merge("relabel")
+        raise AssertionError("the merge should have reported a conflict on row 0")
+    except plane.MergeConflictError as e:
+        print(f"merge refused: {e}")
+    res = ds.merge("relabel", conflicts="theirs")
+    print(res)
+    print(f"row 0 is now {ds['labels'].class_names[int(ds['labels'][0].numpy())]!r}; "
+          f"{len(ds)} rows; v1 still has {len(plane.open(path, version='v1'))} rows")
+    for entry in ds.log()[:4]:
+        print(f"  {entry['id'][:12]}  {entry['message']}")
 
 
 def main() -> None:
