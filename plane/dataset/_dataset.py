@@ -282,8 +282,8 @@ class Dataset:
         metas = {n: w.meta for n, w in self._writers.items()}
         for f in fragments:  # validate every schema before changing anything
             for n in names:
-                metas[n] = _merge_meta(metas[n], metas[n], TensorMeta.from_dict(f.metas[n]),
-                                       self._branch or "")
+                metas[n] = _fragment_meta(metas[n], TensorMeta.from_dict(f.metas[n]),
+                                          f.fragment_id)
         total = 0
         for f in fragments:
             for n, w in self._writers.items():
@@ -616,6 +616,30 @@ def _merge_meta(base: TensorMeta, theirs: TensorMeta, ours: TensorMeta, branch: 
         raise CommitConflictError(f"tensor {theirs.name!r}: concurrent writers on branch "
                                   f"{branch!r} added different class names; reopen and retry")
     return out
+
+
+def _fragment_meta(have: TensorMeta, frag: TensorMeta, fragment_id: str) -> TensorMeta:
+    """The tensor's meta after taking a fragment written with `frag`; SchemaError if the
+    fragment was written for another schema."""
+    where = f"fragment {fragment_id!r}, tensor {have.name!r}"
+    for field_ in ("htype", "sample_compression", "shape", "max_shape", "chunk_compression"):
+        a, b = getattr(have, field_), getattr(frag, field_)
+        if a != b:
+            raise SchemaError(f"{where}: {field_} is {b!r} in the fragment but {a!r} in the "
+                              "dataset; rewrite the fragment with the dataset's schema")
+    out = have
+    for field_ in ("dtype", "ndim"):
+        a, b = getattr(have, field_), getattr(frag, field_)
+        if a is None:
+            out = out.evolve(**{field_: b})
+        elif b is not None and a != b:
+            raise SchemaError(f"{where}: {field_} is {b!r} in the fragment but {a!r} in the "
+                              "dataset; cast the fragment's values and rewrite it")
+    an, fn = have.class_names, frag.class_names
+    if fn[: len(an)] != an:
+        raise SchemaError(f"{where}: class names {list(fn)} do not extend the dataset's "
+                          f"{list(an)}; write fragments with the dataset's class names")
+    return out.evolve(class_names=fn) if len(fn) > len(an) else out
 
 
 def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
