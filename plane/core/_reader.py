@@ -21,7 +21,7 @@ from plane.format._chunk import (
     parse_footer,
 )
 from plane.format._codecs import decode_sample, empty_value
-from plane.format._hash import crc32, digest_hex
+from plane.format._hash import digest_hex, sample_sum
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
@@ -161,9 +161,9 @@ class ChunkReader:
             return None
         a, b = int(f.offsets[i]), int(f.offsets[i + 1])
         data = self.store.get_range(chunk_key(key), a, b) if b > a else b""
-        if crc32(data) != int(f.crcs[i]):
+        if sample_sum(data) != int(f.crcs[i]):
             raise ChecksumError(f"chunk {chunk_key(key)} ({where}) is corrupt: sample {i} fails "
-                                "its CRC")
+                                "its checksum")
         return data, f.shapes[i]
 
 
@@ -263,10 +263,15 @@ def _read_base(
             return np.zeros((0, *(meta.fixed_shape or (0,) * meta.ndim)), meta.np_dtype)
         return []
     ent, local = index.locate(positions)
-    # Fast path: one sample from an uncompressed chunk not in memory -> range read.
     if n == 1:
         e = int(ent[0])
         keys = index.entry_keys(e)
+        c1 = (reader.local.get(keys[0]) or reader.cache.get(keys[0])) if len(keys) == 1 \
+            else None
+        if c1 is not None:  # one sample from a chunk in memory: no gather machinery
+            li = int(local[0])
+            return _finish(meta, [c1.sample(li)], [c1.footer.shapes[li]], decode, aslist)
+        # one sample from an uncompressed chunk not in memory -> range read
         if len(keys) == 1:
             got = reader.sample_by_range(keys[0], index.entry_nbytes(e)[0], int(local[0]),
                                          meta.ndim or 1, where(keys[0]))
@@ -288,32 +293,73 @@ def _read_base(
         if out is not None:
             return out
     values: list[Any] = [None] * n
+    shapes: list[Any] = [None] * n
     order = np.argsort(ent, kind="stable")
-    bounds = np.searchsorted(ent[order], uniq)
-    bounds = np.append(bounds, n)
+    bounds = np.append(np.searchsorted(ent[order], uniq), n)
     for j, e in enumerate(uniq):
-        sel = order[bounds[j]: bounds[j + 1]]
+        sel = order[bounds[j]: bounds[j + 1]].tolist()
         keys = index.entry_keys(int(e))
         if not keys:
             for s in sel:
                 values[s] = empty_value(meta)
+                shapes[s] = "empty"
         elif len(keys) == 1:
             c = parsed[keys[0]]
+            payload, offs, shp = c.payload, c.footer.offsets, c.footer.shapes
             for s in sel:
                 li = int(local[s])
-                values[s] = decode_sample(meta, c.sample(li), c.footer.shapes[li], decode)
+                values[s] = payload[int(offs[li]): int(offs[li + 1])]
+                shapes[s] = shp[li]
         else:
             pieces = [parsed[k] for k in keys]
-            raw = b"".join(p.payload for p in pieces)
-            v = decode_sample(meta, memoryview(raw), pieces[0].footer.shapes[0], decode)
+            raw = memoryview(b"".join(p.payload for p in pieces))
             for s in sel:
-                values[s] = v
-    if numeric and not aslist:
-        shapes = {np.shape(v) for v in values}
-        if len(shapes) == 1:
-            return np.stack(values) if n else np.zeros(0)
-    return [v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
-            for v in values]
+                values[s] = raw
+                shapes[s] = pieces[0].footer.shapes[0]
+    return _finish(meta, values, shapes, decode, aslist)
+
+
+def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
+            aslist: bool) -> np.ndarray | list[Any]:
+    """Raw sample buffers -> values, one conversion per tensor kind (no per-sample dispatch)."""
+    kind, comp = meta.kind, meta.sample_compression
+    live = [i for i, s in enumerate(shapes) if not isinstance(s, str)]
+    if kind == "text":
+        for i in live:
+            raws[i] = bytes(raws[i]).decode("utf-8", "surrogatepass")
+    elif kind == "json":
+        import json
+
+        for i in live:
+            raws[i] = json.loads(bytes(raws[i])) if len(raws[i]) else None
+    elif kind == "bytes" or (comp and not decode):
+        for i in live:
+            raws[i] = bytes(raws[i])
+    elif comp:
+        todo = [i for i in live if len(raws[i])]
+        for i in live:
+            if not len(raws[i]):
+                raws[i] = np.zeros(tuple(int(x) for x in shapes[i]), np.uint8)
+        if comp in ("jpeg", "png"):
+            from plane.format import _media
+
+            out = _media.decode_many([raws[i] for i in todo], comp,
+                                     [tuple(int(x) for x in shapes[i]) for i in todo])
+            for i, a in zip(todo, out):
+                raws[i] = a
+        else:
+            for i in todo:
+                raws[i] = decode_sample(meta, raws[i], shapes[i], decode)
+    else:
+        dt = meta.np_dtype
+        for i in live:
+            shp = tuple(int(x) for x in shapes[i])
+            raws[i] = np.frombuffer(raws[i], dt, int(np.prod(shp, dtype=np.int64))
+                                    ).reshape(shp).copy()
+        if not aslist:
+            if len({np.shape(v) for v in raws}) == 1:
+                return np.stack(raws)
+    return raws
 
 
 def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedChunk],

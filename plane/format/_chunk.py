@@ -7,7 +7,7 @@ Layout (little-endian)::
     footer = u8 version, u8 codec, u8 flags, u8 ndim, u32 n, u64 raw_len,
              u32 shapes[1 or n][ndim],        # one shape when FLAG_UNIFORM_SHAPE
              u64 offsets[n + 1]               # absent when FLAG_UNIFORM_SIZE
-             u32 crc32[n]                     # per-sample CRCs, only when FLAG_CRC
+             u32 sums[n]                      # per-sample xxh3-64 low 32 bits, if FLAG_CRC
              u32 tile_index, u32 tile_count   # only when FLAG_TILE
 
 The footer sits at the end so that, when the payload is not compressed, a fixed-size sample is
@@ -25,7 +25,7 @@ import numpy as np
 import zstandard
 
 from plane._errors import ChecksumError, PlaneError
-from plane.format._hash import crc32
+from plane.format._hash import sample_sum
 
 __all__ = [
     "ChunkFooter",
@@ -115,7 +115,8 @@ def encode_chunk(
         parts.append(offsets.astype("<u8").tobytes())
     if codec == CODEC_NONE and n and raw_len >= n * CRC_MIN_SAMPLE_BYTES:
         flags |= FLAG_CRC
-        parts.append(np.fromiter((crc32(raw[offsets[i]:offsets[i + 1]]) for i in range(n)),
+        offs = offsets.tolist()
+        parts.append(np.fromiter((sample_sum(raw[offs[i]:offs[i + 1]]) for i in range(n)),
                                  dtype="<u4", count=n).tobytes())
     if tile is not None:
         flags |= FLAG_TILE

@@ -8,7 +8,7 @@ import xxhash
 
 from plane._errors import ChecksumError
 
-__all__ = ["digest_hex", "seal", "unseal", "crc32"]
+__all__ = ["digest_hex", "seal", "unseal", "crc32", "sample_sum"]
 
 _SEAL_TAG = b"\n#xxh3-128:"
 
@@ -20,6 +20,11 @@ def digest_hex(data: bytes | bytearray | memoryview) -> str:
 
 def crc32(data: bytes | bytearray | memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def sample_sum(data: bytes | bytearray | memoryview) -> int:
+    """Per-sample checksum kept in chunk footers: low 32 bits of xxh3-64 (4x faster than CRC)."""
+    return xxhash.xxh3_64_intdigest(data) & 0xFFFFFFFF
 
 
 def seal(payload: bytes) -> bytes:

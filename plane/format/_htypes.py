@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plane._errors import SchemaError
+
 __all__ = ["Htype", "HTYPES", "get_htype", "SAMPLE_COMPRESSIONS", "CHUNK_COMPRESSIONS"]
 
 
@@ -40,8 +42,6 @@ HTYPES: dict[str, Htype] = {h.name: h for h in [
 
 
 def get_htype(name: str) -> Htype:
-    from plane._errors import SchemaError
-
     try:
         return HTYPES[name]
     except KeyError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -104,19 +103,32 @@ def probe(data: bytes, compression: str) -> tuple[int, ...]:
     raise SampleError(f"cannot probe {compression!r} samples")
 
 
+_MODS: dict[str, Any] = {}
+
+
 def _need(pkg: str) -> Any:
-    try:
-        return __import__(pkg)
-    except ImportError:
-        raise PlaneError(f"decoding images needs {pkg}: pip install 'tensorplane[media]'") from None
+    mod = _MODS.get(pkg)
+    if mod is None:
+        try:
+            import importlib
+
+            mod = _MODS[pkg] = importlib.import_module(pkg)
+        except ImportError:
+            raise PlaneError(f"decoding images needs {pkg}: pip install 'tensorplane[media]'"
+                             ) from None
+    return mod
 
 
-def decode(data: bytes, compression: str) -> np.ndarray:
-    """Decode to uint8 HxWxC (grayscale keeps C=1)."""
+def decode(data: bytes | memoryview, compression: str,
+           shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Decode to uint8 HxWxC (grayscale keeps C=1). `shape`, when known (it is stored with
+    every sample), saves re-reading the header."""
     if compression == "jpeg":
         try:
             sj = _need("simplejpeg")
-            h, w, c = _probe_jpeg(data)
+            if shape is None:
+                shape = _probe_jpeg(bytes(data))
+            h, w, c = shape
             if c == 3:
                 out: np.ndarray = sj.decode_jpeg(data, colorspace="RGB")
                 return out
@@ -125,13 +137,13 @@ def decode(data: bytes, compression: str) -> np.ndarray:
                 return out.reshape(h, w, 1)
         except (ValueError, PlaneError):
             pass  # CMYK or something simplejpeg refuses: Pillow below
-    _need("PIL")
+    _need("PIL.Image")
     import io
 
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with Image.open(io.BytesIO(bytes(data))) as opened:
             im = opened.convert("RGB") if opened.mode == "P" else opened
             arr = np.asarray(im)
     except Exception as e:  # Pillow raises many types for broken data
@@ -139,13 +151,20 @@ def decode(data: bytes, compression: str) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def decode_many(datas: list[bytes], compression: str, threads: int | None = None
+def decode_many(datas: list[bytes | memoryview], compression: str,
+                shapes: list[tuple[int, ...]] | None = None, threads: int | None = None
                 ) -> list[np.ndarray]:
     """Decode in parallel threads (the decoders release the GIL); order is kept."""
-    if len(datas) <= 1 or threads == 1:
-        return [decode(d, compression) for d in datas]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda d: decode(d, compression), datas))
+    hints: list[tuple[int, ...] | None] = list(shapes) if shapes is not None else \
+        [None] * len(datas)
+    if len(datas) < 8 or threads == 1:
+        return [decode(d, compression, h) for d, h in zip(datas, hints)]
+    from plane.core._reader import _io_pool
+
+    step = max(1, len(datas) // 8)
+    parts = [(datas[i:i + step], hints[i:i + step]) for i in range(0, len(datas), step)]
+    done = _io_pool().map(lambda p: [decode(d, compression, h) for d, h in zip(*p)], parts)
+    return [a for part in done for a in part]
 
 
 def encode(array: np.ndarray, compression: str, quality: int = 90) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from plane._errors import SchemaError
-from plane.format._htypes import CHUNK_COMPRESSIONS, get_htype
+from plane.format._htypes import CHUNK_COMPRESSIONS, HTYPES, get_htype
 
 __all__ = ["TensorMeta", "DEFAULT_CHUNK_BYTES"]
 
@@ -112,7 +112,7 @@ class TensorMeta:
 
     @property
     def kind(self) -> str:
-        return get_htype(self.htype).kind
+        return HTYPES[self.htype].kind
 
     @property
     def np_dtype(self) -> np.dtype[Any]:
