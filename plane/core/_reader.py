@@ -365,42 +365,30 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
 def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedChunk],
                   ent: np.ndarray, local: np.ndarray, uniq: np.ndarray) -> np.ndarray | None:
     """Vectorised gather when every touched chunk holds one uniform shape; else None."""
-    shape: tuple[int, ...] | None = None
-    views: dict[int, np.ndarray] = {}
-    for e in uniq:
-        keys = index.entry_keys(int(e))
-        if len(keys) != 1:
+    dtype = meta.np_dtype
+    ptr, keys = index.key_ptr, index.keys
+    views = []
+    for e in uniq.tolist():
+        if ptr[e + 1] - ptr[e] != 1:
             return None
-        f = parsed[keys[0]].footer
-        s0 = tuple(int(x) for x in f.shapes[0])
-        if not bool((f.shapes == f.shapes[0]).all()):
+        v = parsed[keys[ptr[e]]].uniform_view(dtype)
+        if v is None:
             return None
-        if shape is None:
-            shape = s0
-        elif s0 != shape:
-            return None
-        views[int(e)] = parsed[keys[0]].array(meta.np_dtype)
-    assert shape is not None
+        views.append(v)
+    shape = views[0].shape[1:]
+    if any(v.shape[1:] != shape for v in views):
+        return None
     n = ent.shape[0]
-    out = np.empty((n, *shape), meta.np_dtype)
-    if len(uniq) == 1:
-        out[:] = views[int(uniq[0])][local]
+    if len(views) == 1:
+        out: np.ndarray = views[0][local]
         return out
-    if n > 1 and bool(np.all(np.diff(local) == 1) or np.all(np.diff(ent) >= 0)):
-        # sorted positions (slices): copy contiguous runs, no fancy indexing
-        cuts = np.flatnonzero((np.diff(ent) != 0) | (np.diff(local) != 1)) + 1
-        starts = np.concatenate([[0], cuts])
-        ends = np.concatenate([cuts, [n]])
-        for a, b in zip(starts.tolist(), ends.tolist()):
-            la = int(local[a])
-            out[a:b] = views[int(ent[a])][la: la + (b - a)]
-        return out
+    out = np.empty((n, *shape), dtype)
     order = np.argsort(ent, kind="stable")
-    se = ent[order]
-    bounds = np.append(np.searchsorted(se, uniq), n)
-    for j, e in enumerate(uniq):
-        sel = order[bounds[j]: bounds[j + 1]]
-        out[sel] = views[int(e)][local[sel]]
+    bounds = np.searchsorted(ent[order], uniq).tolist() + [n]
+    lo = local[order]
+    for j, v in enumerate(views):
+        a, b = bounds[j], bounds[j + 1]
+        out[order[a:b]] = v[lo[a:b]]
     return out
 
 

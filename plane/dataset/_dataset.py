@@ -44,6 +44,7 @@ from plane.storage import ReadOnlyStore, Store, open_store
 
 if TYPE_CHECKING:
     from plane.core._fragment import Fragment
+    from plane.loader import Loader
     from plane.version import Diff, MergeResult, VersionControl
 
 __all__ = ["Dataset", "create", "open_dataset"]
@@ -513,6 +514,26 @@ class Dataset:
     def tag(self, name: str, commit: str | None = None, message: str = "") -> None:
         """Tag a commit (default: the current one) with an immutable name."""
         self._versions.tag(name, commit, message)
+
+    # ---- streaming ----------------------------------------------------------------------
+    def pytorch(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        """Batches as dicts of torch tensors (lists for ragged/text): chunk-aware shuffle,
+        deterministic per (seed, epoch), resumable, rank-aware; see plane.loader."""
+        from plane.loader import make_loader
+
+        return make_loader(self, "torch", batch_size=batch_size, shuffle=shuffle, **options)
+
+    def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        """Like pytorch(), yielding dicts of numpy arrays."""
+        from plane.loader import make_loader
+
+        return make_loader(self, "numpy", batch_size=batch_size, shuffle=shuffle, **options)
+
+    def jax(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        """Like pytorch(), yielding dicts of jax arrays (needs jax)."""
+        from plane.loader import make_loader
+
+        return make_loader(self, "jax", batch_size=batch_size, shuffle=shuffle, **options)
 
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -182,10 +182,26 @@ class ParsedChunk:
     key: str
     footer: ChunkFooter
     payload: memoryview
+    _views: dict[Any, np.ndarray | None] = field(default_factory=dict, compare=False,
+                                                 repr=False)
 
     @property
     def nbytes(self) -> int:
         return self.payload.nbytes
+
+    def uniform_view(self, dtype: Any) -> np.ndarray | None:
+        """All samples as one (n, *shape) read-only array view, cached; None if the samples
+        do not share one shape (or the chunk is a tile)."""
+        try:
+            return self._views[dtype]
+        except KeyError:
+            pass
+        f = self.footer
+        view: np.ndarray | None = None
+        if f.tile is None and f.n and bool((f.shapes == f.shapes[0]).all()):
+            view = self.array(dtype)
+        self._views[dtype] = view
+        return view
 
     def sample(self, i: int) -> memoryview:
         o = self.footer.offsets

@@ -1,0 +1,386 @@
+"""Streaming loaders: shuffled, batched, multi-tensor samples for PyTorch, NumPy and JAX.
+
+A `BatchSource` reads batches of one dataset version (a snapshot: store + state key, so it
+pickles into worker processes). The epoch plan is pure (`plane.loader._plan`): chunk-aware
+shuffle, batches in rounds of one per rank, every worker taking every W-th batch of its rank —
+so the order depends only on (seed, epoch), never on the number of workers. Batches are
+gathered per chunk with numpy; the chunks of the next shuffle window are fetched ahead by I/O
+threads while the current window is consumed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, StoreError
+from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
+from plane.storage import Store
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+
+__all__ = ["LoaderConfig", "BatchSource", "Loader", "detect_rank"]
+
+DEFAULT_WINDOW_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """What to load and how. `window_bytes` bounds the shuffle window (chunks read together)."""
+
+    batch_size: int = 64
+    shuffle: bool = True
+    tensors: tuple[str, ...] | None = None
+    seed: int = 0
+    drop_last: bool = False
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+    decode: bool = True
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    collate_fn: Callable[[list[dict[str, Any]]], Any] | None = None
+    on_error: str = "raise"
+    rank: int | None = None
+    world_size: int | None = None
+    num_workers: int = 0
+    prefetch: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PlaneError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.on_error not in ("raise", "skip"):
+            raise PlaneError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.num_workers < 0:
+            raise PlaneError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+def detect_rank(rank: int | None, world: int | None) -> tuple[int, int]:
+    """(rank, world size): explicit values, else torch.distributed, else RANK/WORLD_SIZE."""
+    if rank is not None and world is not None:
+        return rank, world
+    try:
+        import sys
+
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return (rank if rank is not None else dist.get_rank(),
+                    world if world is not None else dist.get_world_size())
+    except Exception:  # pragma: no cover - a broken torch install must not stop loading
+        pass
+    r = rank if rank is not None else int(os.environ.get("RANK", "0"))
+    w = world if world is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    return r, w
+
+
+@dataclass
+class _Plan:
+    epoch: int
+    order: np.ndarray
+    batches: list[tuple[int, int]]  # this rank's batches, as slices of `order`
+    window_of_batch: np.ndarray  # window id of each batch (for read-ahead)
+    windows: list[np.ndarray] = field(default_factory=list)  # positions per window
+
+
+class BatchSource:
+    """Reads planned batches of one dataset snapshot; picklable (workers reopen the store)."""
+
+    def __init__(self, store: Store, state_key: str, config: LoaderConfig,
+                 cache_bytes: int | None = None) -> None:
+        self.store = store
+        self.state_key = state_key
+        self.config = config
+        self.cache_bytes = cache_bytes or max(256 << 20, 3 * config.window_bytes)
+        self._ds: Dataset | None = None
+        self._plan: _Plan | None = None
+        self._ahead: Any = None
+        self.skipped_rows = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self.store, "state_key": self.state_key, "config": self.config,
+                "cache_bytes": self.cache_bytes}
+
+    def __setstate__(self, s: dict[str, Any]) -> None:
+        self.__init__(s["store"], s["state_key"], s["config"], s["cache_bytes"])  # type: ignore[misc]
+
+    @property
+    def ds(self) -> Dataset:
+        if self._ds is None:
+            from plane.dataset._dataset import Dataset
+
+            self._ds = Dataset(self.store, "state:" + self.state_key, read_only=True,
+                               cache_bytes=self.cache_bytes)
+        return self._ds
+
+    @property
+    def tensors(self) -> list[str]:
+        names = list(self.config.tensors or self.ds.tensors)
+        for n in names:
+            self.ds._writer(n)  # raises TensorNotFoundError with the list of tensors
+        return names
+
+    def __len__(self) -> int:
+        return len(self.plan(0).batches)
+
+    # ---- planning -------------------------------------------------------------------------
+    def _primary(self) -> str:
+        """The tensor whose chunks drive the shuffle: the one with the most bytes per row."""
+        return max(self.tensors, key=lambda n: self.ds._writer(n).index.nbytes)
+
+    def plan(self, epoch: int) -> _Plan:
+        if self._plan is not None and self._plan.epoch == epoch:
+            return self._plan
+        cfg = self.config
+        ds = self.ds
+        n = len(ds)
+        prim = ds._writer(self._primary())
+        phys = ds._to_physical(np.arange(n, dtype=np.int64))
+        ent, _ = prim.index.locate(phys) if n else (np.zeros(0, np.int64), None)
+        units = units_of(ent)
+        per_chunk = prim.index.nbytes / max(1, prim.index.num_chunks)
+        window = max(1, int(cfg.window_bytes // max(per_chunk, 1.0)))
+        order = epoch_order(units, cfg.seed, epoch, cfg.shuffle, window)
+        rank, world = detect_rank(cfg.rank, cfg.world_size)
+        bounds = rank_batches(global_batches(n, cfg.batch_size, world, cfg.drop_last),
+                              rank, world)
+        # window id of each position in `order` (for read-ahead)
+        sizes = []
+        if cfg.shuffle:
+            rng = np.random.default_rng([cfg.seed, epoch])
+            perm = rng.permutation(len(units))
+            sizes = [sum(units[i].shape[0] for i in perm[s:s + window])
+                     for s in range(0, len(perm), window)]
+        else:
+            sizes = [sum(u.shape[0] for u in units[s:s + window])
+                     for s in range(0, len(units), window)]
+        ends = np.cumsum(sizes) if sizes else np.zeros(0, np.int64)
+        starts = ends - np.asarray(sizes, np.int64) if sizes else ends
+        wob = np.searchsorted(ends, np.asarray([a for a, _ in bounds], np.int64), side="right")
+        windows = [order[int(a):int(b)] for a, b in zip(starts, ends)]
+        self._plan = _Plan(epoch, order, bounds, wob, windows)
+        return self._plan
+
+    # ---- reading --------------------------------------------------------------------------
+    def _prefetch_window(self, plan: _Plan, w: int) -> None:
+        if not self.config.prefetch or w >= len(plan.windows):
+            return
+        ds = self.ds
+        pos = plan.windows[w]
+        keys: list[str] = []
+        for name in self.tensors:
+            wr = ds._writer(name)
+            ent, _ = wr.index.locate(ds._to_physical(pos))
+            for e in np.unique(ent):
+                keys.extend(wr.index.entry_keys(int(e)))
+        from plane.core._reader import _io_pool
+
+        reader = ds._reader
+        self._ahead = _io_pool().submit(reader.chunks, keys, lambda k: "read-ahead")
+
+    def read(self, positions: np.ndarray) -> dict[str, Any]:
+        """One batch as a dict of numpy arrays (lists for ragged/text/json)."""
+        ds = self.ds
+        out = {n: ds._read(n, positions, self.config.decode, False) for n in self.tensors}
+        cfg = self.config
+        if cfg.transform is not None or cfg.collate_fn is not None:
+            rows = [{k: v[i] for k, v in out.items()} for i in range(positions.shape[0])]
+            if cfg.transform is not None:
+                rows = [cfg.transform(r) for r in rows]
+            return (cfg.collate_fn or _default_collate)(rows)  # type: ignore[return-value]
+        return out
+
+    def batches(self, epoch: int, start: int = 0, step: int = 1, offset: int = 0
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(batch index, batch) for batch indices start + offset, start + offset + step, ..."""
+        plan = self.plan(epoch)
+        cur_window = -1
+        for i in range(start + offset, len(plan.batches), step):
+            a, b = plan.batches[i]
+            w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
+            if w != cur_window:
+                cur_window = w
+                self._prefetch_window(plan, w + 1)
+            pos = plan.order[a:b]
+            try:
+                batch = self.read(pos)
+            except (ChecksumError, ObjectNotFoundError, StoreError):
+                if self.config.on_error == "raise":
+                    raise
+                self.skipped_rows += int(pos.shape[0])
+                continue
+            yield i, batch
+
+
+def _default_collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in rows[0] if rows else ():
+        vals = [r[k] for r in rows]
+        if all(isinstance(v, np.ndarray) for v in vals) and len({v.shape for v in vals}) == 1:
+            out[k] = np.stack(vals)
+        elif all(isinstance(v, (int, float, np.generic)) for v in vals):
+            out[k] = np.asarray(vals)
+        else:
+            out[k] = vals
+    return out
+
+
+def _to_torch(batch: Any, pin: bool) -> Any:
+    import torch
+
+    if isinstance(batch, dict):
+        return {k: _to_torch(v, pin) for k, v in batch.items()}
+    if isinstance(batch, np.ndarray) and batch.dtype.kind in "biuf":
+        t = torch.from_numpy(batch if batch.flags.writeable else batch.copy())
+        return t.pin_memory() if pin else t
+    if isinstance(batch, list) and batch and all(isinstance(v, np.ndarray) for v in batch):
+        return [_to_torch(v, pin) for v in batch]
+    return batch
+
+
+class _TorchIterable:
+    """A torch IterableDataset over planned batches; each DataLoader worker takes every W-th
+    batch, so DataLoader's round-robin collection reproduces the planned order exactly."""
+
+    def __init__(self, source: BatchSource, epoch: int, start: int) -> None:
+        self.source, self.epoch, self.start = source, epoch, start
+
+    def __iter__(self) -> Iterator[Any]:
+        import torch.utils.data as tud
+
+        info = tud.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for _, batch in self.source.batches(self.epoch, self.start, nw, wid):
+            # torch tensors cross process boundaries through shared memory, numpy is pickled
+            yield _to_torch(batch, False) if info is not None else batch
+
+
+def make_torch_iterable(source: BatchSource, epoch: int = 0, start: int = 0) -> Any:
+    """A `torch.utils.data.IterableDataset` yielding ready batches (use batch_size=None)."""
+    import torch.utils.data as tud
+
+    class PlaneIterableDataset(_TorchIterable, tud.IterableDataset):  # type: ignore[misc,type-arg]
+        def __len__(self) -> int:
+            return len(self.source.plan(self.epoch).batches) - self.start
+
+    return PlaneIterableDataset(source, epoch, start)
+
+
+class Loader:
+    """An iterable over batches of one dataset version, resumable and epoch-aware.
+
+    ``for batch in loader`` runs one epoch (from where a restored state left off) and then
+    advances the epoch; `set_epoch` picks one explicitly (as with DistributedSampler).
+    """
+
+    def __init__(self, source: BatchSource, kind: str = "numpy", pin_memory: bool = False,
+                 prefetch_factor: int = 2) -> None:
+        self.source = source
+        self.kind = kind
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor
+        self.epoch = 0
+        self.position = 0  # batches of the current epoch already yielded
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.source.config
+
+    def __len__(self) -> int:
+        return len(self.source.plan(self.epoch).batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = int(epoch), 0
+
+    def state_dict(self) -> dict[str, Any]:
+        rank, world = detect_rank(self.config.rank, self.config.world_size)
+        return {"epoch": self.epoch, "position": self.position, "seed": self.config.seed,
+                "batch_size": self.config.batch_size, "rank": rank, "world_size": world,
+                "state": self.source.state_key}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("state") not in (None, self.source.state_key):
+            raise PlaneError("this loader state was saved for another dataset version; open the "
+                             f"dataset at the same version (state {state.get('state')})")
+        if state.get("seed", self.config.seed) != self.config.seed or \
+                state.get("batch_size", self.config.batch_size) != self.config.batch_size:
+            raise PlaneError("loader state has a different seed or batch size than this loader")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    @property
+    def skipped_rows(self) -> int:
+        return self.source.skipped_rows
+
+    def _convert(self, batch: Any) -> Any:
+        if self.kind == "torch":
+            return _to_torch(batch, self.pin_memory)
+        if self.kind == "jax":
+            import jax.numpy as jnp
+
+            return {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v
+                    for k, v in batch.items()}
+        return batch
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch, start = self.epoch, self.position
+        nw = self.config.num_workers
+        if nw and self.kind == "torch":
+            import torch.utils.data as tud
+
+            it: Any = iter(tud.DataLoader(
+                make_torch_iterable(self.source, epoch, start), batch_size=None,
+                num_workers=nw, pin_memory=self.pin_memory,
+                prefetch_factor=self.prefetch_factor, multiprocessing_context=_mp_context()))
+            for batch in it:
+                self.position += 1
+                yield batch
+        else:
+            for _, batch in self.source.batches(epoch, start):
+                self.position += 1
+                yield self._convert(batch)
+        if self.epoch == epoch:
+            self.epoch, self.position = epoch + 1, 0
+
+
+def _mp_context() -> str | None:
+    """fork where available (fast, our readers are fork-safe), else the platform default."""
+    import multiprocessing as mp
+
+    return "fork" if "fork" in mp.get_all_start_methods() else None
+
+
+def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool = True,
+                tensors: Sequence[str] | None = None, transform: Any = None,
+                collate_fn: Any = None, num_workers: int = 0, seed: int = 0,
+                drop_last: bool = False, window_bytes: int = DEFAULT_WINDOW_BYTES,
+                decode: bool = True, on_error: str = "raise", rank: int | None = None,
+                world_size: int | None = None, pin_memory: bool = False,
+                prefetch: bool = True) -> Loader:
+    """Build a Loader over the current version of `ds` (pending writes are flushed first)."""
+    if kind == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise PlaneError("ds.pytorch() needs PyTorch: pip install 'tensorplane[torch]'"
+                             ) from None
+    if kind == "jax":
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise PlaneError("ds.jax() needs JAX: pip install jax") from None
+    if not ds.read_only:
+        ds.flush()
+    cfg = LoaderConfig(batch_size, shuffle, tuple(tensors) if tensors else None, seed,
+                       drop_last, window_bytes, decode, transform, collate_fn, on_error, rank,
+                       world_size, num_workers if kind == "torch" else 0, prefetch)
+    source = BatchSource(ds.store, ds._base_key, cfg)
+    source.tensors  # validate tensor names now, with a helpful error  # noqa: B018
+    return Loader(source, kind, pin_memory=pin_memory)
+
+
+def with_config(loader: Loader, **changes: Any) -> Loader:
+    src = loader.source
+    return Loader(BatchSource(src.store, src.state_key, replace(src.config, **changes)),
+                  loader.kind, loader.pin_memory)
+
