@@ -384,7 +384,7 @@ def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedC
         return out
     out = np.empty((n, *shape), dtype)
     order = np.argsort(ent, kind="stable")
-    bounds = np.searchsorted(ent[order], uniq).tolist() + [n]
+    bounds = [*np.searchsorted(ent[order], uniq).tolist(), n]
     lo = local[order]
     for j, v in enumerate(views):
         a, b = bounds[j], bounds[j + 1]
