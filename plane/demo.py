@@ -63,6 +63,35 @@ def run(path: Path, n: int) -> None:
     print(f"embedding batch {batch.shape}; {len(files)} objects on disk for "
           f"{sum(p.stat().st_size for p in files) / 1e6:.1f} MB at {path}")
     versioning(path)
+    stream(path)
+
+
+def stream(path: Path) -> None:
+    """Shuffled batches of decoded JPEGs + labels into a tiny torch model."""
+    print("\n--- streaming ---")
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: skipping (pip install 'tensorplane[torch]')")
+        return
+    ds = plane.open(path, read_only=True)
+    loader = ds.pytorch(batch_size=128, shuffle=True, tensors=["images", "labels"], seed=0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64 * 64 * 3, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    seen = 0
+    for step, batch in enumerate(loader):
+        x = batch["images"].float().div(255)
+        loss = torch.nn.functional.cross_entropy(model(x), batch["labels"].long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(x)
+        if step % 10 == 0:
+            print(f"  step {step:3d}  batch {tuple(x.shape)}  loss {loss.item():.3f}")
+    dt = time.perf_counter() - t0
+    print(f"one epoch: {seen} samples in {dt:.2f}s ({seen / dt:,.0f} samples/s incl. JPEG "
+          f"decode and training); resume state {loader.state_dict()}")
 
 
 def versioning(path: Path) -> None:

@@ -356,9 +356,9 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
             shp = tuple(int(x) for x in shapes[i])
             raws[i] = np.frombuffer(raws[i], dt, int(np.prod(shp, dtype=np.int64))
                                     ).reshape(shp).copy()
-        if not aslist:
-            if len({np.shape(v) for v in raws}) == 1:
-                return np.stack(raws)
+    if kind == "array" and decode and not aslist and raws \
+            and len({np.shape(v) for v in raws}) == 1:
+        return np.stack(raws)
     return raws
 
 
