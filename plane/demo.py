@@ -84,7 +84,7 @@ def stream(path: Path) -> None:
         x = batch["images"].float().div(255)
         loss = torch.nn.functional.cross_entropy(model(x), batch["labels"].long())
         opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         seen += len(x)
         if step % 10 == 0:

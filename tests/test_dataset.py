@@ -365,3 +365,21 @@ def test_not_a_dataset_and_format_version(tmp_path: Any) -> None:
                                             "format_version": FORMAT_VERSION + 1}).encode()))
     with pytest.raises(plane.FormatVersionError, match="pip install -U tensorplane"):
         plane.open(tmp_path / "d")
+
+
+def test_large_contiguous_read_verifies_chunks(tmp_path: Any) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("v", dtype="float32", shape=(64,), chunk_bytes=64 << 10)
+    data = np.random.default_rng(0).random((2000, 64), np.float32)
+    ds.extend({"v": data})
+    ds.flush()
+    fresh = plane.open(tmp_path / "d", read_only=True)
+    np.testing.assert_array_equal(fresh["v"][100:1900].numpy(), data[100:1900])
+    store = open_store(tmp_path / "d")
+    key = sorted(store.list("chunks/"))[3]
+    raw = bytearray(store.get(key))
+    raw[100] ^= 0x01
+    store.put(key, bytes(raw))
+    fresh = plane.open(tmp_path / "d", read_only=True)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+        fresh["v"][0:2000].numpy()

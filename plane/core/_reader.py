@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import xxhash
 
 from plane._errors import ChecksumError, ObjectNotFoundError
 from plane.core._layout import chunk_key
@@ -247,6 +248,62 @@ def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     return values
 
 
+def _read_contiguous(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
+                     start: int, stop: int) -> np.ndarray | None:
+    """Rows [start, stop) of a numeric tensor, reading whole uncompressed chunks straight into
+    the output (one copy, verified by hashing output + footer); None if not applicable."""
+    ends = index.ends
+    e0 = int(np.searchsorted(ends, start, side="right"))
+    e1 = int(np.searchsorted(ends, stop - 1, side="right"))
+    dtype = meta.np_dtype
+    plan = []
+    shape: tuple[int, ...] | None = None
+    for e in range(e0, e1 + 1):
+        a, b = int(index.key_ptr[e]), int(index.key_ptr[e + 1])
+        if b - a != 1:
+            return None
+        key = index.keys[a]
+        cached = reader.local.get(key) or reader.cache.get(key)
+        f = cached.footer if cached is not None else reader.footer(
+            key, int(index.key_nbytes[a]), meta.ndim or 1, f"tensor {meta.name!r}")
+        if f.codec != CODEC_NONE or f.tile is not None or not f.n or \
+                not bool((f.shapes == f.shapes[0]).all()):
+            return None
+        s0 = tuple(int(x) for x in f.shapes[0])
+        if shape is None:
+            shape = s0
+        elif s0 != shape:
+            return None
+        first = int(ends[e] - index.rows[e])
+        lo, hi = max(start, first) - first, min(stop, int(ends[e])) - first
+        plan.append((key, f, cached, lo, hi))
+    assert shape is not None
+    out = np.empty((stop - start, *shape), dtype)
+    flat = out.reshape(stop - start, -1).view(np.uint8)
+    pos = 0
+    for key, f, cached, lo, hi in plan:
+        if cached is None and lo == 0 and hi == f.n:
+            dst = memoryview(flat[pos: pos + hi - lo].data).cast("B")
+            got = reader.store.read_into(chunk_key(key), 0, dst)
+            h = xxhash.xxh3_128()
+            h.update(dst)
+            h.update(f.tail)
+            if got != f.payload_len or h.hexdigest() != key:
+                raise ChecksumError(f"chunk {chunk_key(key)} (tensor {meta.name!r}) is corrupt: "
+                                    f"checksum mismatch in {reader.store.url}")
+        else:
+            c = cached or reader.chunk(key, f"tensor {meta.name!r}")
+            view = c.uniform_view(dtype)
+            assert view is not None
+            out[pos: pos + hi - lo] = view[lo:hi]
+        pos += hi - lo
+    return out
+
+
+#: contiguous reads at least this large go straight into the output (no chunk cache)
+CONTIGUOUS_MIN_ROWS = 256
+
+
 def _read_base(
     reader: ChunkReader,
     meta: TensorMeta,
@@ -256,6 +313,13 @@ def _read_base(
     aslist: bool,
 ) -> np.ndarray | list[Any]:
     n = int(positions.shape[0])
+    if n >= CONTIGUOUS_MIN_ROWS and meta.kind == "array" and not meta.sample_compression \
+            and not aslist and int(positions[-1]) - int(positions[0]) == n - 1 \
+            and bool(np.all(np.diff(positions) == 1)):
+        whole = _read_contiguous(reader, meta, index, int(positions[0]),
+                                 int(positions[-1]) + 1)
+        if whole is not None:
+            return whole
     where = _where(meta, index)
     numeric = meta.kind == "array" and not meta.sample_compression
     if n == 0:

@@ -77,6 +77,8 @@ class ChunkFooter:
     crcs: np.ndarray | None  # (n,) uint32 when the chunk carries per-sample CRCs
     payload_len: int
     tile: tuple[int, int] | None = None
+    #: the object's bytes after the payload (footer + trailer), for streaming verification
+    tail: bytes = b""
 
     @property
     def ndim(self) -> int:
@@ -167,7 +169,8 @@ def parse_footer(tail: bytes | memoryview, total_len: int, where: str) -> ChunkF
         raise ChecksumError(f"chunk {where} has a corrupt footer: {e}") from e
     payload_len = total_len - flen - _TAIL.size
     return ChunkFooter(codec, n, raw_len, shapes, offsets, crcs, payload_len,
-                       (int(tile[0]), int(tile[1])) if tile else None)
+                       (int(tile[0]), int(tile[1])) if tile else None,
+                       bytes(tail[len(tail) - _TAIL.size - flen:]))
 
 
 class _NeedMore(Exception):

@@ -51,6 +51,13 @@ class Store(abc.ABC):
         """Yield every key that starts with `prefix` (string prefix, not directory)."""
 
     # ---- defaults built on the primitives -------------------------------------------------
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        """Read bytes [start, start + len(out)) of the object into `out`; return how many.
+        Backends may read straight into the buffer (local files do, with no extra copy)."""
+        data = self.get_range(key, start, start + out.nbytes)
+        out[: len(data)] = data
+        return len(data)
+
     def get_buffer(self, key: str) -> bytes | memoryview:
         """The object as a read-only buffer; backends may map it instead of copying (local
         files are memory-mapped). Defaults to `get`."""

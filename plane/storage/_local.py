@@ -60,6 +60,20 @@ class LocalStore(Store):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFoundError(f"{self.url}/{key} does not exist") from None
 
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        try:
+            with open(self._path(key), "rb", buffering=0) as f:
+                f.seek(start)
+                got, view = 0, out.cast("B")
+                while got < view.nbytes:
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                return got
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"{self.url}/{key} does not exist") from None
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         try:
             with open(self._path(key), "rb") as f:

@@ -33,6 +33,9 @@ class WrapperStore(Store):
     def get_buffer(self, key: str) -> bytes | memoryview:
         return self.inner.get_buffer(key)
 
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        return self.inner.read_into(key, start, out)
+
     def put(self, key: str, data: bytes) -> None:
         self.inner.put(key, data)
 
@@ -185,6 +188,9 @@ class CachingStore(WrapperStore):
     def get_buffer(self, key: str) -> bytes | memoryview:
         return self.get(key)
 
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        return Store.read_into(self, key, start, out)
+
     def get(self, key: str) -> bytes:
         if not self._ok(key):
             return self.inner.get(key)
@@ -267,6 +273,9 @@ class FaultyStore(WrapperStore):
 
     def get_buffer(self, key: str) -> bytes | memoryview:
         return self.get(key)
+
+    def read_into(self, key: str, start: int, out: memoryview) -> int:
+        return Store.read_into(self, key, start, out)
 
     def get(self, key: str) -> bytes:
         self._before("get", key)
