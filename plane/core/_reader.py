@@ -358,22 +358,27 @@ def _read_base(
             return out
     values: list[Any] = [None] * n
     shapes: list[Any] = [None] * n
+    need_shapes = meta.kind == "array"
     order = np.argsort(ent, kind="stable")
-    bounds = np.append(np.searchsorted(ent[order], uniq), n)
-    for j, e in enumerate(uniq):
+    bounds = np.append(np.searchsorted(ent[order], uniq), n).tolist()
+    local_l = local.tolist()
+    for j, e in enumerate(uniq.tolist()):
         sel = order[bounds[j]: bounds[j + 1]].tolist()
-        keys = index.entry_keys(int(e))
+        keys = index.entry_keys(e)
         if not keys:
             for s in sel:
                 values[s] = empty_value(meta)
                 shapes[s] = "empty"
         elif len(keys) == 1:
             c = parsed[keys[0]]
-            payload, offs, shp = c.payload, c.footer.offsets, c.footer.shapes
+            payload, offs = c.payload, c.offsets_list()
             for s in sel:
-                li = int(local[s])
-                values[s] = payload[int(offs[li]): int(offs[li + 1])]
-                shapes[s] = shp[li]
+                li = local_l[s]
+                values[s] = payload[offs[li]: offs[li + 1]]
+            if need_shapes:
+                shp = c.footer.shapes
+                for s in sel:
+                    shapes[s] = shp[local_l[s]]
         else:
             pieces = [parsed[k] for k in keys]
             raw = memoryview(b"".join(p.payload for p in pieces))
@@ -387,7 +392,8 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
             aslist: bool) -> np.ndarray | list[Any]:
     """Raw sample buffers -> values, one conversion per tensor kind (no per-sample dispatch)."""
     kind, comp = meta.kind, meta.sample_compression
-    live = [i for i, s in enumerate(shapes) if not isinstance(s, str)]
+    live = [i for i, s in enumerate(shapes) if not isinstance(s, str)] \
+        if any(isinstance(s, str) for s in shapes) else range(len(raws))
     if kind == "text":
         for i in live:
             raws[i] = bytes(raws[i]).decode("utf-8", "surrogatepass")
@@ -397,6 +403,8 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
         for i in live:
             raws[i] = json.loads(bytes(raws[i])) if len(raws[i]) else None
     elif kind == "bytes" or (comp and not decode):
+        if len(live) == len(raws):
+            return [bytes(r) for r in raws]
         for i in live:
             raws[i] = bytes(raws[i])
     elif comp:

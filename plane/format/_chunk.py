@@ -185,20 +185,26 @@ class ParsedChunk:
     key: str
     footer: ChunkFooter
     payload: memoryview
-    _views: dict[Any, np.ndarray | None] = field(default_factory=dict, compare=False,
-                                                 repr=False)
+    _views: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         return self.payload.nbytes
 
+    def offsets_list(self) -> list[int]:
+        """Sample byte offsets as a Python list (cached: cheap per-sample slicing)."""
+        got = self._views.get("__offsets__")
+        if got is None:
+            got = self._views["__offsets__"] = self.footer.offsets.tolist()
+        out: list[int] = got
+        return out
+
     def uniform_view(self, dtype: Any) -> np.ndarray | None:
         """All samples as one (n, *shape) read-only array view, cached; None if the samples
         do not share one shape (or the chunk is a tile)."""
-        try:
-            return self._views[dtype]
-        except KeyError:
-            pass
+        if dtype in self._views:
+            cached: np.ndarray | None = self._views[dtype]
+            return cached
         f = self.footer
         view: np.ndarray | None = None
         if f.tile is None and f.n and bool((f.shapes == f.shapes[0]).all()):
