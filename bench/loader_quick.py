@@ -22,7 +22,7 @@ def main(n: int = 20_000) -> None:
         ds.create_tensor("images", htype="image", chunk_bytes=320 * 12288)
         ds.create_tensor("labels", htype="class_label")
         rng = np.random.default_rng(0)
-        for s in range(0, n, 2000):
+        for _ in range(0, n, 2000):
             ds.extend({"images": rng.integers(0, 255, (2000, 64, 64, 3), np.uint8),
                        "labels": rng.integers(0, 10, 2000)})
         ds.flush()
