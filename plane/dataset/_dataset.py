@@ -427,6 +427,8 @@ class Dataset:
             their_touched[name] = (np.concatenate([p.rows for p in new]) if new
                                    else np.zeros(0, np.int64))
         new_writers: dict[str, TensorWriter] = {}
+        base_entries: dict[str, int] = {}
+        base_npatches: dict[str, int] = {}
         for name, tp in their_parts.items():
             if name in self._created:
                 raise CommitConflictError(f"tensor {name!r} was created concurrently on branch "
@@ -438,6 +440,7 @@ class Dataset:
             if name in self._writers:
                 w = self._writers[name]
                 meta = _merge_meta(self._base_parts[name].meta, meta, w.meta, self._branch)
+                base_entries[name], base_npatches[name] = index.num_entries, len(patches)
                 _append_entries(index, w.index, self._base_entries[name])
                 ours = w.patches[self._base_npatches[name]:]
                 our_rows = (np.concatenate([p.rows for p in ours]) if ours
@@ -447,14 +450,17 @@ class Dataset:
                 if clash.shape[0]:
                     conflicts[name] = self._row_ids.take(clash).tolist()
                 patches += [Patch(p.key, p.nbytes, moved(p.rows)) for p in ours]
-            else:
-                index.append(ours_n) if ours_n else None
+            else:  # a tensor they created: our appended rows are empty in it
+                if ours_n:
+                    index.append(ours_n)
+                base_entries[name], base_npatches[name] = index.num_entries, len(patches)
             new_writers[name] = TensorWriter(meta, index, self._reader, patches)
         for name in self._created:
             w = self._writers[name]
             index = ChunkIndex()
             if theirs.physical:
                 index.append(theirs.physical)
+            base_entries[name], base_npatches[name] = index.num_entries, 0
             _append_entries(index, w.index, self._base_entries[name])
             patches = [Patch(p.key, p.nbytes, moved(p.rows)) for p in w.patches]
             new_writers[name] = TensorWriter(w.meta, index, self._reader, patches)
@@ -463,7 +469,7 @@ class Dataset:
         if clash.shape[0]:
             conflicts["<deleted rows>"] = self._row_ids.take(clash).tolist()
         if conflicts:
-            desc = "; ".join(f"{t}: row ids {ids[:10]}" for t, ids in conflicts.items())
+            desc = "; ".join(f"{t!r}: row ids {ids[:10]}" for t, ids in conflicts.items())
             raise CommitConflictError(f"concurrent changes on branch {self._branch!r} touch the "
                                       f"same rows ({desc}); nothing was written. Reopen the "
                                       "dataset and redo the change")
@@ -477,9 +483,8 @@ class Dataset:
         for w in self._writers.values():
             w.dirty = True
         self._part_keys = {}
-        self._base_entries = {n: w.index.num_entries for n, w in self._writers.items()}
-        self._base_npatches = {n: len(w.patches) for n, w in self._writers.items()}
-        self._created, self._dropped = set(), set()
+        # what is "ours" stays ours: entries/patches past the new base, created/dropped tensors
+        self._base_entries, self._base_npatches = base_entries, base_npatches
         self._physical = theirs.physical + ours_n
         self._row_ids = row_ids
         self._deleted = np.union1d(theirs.deleted, moved(our_del)).astype(np.int64)

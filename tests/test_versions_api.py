@@ -1,0 +1,192 @@
+"""Versioning through the public API, on every backend: commits, branches, tags, diff, merge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import plane
+from plane.storage import open_store
+
+
+def _base(url: str, opts: Any) -> tuple[plane.Dataset, str]:
+    ds = plane.create(url, storage_options=opts)
+    ds.create_tensor("labels", htype="class_label", class_names=["a", "b", "c"])
+    ds.create_tensor("x", dtype="float32", shape=(4,))
+    ds.extend({"labels": np.arange(20) % 3, "x": np.arange(80, dtype="f4").reshape(20, 4)})
+    return ds, ds.commit("base")
+
+
+def test_commit_log_time_travel(tmp_store_url: tuple[str, Any]) -> None:
+    url, opts = tmp_store_url
+    ds, c1 = _base(url, opts)
+    ds["labels"][0] = 2
+    c2 = ds.commit("relabel 0")
+    ds.delete([5])
+    c3 = ds.commit("drop 5")
+    log = ds.log()
+    assert [e["id"] for e in log] == [c3, c2, c1]
+    assert log[0]["parents"] == [c2] and log[-1]["parents"] == []
+    assert [e["message"] for e in log] == ["drop 5", "relabel 0", "base"]
+    ds.tag("v1", c1)
+    for version, first, n in ((c1, 0, 20), (c2[:8], 2, 20), ("v1", 0, 20), ("main", 2, 19)):
+        old = plane.open(url, version=version, storage_options=opts)
+        assert int(old["labels"][0].numpy()) == first and len(old) == n
+    assert plane.open(url, version=c1, storage_options=opts).read_only
+    with pytest.raises(plane.PlaneError, match="nothing to commit"):
+        ds.commit("again")
+    assert ds.commit("empty", allow_empty=True) != c3
+
+
+def test_branch_isolation_and_detached_checkout(tmp_store_url: tuple[str, Any]) -> None:
+    url, opts = tmp_store_url
+    ds, c1 = _base(url, opts)
+    ds.branch("alice")
+    ds.checkout("alice")
+    ds.extend({"labels": [1], "x": np.zeros((1, 4))})
+    ds.commit("alice adds")
+    assert len(plane.open(url, storage_options=opts)) == 20  # main untouched
+    assert len(plane.open(url, version="alice", storage_options=opts)) == 21
+    ds.checkout(c1)
+    with pytest.raises(plane.ReadOnlyError, match=r"detached.*ds.branch\(name\)"):
+        ds.append({"labels": 0, "x": np.zeros(4)})
+    ds.checkout("main")
+    with pytest.raises(plane.PlaneError, match="already exists"):
+        ds.branch("alice")
+    with pytest.raises(plane.PlaneError, match="invalid branch name"):
+        ds.branch("bad name")
+    with pytest.raises(plane.PlaneError, match="it is checked out"):
+        ds.versions.delete_branch("main")
+    ds.versions.delete_branch("alice")
+    assert ds.versions.branches() == ["main"]
+    with pytest.raises(plane.VersionNotFoundError, match="no branch, tag or commit 'alice'"):
+        plane.open(url, version="alice", storage_options=opts)
+
+
+def test_diff_rows_values_and_schema(tmp_store_url: tuple[str, Any]) -> None:
+    url, opts = tmp_store_url
+    ds, c1 = _base(url, opts)
+    ids = ds.row_ids
+    ds["labels"][[1, 2]] = [0, 2]   # row 2 already holds 2: not a change
+    ds["labels"][3] = "new-class"   # schema change: class_names grows
+    ds.delete([4])
+    ds.extend({"labels": [0], "x": np.ones((1, 4))})
+    ds.create_tensor("note", htype="text")
+    c2 = ds.commit("changes")
+    d = ds.diff(c1, c2)
+    assert set(d.tensors["labels"].updated.tolist()) == {int(ids[1]), int(ids[3])}
+    assert d.rows_deleted.tolist() == [int(ids[4])]
+    assert d.rows_added.shape[0] == 1 and d.tensors_added == ["note"]
+    assert "labels" in d.schema_changed
+    assert d.tensors["x"].updated.shape[0] == 0
+    vals = {rid: (int(o), int(n)) for rid, o, n in d.values("labels")}
+    assert vals[int(ids[1])] == (1, 0)
+    assert "rows: +1 -1" in str(d)
+    assert not ds.diff()  # working state equals the last commit
+
+
+def test_merge_keeps_both_sides_and_reports_conflicts(tmp_store_url: tuple[str, Any]) -> None:
+    url, opts = tmp_store_url
+    ds, _ = _base(url, opts)
+    ds.branch("b")
+    ds.checkout("b")
+    ds.extend({"labels": [2, 2], "x": np.full((2, 4), 7, "f4")})
+    ds["labels"][10] = 0
+    ds.create_tensor("score", dtype="float32")
+    ds.commit("b work")
+    b_ids = set(ds.row_ids.tolist())
+    ds.checkout("main")
+    ds.extend({"labels": [1], "x": np.zeros((1, 4))})
+    ds["labels"][11] = 0
+    ds.commit("main work")
+    res = ds.merge("b")
+    assert res.rows_added == 2 and res.tensors_added == ["score"]
+    assert len(ds.log()[0]["parents"]) == 2
+    assert len(ds) == 23 and b_ids <= set(ds.row_ids.tolist())
+    assert int(ds["labels"][10].numpy()) == 0 and int(ds["labels"][11].numpy()) == 0
+    # a row changed differently on both sides is a conflict; nothing changes
+    ds.branch("c")
+    ds["labels"][0] = 1
+    head = ds.commit("main sets 0=b")
+    ds.checkout("c")
+    ds["labels"][0] = 2
+    ds.delete([1])
+    ds.commit("c sets 0=c")
+    ds.checkout("main")
+    with pytest.raises(plane.MergeConflictError, match="both updated") as info:
+        ds.merge("c")
+    assert list(info.value.conflicts) == ["labels"]
+    assert ds.commit_id == head and int(ds["labels"][0].numpy()) == 1
+    assert plane.open(url, storage_options=opts).commit_id == head
+    ds.merge("c", conflicts="ours")
+    assert int(ds["labels"][0].numpy()) == 1 and len(ds) == 22
+
+
+def test_merge_delete_vs_update_and_fast_forward() -> None:
+    ds, _ = _base("mem://", None)
+    ds.branch("ff")
+    ds.checkout("ff")
+    ds["labels"][0] = 1
+    ff = ds.commit("ff")
+    ds.checkout("main")
+    assert ds.merge("ff").fast_forward and ds.commit_id == ff
+    assert ds.merge("ff").up_to_date
+    ds.branch("d")
+    ds.checkout("d")
+    ds.delete([2])
+    ds.commit("delete row 2")
+    ds.checkout("main")
+    ds["labels"][2] = 0
+    ds.commit("update row 2")
+    with pytest.raises(plane.MergeConflictError, match="deleted we updated"):
+        ds.merge("d")
+    res = ds.merge("d", conflicts="theirs")
+    assert res.rows_deleted == 1 and len(ds) == 19
+
+
+def test_one_row_update_writes_a_small_delta(tmp_path: Any) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("label", dtype="int64")
+    ds.create_tensor("vec", dtype="float32", shape=(32,))
+    n = 50_000
+    ds.extend({"label": np.arange(n), "vec": np.random.default_rng(0).random((n, 32), "f4")})
+    ds.commit("base")
+    store = open_store(tmp_path / "d")
+    before = dict((k, s) for k, s, _ in store.list_info(""))
+    ds["label"][123] = -1
+    ds.commit("one row")
+    after = dict((k, s) for k, s, _ in store.list_info(""))
+    new = {k: after[k] for k in after if k not in before}
+    new_chunks = [k for k in new if k.startswith("chunks/")]
+    assert len(new_chunks) == 1 and new[new_chunks[0]] < 1024  # a patch, not a chunk copy
+    assert sum(new.values()) < 8 * 1024  # patch + one part + state + commit + ref
+    assert plane.open(tmp_path / "d")["label"][123].numpy() == -1
+
+
+def test_branch_is_one_small_object(tmp_path: Any) -> None:
+    ds, _ = _base(str(tmp_path / "d"), None)
+    store = open_store(tmp_path / "d")
+    before = set(store.list(""))
+    ds.branch("x")
+    new = set(store.list("")) - before
+    assert len(new) == 1 and len(store.get(new.pop())) < 512
+
+
+def test_gc_reclaims_deleted_branch_data(tmp_path: Any) -> None:
+    ds, _ = _base(str(tmp_path / "d"), None)
+    ds.branch("tmp")
+    ds.checkout("tmp")
+    ds.extend({"labels": np.zeros(5000, int), "x": np.ones((5000, 4))})
+    ds.commit("tmp data")
+    ds.checkout("main")
+    ds.versions.delete_branch("tmp")
+    assert plane.gc(tmp_path / "d").unreachable == []  # young objects are kept by default
+    dry = plane.gc(tmp_path / "d", older_than=0)
+    assert dry.dry_run and any(k.startswith("chunks/") for k in dry.unreachable)
+    done = plane.gc(tmp_path / "d", older_than=0, dry_run=False)
+    assert sorted(done.unreachable) == sorted(dry.unreachable)
+    assert plane.gc(tmp_path / "d", older_than=0).unreachable == []
+    again = plane.open(tmp_path / "d")
+    assert len(again) == 20 and again["x"].numpy().shape == (20, 4)
