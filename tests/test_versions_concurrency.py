@@ -17,7 +17,8 @@ _WRITER = textwrap.dedent("""
     import json, sys
     import numpy as np
     import plane
-    url, opts, tag, rounds = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    url, opts = sys.argv[1], json.loads(sys.argv[2])
+    tag, rounds = int(sys.argv[3]), int(sys.argv[4])
     ds = plane.open(url, storage_options=opts or None)
     print("ready", flush=True)
     sys.stdin.readline()  # the parent releases both writers at once
