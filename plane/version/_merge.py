@@ -115,11 +115,13 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
             w.dirty = True
 
     # 2. rows they appended (and, with "theirs", rows we deleted that they updated)
-    add_ids = np.setdiff1d(d_theirs.rows_added, physical_ids(ours))
+    add_set = np.setdiff1d(d_theirs.rows_added, physical_ids(ours))
     if policy == "theirs":
         revive = np.concatenate([k["we_deleted_they_updated"] for k in found.values()]
                                 or [np.zeros(0, np.int64)])
-        add_ids = np.union1d(add_ids, revive)
+        add_set = np.union1d(add_set, revive)
+    their_order = live_ids_of(theirs)
+    add_ids = their_order[np.isin(their_order, add_set)]  # in their row order
     if add_ids.shape[0]:
         tp = physical_of(theirs, add_ids)
         cols: dict[str, Any] = {}
