@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, settings
