@@ -175,9 +175,9 @@ def updated_rows(old: Dataset, new: Dataset, tensor: str, common: np.ndarray,
 def compute_diff(old: Dataset, new: Dataset, a: str, b: str) -> Diff:
     ida, pha = live_ids(old)
     idb, phb = live_ids(new)
-    added = np.setdiff1d(idb, ida)
-    deleted = np.setdiff1d(ida, idb)
-    common, ia, ib = np.intersect1d(ida, idb, return_indices=True)
+    added = np.setdiff1d(idb, ida, assume_unique=True)
+    deleted = np.setdiff1d(ida, idb, assume_unique=True)
+    common, ia, ib = np.intersect1d(ida, idb, assume_unique=True, return_indices=True)
     pa, pb = pha[ia], phb[ib]
     ta, tb = list(old._writers), list(new._writers)
     out = Diff(a, b, {}, [t for t in tb if t not in ta], [t for t in ta if t not in tb],

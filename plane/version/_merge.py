@@ -115,7 +115,7 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
             w.dirty = True
 
     # 2. rows they appended (and, with "theirs", rows we deleted that they updated)
-    add_set = np.setdiff1d(d_theirs.rows_added, physical_ids(ours))
+    add_set = np.setdiff1d(d_theirs.rows_added, physical_ids(ours), assume_unique=True)
     if policy == "theirs":
         revive = np.concatenate([k["we_deleted_they_updated"] for k in found.values()]
                                 or [np.zeros(0, np.int64)])
@@ -137,10 +137,10 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
             continue
         ids = dt.updated
         if t in d_theirs.tensors_added and t in res.tensors_added:
-            ids = np.setdiff1d(live_ids_of(theirs), add_ids)
+            ids = np.setdiff1d(live_ids_of(theirs), add_ids, assume_unique=True)
         if t in found and policy != "theirs":
-            ids = np.setdiff1d(ids, found[t]["both_updated"])
-        ids = np.setdiff1d(ids, np.setdiff1d(d_ours.rows_deleted, add_ids))
+            ids = np.setdiff1d(ids, found[t]["both_updated"], assume_unique=True)
+        ids = np.setdiff1d(ids, np.setdiff1d(d_ours.rows_deleted, add_ids), assume_unique=True)
         if not ids.shape[0]:
             continue
         pos = logical_of(ours, ids)
@@ -154,9 +154,10 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
     # 4. rows they deleted
     dels = d_theirs.rows_deleted
     if policy == "ours":
-        protected = np.concatenate([k["they_deleted_we_updated"] for k in found.values()]
-                                   or [np.zeros(0, np.int64)])
-        dels = np.setdiff1d(dels, protected)
+        protected = np.unique(np.concatenate([k["they_deleted_we_updated"]
+                                              for k in found.values()]
+                                             or [np.zeros(0, np.int64)]))
+        dels = np.setdiff1d(dels, protected, assume_unique=True)
     pos = logical_of(ours, dels)
     pos = pos[pos >= 0]
     if pos.shape[0]:
