@@ -138,8 +138,8 @@ def bench_lance(root: str, labels: np.ndarray, vecs: np.ndarray, reps: int
     a = []
     for i in range(reps):
         row = int(rng.integers(0, n))
-        a.append(timed(lambda row=row, i=i: ds.update({"label": str(-1 - i)},
-                                                      where=f"id = {row}"), path))
+        a.append(timed(lambda row=row, i=i, ds=ds: ds.update({"label": str(-1 - i)},
+                                                             where=f"id = {row}"), path))
         ds = lance.dataset(path)
     res["a"] = a
     res["b_tag"] = [timed(lambda i=i: ds.tags.create(f"t{i}", ds.version), path)
@@ -187,11 +187,12 @@ def main(argv: list[str] | None = None) -> None:
         lt = lb = "n/a"
         if lance_runs:
             lt = fmt_t(med([r[0] for r in lance_runs]))
-            lb = f"{fmt_b(med([r[1] for r in lance_runs]))} in {med([r[2] for r in lance_runs]):.0f}"
+            lobj = med([r[2] for r in lance_runs])
+            lb = f"{fmt_b(med([r[1] for r in lance_runs]))} in {lobj:.0f}"
         return (f"| {op} | {fmt_t(t)} | {fmt_b(b)} in {n:.0f} objects | {t / copy_t:.4%} | "
                 f"{lt} | {lb} |{note}")
 
-    print(f"{args.rows:,} rows × (int64 label + 32-d float32), {args.reps} reps (median); "
+    print(f"{args.rows:,} rows x (int64 label + 32-d float32), {args.reps} reps (median); "
           f"dataset {fmt_b(tp['size'])} on disk (Lance {fmt_b(ln['size']) if ln else 'n/a'}). "
           f"Full copy (`shutil.copytree`, the snapshot-by-copying baseline): "
           f"{fmt_t(copy_t)}, {fmt_b(copy_b)}.\n")
