@@ -1,0 +1,170 @@
+"""Loader: pure planning properties, determinism across workers/ranks, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import plane
+from plane.loader import epoch_order, global_batches, rank_batches, units_of
+from plane.storage import open_store
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2000), st.integers(1, 70), st.integers(1, 9), st.booleans())
+def test_rank_batches_cover_rows_once_and_balance(n: int, bs: int, world: int,
+                                                  drop_last: bool) -> None:
+    bounds = global_batches(n, bs, world, drop_last)
+    per_rank = [rank_batches(bounds, r, world) for r in range(world)]
+    assert len({len(b) for b in per_rank}) == 1  # same number of batches on every rank
+    rows = sorted(i for rb in per_rank for a, b in rb for i in range(a, b))
+    if drop_last:
+        assert rows == list(range(len(rows))) and n - len(rows) < bs * world
+    elif n >= world:
+        assert rows == list(range(n))  # nothing lost, nothing repeated
+    assert all(b - a <= bs + 1 for a, b in bounds)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=30), st.integers(0, 3),
+       st.integers(1, 8), st.booleans())
+def test_epoch_order_is_a_permutation(sizes: list[int], epoch: int, window: int,
+                                      shuffle: bool) -> None:
+    ent = np.repeat(np.arange(len(sizes)), sizes)
+    units = units_of(ent)
+    order = epoch_order(units, 0, epoch, shuffle, window)
+    assert sorted(order.tolist()) == list(range(sum(sizes)))
+    again = epoch_order(units, 0, epoch, shuffle, window)
+    assert np.array_equal(order, again)
+    if not shuffle:
+        assert order.tolist() == list(range(sum(sizes)))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("loader") / "d")
+    ds = plane.create(path)
+    ds.create_tensor("row", dtype="int64", chunk_bytes=320 * 8)
+    ds.create_tensor("img", dtype="uint8", shape=(4, 4, 3), chunk_bytes=320 * 48)
+    ds.create_tensor("caption", htype="text")
+    n = 3000
+    ds.extend({"row": np.arange(n), "img": np.repeat(np.arange(n) % 251, 48).astype(
+        np.uint8).reshape(n, 4, 4, 3), "caption": [f"c{i}" for i in range(n)]})
+    ds.flush()
+    return path
+
+
+def _rows(loader: Any) -> list[int]:
+    return [int(x) for b in loader for x in np.asarray(b["row"])]
+
+
+def test_epoch_covers_rows_once_and_mixes_chunks(dataset: str) -> None:
+    ds = plane.open(dataset, read_only=True)
+    loader = ds.numpy(batch_size=64, seed=3)
+    rows = _rows(loader)
+    assert sorted(rows) == list(range(3000))
+    chunk = np.asarray(rows) // 320
+    assert np.mean(chunk[1:] == chunk[:-1]) <= 0.15
+    distinct = [len(set(chunk[i:i + 64].tolist())) for i in range(0, 3000 - 64, 64)]
+    assert np.mean(distinct) >= 9  # all ~10 chunks of this small dataset per batch
+    assert _rows(ds.numpy(batch_size=64, shuffle=False)) == list(range(3000))
+    assert _rows(loader) != rows  # the next epoch is another order
+
+
+def test_order_is_the_same_for_any_workers_and_world_size(dataset: str) -> None:
+    ds = plane.open(dataset, read_only=True)
+    ref = _rows(ds.pytorch(batch_size=32, seed=1))
+    assert _rows(ds.pytorch(batch_size=32, seed=1, num_workers=2)) == ref
+    for world in (2, 4):
+        per_rank = [list(ds.numpy(batch_size=32, seed=1, rank=r, world_size=world))
+                    for r in range(world)]
+        assert len({len(p) for p in per_rank}) == 1
+        interleaved = [int(x) for rnd in zip(*per_rank) for b in rnd for x in b["row"]]
+        assert interleaved == ref
+    assert _rows(ds.pytorch(batch_size=32, seed=2)) != ref
+
+
+def test_batches_are_typed_tensors(dataset: str) -> None:
+    import torch
+
+    ds = plane.open(dataset, read_only=True)
+    batch = next(iter(ds.pytorch(batch_size=16, tensors=["img", "caption", "row"])))
+    assert batch["img"].dtype == torch.uint8 and tuple(batch["img"].shape) == (16, 4, 4, 3)
+    assert isinstance(batch["caption"], list) and len(batch["caption"]) == 16
+    rows = batch["row"].numpy()
+    assert batch["caption"] == [f"c{r}" for r in rows]
+    assert (batch["img"][:, 0, 0, 0].numpy() == rows % 251).all()
+    with pytest.raises(plane.TensorNotFoundError, match="no tensor 'nope'"):
+        ds.pytorch(tensors=["nope"])
+
+
+def test_resume_in_a_new_process_continues_the_same_order(dataset: str) -> None:
+    ds = plane.open(dataset, read_only=True)
+    full = [b["row"].tolist() for b in ds.numpy(batch_size=50, seed=9)]
+    loader = ds.numpy(batch_size=50, seed=9)
+    it = iter(loader)
+    for _ in range(17):
+        next(it)
+    state = loader.state_dict()
+    code = textwrap.dedent("""
+        import json, sys
+        import plane
+        ds = plane.open(sys.argv[1], read_only=True)
+        loader = ds.numpy(batch_size=50, seed=9)
+        loader.load_state_dict(json.loads(sys.argv[2]))
+        print(json.dumps([b["row"].tolist() for b in loader]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, dataset, json.dumps(state)],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == full[17:]
+    other = ds.numpy(batch_size=10, seed=9)
+    with pytest.raises(plane.PlaneError, match="different seed or batch size"):
+        other.load_state_dict(state)
+
+
+def test_corrupt_chunk_raises_or_is_skipped(tmp_path: Any) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("v", dtype="float32", shape=(16,), chunk_bytes=64 * 64)
+    ds.extend({"v": np.random.default_rng(0).random((640, 16), np.float32)})
+    ds.flush()
+    store = open_store(tmp_path / "d")
+    key = sorted(store.list("chunks/"))[2]
+    data = bytearray(store.get(key))
+    data[10] ^= 0xFF
+    store.put(key, bytes(data))
+    ds = plane.open(tmp_path / "d", read_only=True)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+        list(ds.numpy(batch_size=32))
+    loader = ds.numpy(batch_size=32, on_error="skip")
+    seen = sum(len(b["v"]) for b in loader)
+    assert loader.skipped_rows > 0 and seen + loader.skipped_rows == 640
+
+
+def test_embedded_loading_never_imports_ray(dataset: str) -> None:
+    code = ("import sys, plane; ds = plane.open(sys.argv[1], read_only=True); "
+            "list(ds.numpy(batch_size=256)); assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code, dataset], check=True)
+
+
+@pytest.mark.s3
+def test_same_order_from_s3(dataset: str, s3_bucket: tuple[str, Any]) -> None:
+    url, opts = s3_bucket
+    src = plane.open(dataset, read_only=True)
+    ds = plane.create(url, storage_options=opts)
+    for name, t in src.tensors.items():
+        m = t.meta
+        ds.create_tensor(name, htype=m.htype, dtype=m.dtype if m.kind == "array" else None,
+                         shape=m.shape, chunk_bytes=m.chunk_bytes)
+    ds.extend({n: src[n].numpy(aslist=True) for n in src.tensors})
+    ds.flush()
+    remote = plane.open(url, read_only=True, storage_options=opts)
+    assert _rows(remote.numpy(batch_size=64, seed=4)) == _rows(src.numpy(batch_size=64, seed=4))
+
