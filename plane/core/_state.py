@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,12 @@ class Patch:
     nbytes: int
     rows: np.ndarray  # physical rows, in the chunk's sample order
 
-    def to_dict(self) -> dict[str, Any]:
+    @cached_property
+    def _packed(self) -> dict[str, Any]:
         return {"key": self.key, "nbytes": self.nbytes, "rows": pack_ints(self.rows)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._packed
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Patch:

@@ -371,7 +371,7 @@ class Dataset:
             key = state.save(self._store)
             commit_id = self._commit_id
             if message is not None:
-                prev = Commit.load(self._store, commit_id).state if commit_id else None
+                prev = self._commit_state(commit_id)
                 if key == prev and not allow_empty and not parents:
                     raise PlaneError("nothing to commit: the working state equals commit "
                                      f"{commit_id}; pass allow_empty=True for an empty commit")
@@ -393,6 +393,17 @@ class Dataset:
             self._rebase()
         raise CommitConflictError(f"could not move branch {self._branch!r} of {self.url} after "
                                   f"{_MAX_REBASES} attempts: too many concurrent writers")
+
+    def _commit_state(self, commit_id: str | None) -> str | None:
+        """The state key of a commit (cached: commits are immutable)."""
+        from plane.core._state import Commit
+
+        if commit_id is None:
+            return None
+        cache = self.__dict__.setdefault("_commit_states", {})
+        if commit_id not in cache:
+            cache[commit_id] = Commit.load(self._store, commit_id).state
+        return cache[commit_id]  # type: ignore[no-any-return]
 
     def _rebase(self) -> None:
         """Replay this writer's changes on top of the branch head another writer just moved.
