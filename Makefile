@@ -27,7 +27,11 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m ""
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q pylance
 	$(BIN)/python bench/format_bench.py
+	$(BIN)/python bench/versioning_bench.py
+	$(BIN)/python bench/loader_quick.py
+	$(BIN)/python bench/media_decode_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check plane actors jobs configs tests bench
