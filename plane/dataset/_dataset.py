@@ -551,6 +551,17 @@ class Dataset:
 
         return make_loader(self, "jax", batch_size=batch_size, shuffle=shuffle, **options)
 
+    def to_ray(self, tensors: Sequence[str] | None = None,
+               override_num_blocks: int | None = None) -> Any:
+        """This version as a `ray.data.Dataset` read by a Datasource, one block per chunk
+        (needs `tensorplane[ray]`; the store must be reachable from the Ray workers)."""
+        try:
+            from plane.loader._ray import to_ray
+        except ImportError as e:
+            raise PlaneError(f"ds.to_ray() needs Ray ({e}): pip install 'tensorplane[ray]'"
+                             ) from None
+        return to_ray(self, tensors, override_num_blocks)
+
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._physical - int(self._deleted.shape[0])

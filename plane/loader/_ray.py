@@ -1,0 +1,117 @@
+"""`ds.to_ray()`: a Ray Data Datasource whose read tasks are aligned to chunks.
+
+Every read task owns a contiguous run of whole chunks of the dataset's largest tensor, reads
+them in a Ray worker from the same store (a local path reachable by every node, or s3://...),
+and yields one block per chunk — so a Ray Data pipeline reads each chunk once, in large
+requests, exactly as the embedded loader does. This module imports Ray: `plane` imports it
+only inside `Dataset.to_ray`, so the embedded path never loads Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray
+from ray.data.block import BlockAccessor, BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+from plane._errors import PlaneError
+from plane.storage import Store
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+
+__all__ = ["PlaneDatasource", "to_ray"]
+
+
+def _open(store: Store, state_key: str) -> Dataset:
+    from plane.dataset._dataset import Dataset
+
+    return Dataset(store, "state:" + state_key, read_only=True)
+
+
+def _column(values: Any) -> Any:
+    """A batch column Ray Data can turn into an Arrow column (tensor, variable-shape, str)."""
+    if isinstance(values, np.ndarray):
+        return values
+    if values and all(isinstance(v, np.ndarray) for v in values):
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+    return np.asarray(values, dtype=object)
+
+
+def _read_units(store: Store, state_key: str, tensors: Sequence[str],
+                units: Sequence[tuple[int, int]]) -> Iterator[Any]:
+    ds = _open(store, state_key)
+    for a, b in units:
+        pos = np.arange(a, b, dtype=np.int64)
+        batch = {n: _column(ds._read(n, pos, True, False)) for n in tensors}
+        yield BlockAccessor.batch_to_block(batch)
+
+
+class PlaneDatasource(Datasource):  # type: ignore[misc]
+    """Reads one dataset version; each read task owns a run of whole chunks."""
+
+    def __init__(self, store: Store, state_key: str, tensors: Sequence[str],
+                 units: list[tuple[int, int]], row_bytes: float) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.store, self.state_key, self.tensors = store, state_key, list(tensors)
+        self.units, self.row_bytes = units, row_bytes
+
+    def get_name(self) -> str:
+        return "Tensorplane"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return int(sum(b - a for a, b in self.units) * self.row_bytes)
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        k = max(1, min(int(parallelism), len(self.units)))
+        tasks = []
+        for g in np.array_split(np.arange(len(self.units)), k):
+            if not g.shape[0]:
+                continue
+            units = [self.units[int(i)] for i in g]
+            rows = sum(b - a for a, b in units)
+            meta = BlockMetadata(num_rows=rows, size_bytes=int(rows * self.row_bytes),
+                                 input_files=None, exec_stats=None)
+            tasks.append(ReadTask(partial(_read_units, self.store, self.state_key,
+                                          self.tensors, units),
+                                  meta, per_task_row_limit=per_task_row_limit))
+        return tasks
+
+
+def to_ray(ds: Dataset, tensors: Sequence[str] | None = None,
+           override_num_blocks: int | None = None) -> Any:
+    """The current version of `ds` as a `ray.data.Dataset` (rows in dataset order).
+
+    Shuffle in Ray with `iter_torch_batches(local_shuffle_buffer_size=...)` or
+    `randomize_block_order()`; blocks are whole chunks, so that stays chunk-sized.
+    """
+    url = getattr(ds.store, "url", "")
+    if str(url).startswith("mem://"):
+        raise PlaneError(f"ds.to_ray() cannot read {url}: a mem:// store lives in one process "
+                         "and Ray workers cannot see it; write the dataset to a local path "
+                         "or s3:// and open that")
+    if not ds.read_only:
+        ds.flush()
+    names = list(tensors or ds.tensors)
+    for n in names:
+        ds._writer(n)  # unknown names raise TensorNotFoundError listing the tensors
+    if not names:
+        raise PlaneError(f"ds.to_ray(): {ds.url} has no tensors to read")
+    n_rows = len(ds)
+    prim = max(names, key=lambda n: ds._writer(n).index.nbytes)
+    phys = ds._to_physical(np.arange(n_rows, dtype=np.int64))
+    ent = ds._writer(prim).index.locate(phys)[0] if n_rows else np.zeros(0, np.int64)
+    cuts = np.flatnonzero(np.diff(ent)) + 1
+    starts = np.concatenate([[0], cuts]).astype(np.int64) if n_rows else np.zeros(0, np.int64)
+    ends = np.concatenate([cuts, [n_rows]]).astype(np.int64) if n_rows else starts
+    units = [(int(a), int(b)) for a, b in zip(starts, ends)]
+    row_bytes = sum(ds._writer(n).index.nbytes for n in names) / max(1, n_rows)
+    source = PlaneDatasource(ds.store, ds._base_key, names, units, row_bytes)
+    return ray.data.read_datasource(source, override_num_blocks=override_num_blocks)
