@@ -35,6 +35,11 @@ def chunk_key(hexdigest: str) -> str:
     return f"chunks/{hexdigest}"
 
 
+def is_chunk_key(key: str) -> bool:
+    """Chunks are content-addressed, hence immutable: the only objects safe to cache."""
+    return key.startswith("chunks/")
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 

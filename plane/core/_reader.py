@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,9 @@ class ChunkReader:
         self.footers = _LRU(16 << 20, lambda f: 64 + f.n * 32)
         #: chunks built by a writer but not stored yet (visible to that writer only)
         self.local: dict[str, ParsedChunk] = {}
+        #: fetches in progress: a second reader of the same chunk waits for the first
+        self._inflight: dict[str, Future[ParsedChunk]] = {}
+        self._inflight_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "cache_bytes": self.cache.max_bytes}
@@ -113,11 +117,31 @@ class ChunkReader:
                                       f"{self.store.url}") from None
 
     def chunk(self, key: str, where: str) -> ParsedChunk:
+        """The parsed chunk `key`, fetched at most once however many threads ask at once."""
         c = self.local.get(key) or self.cache.get(key)
-        if c is None:
+        if c is not None:
+            return c  # type: ignore[no-any-return]
+        with self._inflight_lock:
+            pending = self._inflight.get(key)
+            if pending is None:
+                c = self.cache.get(key)  # landed between the first look and the lock
+                if c is not None:
+                    return c  # type: ignore[no-any-return]
+                mine: Future[ParsedChunk] = Future()
+                self._inflight[key] = mine
+        if pending is not None:
+            return pending.result()
+        try:
             c = self._parse_verified(key, self._fetch(key, where), where)
             self.cache.put(key, c)
-        return c  # type: ignore[no-any-return]
+            mine.set_result(c)
+            return c
+        except BaseException as e:
+            mine.set_exception(e)
+            raise
+        finally:
+            with self._inflight_lock:
+                del self._inflight[key]
 
     def chunks(self, keys: Iterable[str], where: Callable[[str], str]) -> dict[str, ParsedChunk]:
         out: dict[str, ParsedChunk] = {}

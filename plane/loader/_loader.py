@@ -11,6 +11,7 @@ threads while the current window is consumed.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, StoreError
+from plane.core._layout import is_chunk_key
 from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
-from plane.storage import Store
+from plane.storage import CachingStore, Store
 
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
@@ -241,10 +243,19 @@ def _to_torch(batch: Any, pin: bool) -> Any:
 
 class _TorchIterable:
     """A torch IterableDataset over planned batches; each DataLoader worker takes every W-th
-    batch, so DataLoader's round-robin collection reproduces the planned order exactly."""
+    batch, so DataLoader's round-robin collection reproduces the planned order exactly.
 
-    def __init__(self, source: BatchSource, epoch: int, start: int) -> None:
-        self.source, self.epoch, self.start = source, epoch, start
+    With `samples=True` it yields the rows of those batches one by one, for a DataLoader (or a
+    `transformers.Trainer`) that batches and collates itself: with the same batch size, the
+    batches it forms are exactly the planned ones."""
+
+    def __init__(self, source: BatchSource, epoch: int, start: int, samples: bool = False
+                 ) -> None:
+        self.source, self.epoch, self.start, self.samples = source, epoch, start, samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate/HF Trainer (and by hand) before each epoch."""
+        self.epoch, self.start = int(epoch), 0
 
     def __iter__(self) -> Iterator[Any]:
         import torch.utils.data as tud
@@ -252,19 +263,33 @@ class _TorchIterable:
         info = tud.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         for _, batch in self.source.batches(self.epoch, self.start, nw, wid):
-            # torch tensors cross process boundaries through shared memory, numpy is pickled
-            yield _to_torch(batch, False) if info is not None else batch
+            if self.samples:
+                yield from _unbatch(batch)
+            else:
+                # torch tensors cross process boundaries through shared memory; numpy is pickled
+                yield _to_torch(batch, False) if info is not None else batch
 
 
-def make_torch_iterable(source: BatchSource, epoch: int = 0, start: int = 0) -> Any:
-    """A `torch.utils.data.IterableDataset` yielding ready batches (use batch_size=None)."""
+def _unbatch(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    n = len(next(iter(batch.values()))) if batch else 0
+    for i in range(n):
+        yield {k: v[i] for k, v in batch.items()}
+
+
+def make_torch_iterable(source: BatchSource, epoch: int = 0, start: int = 0,
+                        samples: bool = False) -> Any:
+    """A `torch.utils.data.IterableDataset` yielding ready batches (use batch_size=None), or
+    single rows with `samples=True`."""
     import torch.utils.data as tud
 
     class PlaneIterableDataset(_TorchIterable, tud.IterableDataset):  # type: ignore[misc,type-arg]
         def __len__(self) -> int:
-            return len(self.source.plan(self.epoch).batches) - self.start
+            plan = self.source.plan(self.epoch)
+            if self.samples:
+                return sum(b - a for a, b in plan.batches[self.start:])
+            return len(plan.batches) - self.start
 
-    return PlaneIterableDataset(source, epoch, start)
+    return PlaneIterableDataset(source, epoch, start, samples)
 
 
 class Loader:
@@ -312,6 +337,19 @@ class Loader:
     def skipped_rows(self) -> int:
         return self.source.skipped_rows
 
+    def torch_dataset(self, samples: bool = False) -> Any:
+        """A `torch.utils.data.IterableDataset` for a DataLoader you build yourself, from this
+        loader's epoch and position: batches (use `DataLoader(..., batch_size=None)`), or
+        rows with `samples=True` for a DataLoader or `transformers.Trainer` that batches and
+        collates (pass the loader's batch size to keep the planned batches). It shards over
+        DataLoader workers and, like the loader, over distributed ranks."""
+        if self.kind != "torch":
+            raise PlaneError("torch_dataset() needs a loader from ds.pytorch()")
+        if samples and self.config.collate_fn is not None:
+            raise PlaneError("torch_dataset(samples=True) yields rows: give collate_fn to the "
+                             "DataLoader or Trainer (data_collator), not to ds.pytorch()")
+        return make_torch_iterable(self.source, self.epoch, self.position, samples)
+
     def _convert(self, batch: Any) -> Any:
         if self.kind == "torch":
             return _to_torch(batch, self.pin_memory)
@@ -356,14 +394,25 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
                 drop_last: bool = False, window_bytes: int = DEFAULT_WINDOW_BYTES,
                 decode: bool = True, on_error: str = "raise", rank: int | None = None,
                 world_size: int | None = None, pin_memory: bool = False,
-                prefetch: bool = True) -> Loader:
-    """Build a Loader over the current version of `ds` (pending writes are flushed first)."""
+                prefetch: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+                cache_max_bytes: int = 64 << 30) -> Loader:
+    """Build a Loader over the current version of `ds` (pending writes are flushed first).
+
+    `cache_dir` keeps fetched chunks on local disk (LRU, `cache_max_bytes`), so later epochs
+    over a remote store (s3://...) read them locally; worker processes share the directory.
+    """
     if kind == "torch":
         try:
-            import torch  # noqa: F401
+            import torch
         except ImportError:
             raise PlaneError("ds.pytorch() needs PyTorch: pip install 'tensorplane[torch]'"
                              ) from None
+        if pin_memory and not torch.cuda.is_available():
+            warnings.warn("pin_memory=True but no CUDA device is available: batches are not "
+                          "pinned", RuntimeWarning, stacklevel=3)
+            pin_memory = False
+    else:
+        pin_memory = False  # pinning is a torch host->CUDA copy optimisation
     if kind == "jax":
         try:
             import jax  # noqa: F401
@@ -374,7 +423,11 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
     cfg = LoaderConfig(batch_size, shuffle, tuple(tensors) if tensors else None, seed,
                        drop_last, window_bytes, decode, transform, collate_fn, on_error, rank,
                        world_size, num_workers if kind == "torch" else 0, prefetch)
-    source = BatchSource(ds.store, ds._base_key, cfg)
+    store = ds.store
+    if cache_dir is not None:
+        store = CachingStore(store, max_bytes=0, disk_dir=cache_dir,
+                             disk_max_bytes=cache_max_bytes, cacheable=is_chunk_key)
+    source = BatchSource(store, ds._base_key, cfg)
     source.tensors  # validate tensor names now, with a helpful error  # noqa: B018
     return Loader(source, kind, pin_memory=pin_memory)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
 import threading
 import time
@@ -92,6 +93,7 @@ class FsspecStore(Store):
         except ValueError as e:
             raise PlaneError(f"cannot open {self.url}: unknown protocol {protocol!r}") from e
         self._fs: Any = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._exclusive_ok = True
 
@@ -104,6 +106,10 @@ class FsspecStore(Store):
 
     @property
     def fs(self) -> Any:
+        """The filesystem client, made anew in a forked child (async clients such as s3fs'
+        are bound to their parent's event loop and refuse to run after a fork)."""
+        if self._pid != os.getpid():
+            self._fs, self._pid, self._lock = None, os.getpid(), threading.Lock()
         if self._fs is None:
             import fsspec
 

@@ -112,6 +112,7 @@ class CachingStore(WrapperStore):
         self.misses = 0
         self.disk_dir = Path(disk_dir) if disk_dir is not None else None
         self.disk_max_bytes = disk_max_bytes
+        self._disk_bytes: int | None = None  # bytes on disk, counted on first write
         if self.disk_dir is not None:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
 
@@ -157,6 +158,7 @@ class CachingStore(WrapperStore):
             p = self._disk_path(key)
             try:
                 data = p.read_bytes()
+                os.utime(p)  # recency for LRU eviction (atime alone may not move: relatime)
             except FileNotFoundError:
                 return None
             self._remember(key, data)
@@ -171,19 +173,42 @@ class CachingStore(WrapperStore):
         tmp = p.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
         tmp.write_bytes(data)
         os.replace(tmp, p)
-        self._trim_disk()
+        with self._lock:
+            if self._disk_bytes is None:
+                self._disk_bytes = self._disk_usage()
+            else:
+                self._disk_bytes += len(data)
+            over = self._disk_bytes > self.disk_max_bytes
+        if over:
+            self._trim_disk()
+
+    def _disk_usage(self) -> int:
+        assert self.disk_dir is not None
+        return sum(p.stat().st_size for p in self.disk_dir.glob("*/*") if ".tmp" not in p.name)
 
     def _trim_disk(self) -> None:
+        """Evict least recently used files down to 90% of the limit. The count is rebuilt from
+        a scan under the lock, so concurrent writers are over-counted, never missed; processes
+        sharing the directory each count their own writes and see the others' when they trim."""
         assert self.disk_dir is not None
-        files = [p for p in self.disk_dir.glob("*/*") if ".tmp" not in p.name]
-        total = sum(p.stat().st_size for p in files)
-        if total <= self.disk_max_bytes:
-            return
-        for p in sorted(files, key=lambda p: p.stat().st_atime):
-            total -= p.stat().st_size
-            p.unlink(missing_ok=True)
-            if total <= self.disk_max_bytes:
-                break
+        with self._lock:
+            files = []
+            for p in self.disk_dir.glob("*/*"):
+                if ".tmp" in p.name:
+                    continue
+                try:
+                    st = p.stat()
+                except FileNotFoundError:
+                    continue
+                files.append((st.st_atime, st.st_size, p))
+            total = sum(size for _, size, _ in files)
+            target = int(self.disk_max_bytes * 0.9)
+            for _, size, p in sorted(files, key=lambda f: f[0]):
+                if total <= target:
+                    break
+                p.unlink(missing_ok=True)
+                total -= size
+            self._disk_bytes = total
 
     def get_buffer(self, key: str) -> bytes | memoryview:
         return self.get(key)
