@@ -9,6 +9,7 @@ from plane._errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     FormatVersionError,
+    IngestError,
     MergeConflictError,
     ObjectNotFoundError,
     PlaneError,
@@ -23,6 +24,7 @@ from plane.core._fragment import Fragment, write_fragment
 from plane.dataset import Dataset, DatasetView, Tensor, create
 from plane.dataset import open_dataset as open
 from plane.format._htypes import HTYPES
+from plane.ingest import IngestReport
 from plane.storage import open_store
 from plane.version import Diff, GcReport, MergeResult, gc
 
@@ -51,6 +53,8 @@ __all__ = [
     "DatasetExistsError",
     "DatasetNotFoundError",
     "FormatVersionError",
+    "IngestError",
+    "IngestReport",
     "ReadOnlyError",
     "SampleError",
     "SchemaError",

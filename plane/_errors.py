@@ -17,6 +17,7 @@ __all__ = [
     "CommitConflictError",
     "MergeConflictError",
     "VersionNotFoundError",
+    "IngestError",
 ]
 
 
@@ -90,3 +91,7 @@ class VersionNotFoundError(PlaneError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class IngestError(PlaneError, ValueError):
+    """An ingest cannot go on: a bad source file or row (named), the dataset left unchanged."""

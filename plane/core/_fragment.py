@@ -21,7 +21,7 @@ from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
 
-__all__ = ["Fragment", "write_fragment"]
+__all__ = ["Fragment", "FragmentWriter", "write_fragment"]
 
 
 @dataclass(frozen=True)
@@ -38,36 +38,68 @@ class Fragment:
         return sum(b for ents in self.entries.values() for _, _, nb in ents for b in nb)
 
 
+class FragmentWriter:
+    """Streams rows into one fragment: full chunks are stored as they fill, so memory stays
+    at about one chunk per tensor however many rows go through. `finish` stores the tails."""
+
+    def __init__(self, store: Store, fragment_id: str, metas: dict[str, TensorMeta]) -> None:
+        self.store = store
+        self.fragment_id = fragment_id
+        self.reader = ChunkReader(store, 0)
+        self.writers = {n: TensorWriter(m, ChunkIndex(), self.reader) for n, m in metas.items()}
+        self.rows = 0
+        self.bytes_written = 0
+
+    @property
+    def metas(self) -> dict[str, TensorMeta]:
+        return {n: w.meta for n, w in self.writers.items()}
+
+    def encode(self, columns: dict[str, Any], row0: int = 0) -> dict[str, Any]:
+        """Validate and encode `columns` (every tensor) without changing anything; returns
+        what `add` takes. Raises SampleError naming the tensor and row (offset by `row0`)."""
+        missing = [k for k in self.writers if k not in columns]
+        extra = [k for k in columns if k not in self.writers]
+        if missing or extra:
+            raise SampleError(f"fragment {self.fragment_id}: columns must match the tensors; "
+                              f"missing {missing}, unknown {extra}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise SampleError(f"fragment {self.fragment_id}: column lengths differ")
+        return {n: encode_batch(w.meta, columns[n], row0) for n, w in self.writers.items()}
+
+    def add(self, encoded: dict[str, Any]) -> None:
+        """Append encoded columns (from `encode`), storing every chunk that fills up."""
+        plans = {n: self.writers[n].plan(block, meta) for n, (block, meta) in encoded.items()}
+        chunks = {chunk_key(k): v for p in plans.values() for k, v in p.chunks.items()}
+        self.store.put_many(chunks)
+        self.bytes_written += sum(len(v) for v in chunks.values())
+        for n, p in plans.items():
+            self.writers[n].apply(p)
+        self.rows += next(iter(encoded.values()))[0].n if encoded else 0
+
+    def finish(self) -> Fragment:
+        """Store the partial last chunks and describe everything written."""
+        chunks: dict[str, bytes] = {}
+        metas: dict[str, dict[str, Any]] = {}
+        entries: dict[str, list[tuple[int, list[str], list[int]]]] = {}
+        for name, w in self.writers.items():
+            chunks.update(w.take_unwritten())
+            idx = w.index
+            entries[name] = [(int(idx.rows[e]), idx.entry_keys(e), idx.entry_nbytes(e))
+                             for e in range(idx.num_entries)]
+            metas[name] = w.meta.to_dict()
+        self.reader.local.clear()
+        self.store.put_many({chunk_key(k): v for k, v in chunks.items()})
+        self.bytes_written += sum(len(v) for v in chunks.values())
+        return Fragment(self.fragment_id, self.rows, metas, entries)
+
+
 def write_fragment(store: Store, fragment_id: str, metas: dict[str, TensorMeta],
                    columns: dict[str, Any]) -> Fragment:
     """Encode `columns` (every tensor of `metas`), store their chunks, describe them."""
-    missing = [k for k in metas if k not in columns]
-    extra = [k for k in columns if k not in metas]
-    if missing or extra:
-        raise SampleError(f"fragment {fragment_id}: columns must match the tensors; missing "
-                          f"{missing}, unknown {extra}")
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) > 1:
-        raise SampleError(f"fragment {fragment_id}: column lengths differ")
-    n = lengths.pop() if lengths else 0
-    reader = ChunkReader(store, 0)
-    out_metas: dict[str, dict[str, Any]] = {}
-    entries: dict[str, list[tuple[int, list[str], list[int]]]] = {}
-    chunks: dict[str, bytes] = {}
-    for name, meta in metas.items():
-        w = TensorWriter(meta, ChunkIndex(), reader)
-        block, meta2 = encode_batch(meta, columns[name], 0)
-        plan = w.plan(block, meta2)
-        chunks.update(plan.chunks)
-        w.apply(plan)
-        chunks.update(w.take_unwritten())
-        reader.local.clear()
-        idx = w.index
-        entries[name] = [(int(idx.rows[e]), idx.entry_keys(e), idx.entry_nbytes(e))
-                         for e in range(idx.num_entries)]
-        out_metas[name] = w.meta.to_dict()
-    store.put_many({chunk_key(k): v for k, v in chunks.items()})
-    return Fragment(fragment_id, n, out_metas, entries)
+    fw = FragmentWriter(store, fragment_id, metas)
+    fw.add(fw.encode(columns))
+    return fw.finish()
 
 
 def fragment_row_count(frags: list[Fragment]) -> int:

@@ -44,6 +44,7 @@ from plane.storage import ReadOnlyStore, Store, open_store
 
 if TYPE_CHECKING:
     from plane.core._fragment import Fragment
+    from plane.ingest import IngestReport
     from plane.loader import Loader
     from plane.version import Diff, MergeResult, VersionControl
 
@@ -270,6 +271,19 @@ class Dataset:
         self._row_ids.extend_ids(_row_ids if _row_ids is not None else self._alloc_ids(n))
         self._physical += n
         self._live = None
+
+    def extend_from(self, *, parquet: Any = None, arrow: Any = None, images: Any = None,
+                    **options: Any) -> IngestReport:
+        """Append rows straight from the lake: `parquet=` (file, directory, glob or list; local
+        or s3://...), `arrow=` (Table, RecordBatchReader, pandas) or `images=` (a folder tree;
+        ``labels="folder"``). Options: columns={col: tensor}, htypes={tensor: htype},
+        on_error="raise"|"skip"|"quarantine", batch_rows, progress, verify (decode media),
+        storage_options (of the source), commit (a message: commit when done). Tensor types
+        are inferred from the Arrow schema (README, "Ingestion"). All or nothing: a failure
+        leaves the dataset as it was. Returns an IngestReport."""
+        from plane.ingest._ingest import extend_from
+
+        return extend_from(self, parquet=parquet, arrow=arrow, images=images, **options)
 
     def apply_fragments(self, fragments: Sequence[Fragment]) -> int:
         """Append rows that workers already wrote as fragments (see plane.write_fragment), in
