@@ -55,6 +55,7 @@ import plane
 from plane import Dataset, Fragment, ObjectNotFoundError, SchemaError
 from plane.core._layout import chunk_key
 from plane.format import TensorMeta
+from plane.ingest._ingest import create_like
 from plane.storage import Store
 
 if TYPE_CHECKING:
@@ -166,17 +167,27 @@ class VersionCoordinator:
         that were pending. Their chunks stay unreferenced until gc."""
         return [fid for fid in fragment_ids if self._pending.pop(fid, None) is not None]
 
-    def commit(self, message: str, order: Sequence[str] | None = None) -> str | None:
+    def commit(self, message: str, order: Sequence[str] | None = None,
+               new_tensors: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
         """Apply every pending fragment (sorted by id, or in `order`, which must name each
         pending id once) and commit once with `message`; return the commit id, or None when
-        nothing was pending and the branch had no uncommitted changes.
+        nothing was pending and the branch had no uncommitted changes. `new_tensors`
+        (``{name: meta dict}``) are created first, in the same commit (an ingest that brings
+        new columns).
 
         All or nothing: if a fragment does not fit the schema, or the ref move fails, nothing
         is applied, the branch is unchanged and the fragments stay pending.
         """
         ids = self._commit_order(order)
         frags = [self._pending[i] for i in ids]
-        self._check_schema(frags)
+        try:
+            for name, d in (new_tensors or {}).items():
+                if name not in self._ds.tensors:
+                    create_like(self._ds, TensorMeta.from_dict(dict(d)))
+            self._check_schema(frags)
+        except BaseException:
+            self._ds = self._open()
+            raise
         rows = {f.fragment_id: f.rows for f in frags}
         live = [f for f in frags if f.rows]
         intent_key: str | None = None

@@ -142,6 +142,54 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k or not v:
+            raise plane.PlaneError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
+        out[k] = v
+    return out
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    src = args.src if len(args.src) > 1 else args.src[0]
+    cols, hts = _pairs(args.map, "--map"), _pairs(args.htype, "--htype")
+    if args.ray:  # the fan-out job is a program of its own (plane/ never imports jobs/)
+        cmd = [sys.executable, "-m", "jobs.ingest", "--source", *args.src, "--dest", args.url,
+               "--format", args.kind, "--on-error", args.on_error]
+        for flag, val in (("--map", args.map), ("--htype", args.htype)):
+            if val:
+                cmd += [flag, *val]
+        for flag, val in (("--branch", args.branch), ("-m", args.message),
+                          ("--labels", args.labels), ("--batch-rows", args.batch_rows),
+                          ("--dest-storage-options", args.storage_options),
+                          ("--source-storage-options", args.source_storage_options)):
+            if val is not None:
+                cmd += [flag, str(val)]
+        import subprocess
+
+        return subprocess.call(cmd)
+    opts = _opts(args)
+    store = plane.open_store(args.url, opts)
+    ds = (plane.open(store, version=args.branch) if store.exists("dataset.json")
+          else plane.create(store))
+    src_opts = json.loads(args.source_storage_options) if args.source_storage_options else None
+    kw: dict[str, Any] = {"columns": cols, "htypes": hts, "on_error": args.on_error,
+                          "storage_options": src_opts, "progress": None,
+                          "commit": args.message or f"ingest {src}"}
+    if args.batch_rows:
+        kw["batch_rows"] = args.batch_rows
+    if args.kind == "parquet":
+        report = ds.extend_from(parquet=src, **kw)
+    else:
+        report = ds.extend_from(images=src, labels=args.labels, **kw)
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="plane", description="tensorplane dataset tool")
     p.add_argument("--version", action="version", version=f"tensorplane {plane.__version__}")
@@ -204,6 +252,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="grace period in seconds (default 7 days)")
     s.add_argument("--apply", action="store_true", help="really delete")
     s.set_defaults(fn=_cmd_gc)
+    s = sub.add_parser("ingest", help="append Parquet files or an image tree (commits)")
+    s.add_argument("kind", choices=["parquet", "images"])
+    s.add_argument("src", nargs="+", help="file(s), director(ies) or glob(s); local or s3://")
+    s.add_argument("url", help="the dataset (created if missing)")
+    s.add_argument("--branch", default=None)
+    s.add_argument("--storage-options", default=None, help="JSON, for the dataset's store")
+    s.add_argument("--source-storage-options", default=None, help="JSON, for the source")
+    s.add_argument("--map", nargs="*", metavar="COLUMN=TENSOR", help="column to tensor names")
+    s.add_argument("--htype", nargs="*", metavar="TENSOR=HTYPE", help="override inference")
+    s.add_argument("--labels", choices=["folder"], default=None, help="images: class per dir")
+    s.add_argument("--on-error", choices=["raise", "skip", "quarantine"], default="raise")
+    s.add_argument("--batch-rows", type=int, default=None)
+    s.add_argument("-m", "--message", default=None, help="commit message")
+    s.add_argument("--ray", action="store_true",
+                   help="fan out on Ray (python -m jobs.ingest; RAY_ADDRESS or a local Ray)")
+    s.set_defaults(fn=_cmd_ingest)
     args = p.parse_args(argv)
     try:
         return int(args.fn(args))

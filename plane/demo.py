@@ -64,6 +64,36 @@ def run(path: Path, n: int) -> None:
           f"{sum(p.stat().st_size for p in files) / 1e6:.1f} MB at {path}")
     versioning(path)
     stream(path)
+    ingest(path.parent, rng)
+
+
+def ingest(root: Path, rng: np.random.Generator, n: int = 2000) -> None:
+    """A Parquet file in the 'lake' becomes a dataset: types inferred, JPEG bytes kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    print("\n--- ingesting from the lake ---")
+    lake = root / "lake"
+    lake.mkdir(parents=True, exist_ok=True)
+    names = ["cat", "dog", "bird"]
+    table = pa.table({
+        "img": pa.array(_jpeg_bytes(rng, n, 32), pa.binary()),
+        "species": pa.array([names[i % 3] for i in range(n)]).dictionary_encode(),
+        "emb": pa.FixedSizeListArray.from_arrays(
+            pa.array(rng.standard_normal(n * 64).astype(np.float32)), 64),
+        "txt": pa.array([f"a photo of a {names[i % 3]}" for i in range(n)]),
+    })
+    pq.write_table(table, lake / "part-0.parquet", row_group_size=500)
+    ds = plane.create(root / "from_lake.plane", overwrite=True)
+    report = ds.extend_from(parquet=str(lake), progress=False, commit="ingest the lake",
+                            columns={"img": "images", "species": "labels",
+                                     "emb": "embedding", "txt": "caption"})
+    print(report)
+    for name, t in ds.tensors.items():
+        m = t.meta
+        print(f"  {name:10s} htype={m.htype:12s} dtype={m.dtype} shape={m.shape} "
+              f"compression={m.sample_compression} classes={list(m.class_names) or '-'}")
+    assert ds["images"][0].bytes() == table.column("img")[0].as_py()
 
 
 def stream(path: Path) -> None:

@@ -41,7 +41,9 @@ from plane.storage import Store
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
 
-__all__ = ["IngestReport", "extend_from", "plan_schema", "ingest_pieces"]
+__all__ = ["IngestReport", "extend_from", "plan_schema", "ingest_pieces", "apply_ingest",
+           "Rejects", "guard_file", "FileReadError", "write_quarantine",
+           "create_like"]
 
 log = logging.getLogger("plane.ingest")
 
@@ -109,7 +111,7 @@ def plan_schema(ds_metas: Mapping[str, TensorMeta], schema: pa.Schema,
 
 
 # ---- rows -------------------------------------------------------------------------------------
-class _Rejects:
+class Rejects:
     """Where rejected rows go: counted, and for "quarantine" kept for the report."""
 
     def __init__(self, on_error: str) -> None:
@@ -178,7 +180,7 @@ def _take(cols: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
 
 
 def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[str, str],
-                  on_error: str, verify: bool, rejects: _Rejects, report: IngestReport,
+                  on_error: str, verify: bool, rejects: Rejects, report: IngestReport,
                   bar: Any = None) -> None:
     """Encode and write every piece into `fw`; bad rows raise or are rejected."""
     tensor_to_col = {t: c for c, t in mapping.items()}
@@ -234,7 +236,7 @@ def _progress(total: int | None, enabled: bool | None, desc: str) -> Any:
     return tqdm(total=total, unit="rows", desc=desc, unit_scale=True)
 
 
-def _write_quarantine(store: Store, rejects: _Rejects) -> str | None:
+def write_quarantine(store: Store, rejects: Rejects) -> str | None:
     if not rejects.items:
         return None
     key = f"quarantine/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
@@ -266,7 +268,7 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
         raise PlaneError(f"labels must be None or 'folder', got {labels!r}")
     t0 = time.perf_counter()
     report = IngestReport()
-    rejects = _Rejects(on_error)
+    rejects = Rejects(on_error)
     ds_metas = {n: w.meta for n, w in ds._writers.items()}
     fw: FragmentWriter | None = None
 
@@ -291,15 +293,15 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
                     try:
                         fschema, _, _ = parquet_schema(fs, f)
                     except (OSError, pa.ArrowException) as e:
-                        raise _FileError(f"file {f.url} cannot be read as Parquet ({e})"
+                        raise FileReadError(f"file {f.url} cannot be read as Parquet ({e})"
                                          ) from None
                     missing = [c for c in mapping if c not in fschema.names]
                     if missing:
                         raise IngestError(f"file {f.url} lacks column(s) {missing}")
                     pieces = parquet_pieces(fs, f, list(mapping), batch_rows)
-                    ingest_pieces(fw, _guard(pieces, f.url), mapping, on_error, verify,
+                    ingest_pieces(fw, guard_file(pieces, f.url), mapping, on_error, verify,
                                   rejects, report, bar)
-                except _FileError as e:
+                except FileReadError as e:
                     if on_error == "raise":
                         raise IngestError(f"{e}; nothing was added to the dataset: fix or remove "
                                           "the file, or pass on_error='skip' or 'quarantine'"
@@ -363,7 +365,7 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
 
     frag = fw.finish()
     report.bytes_written = fw.bytes_written
-    report.quarantine_key = _write_quarantine(ds.store, rejects)
+    report.quarantine_key = write_quarantine(ds.store, rejects)
     report.errors = rejects.items[:100]
     apply_ingest(ds, frag, metas, created)
     report.tensors_created = created
@@ -388,28 +390,32 @@ def apply_ingest(ds: Dataset, frag: Fragment | Sequence[Fragment], metas: Mappin
         for n, m in have.items():
             have[n] = _fragment_meta(m, TensorMeta.from_dict(f.metas[n]), f.fragment_id)
     for name in created:
-        m = metas[name]
-        ds.create_tensor(name, htype=m.htype, dtype=m.dtype if m.kind == "array" and
-                         m.htype not in ("class_label",) else None, shape=m.shape,
-                         max_shape=m.max_shape, sample_compression=m.sample_compression,
-                         chunk_compression=m.chunk_compression, class_names=m.class_names,
-                         chunk_bytes=m.chunk_bytes)
+        create_like(ds, metas[name])
     return ds.apply_fragments(frags)
 
 
-class _FileError(Exception):
+def create_like(ds: Dataset, m: TensorMeta) -> None:
+    """Create tensor `m.name` in `ds` with the schema `m` (as planned for an ingest)."""
+    ds.create_tensor(m.name, htype=m.htype, dtype=m.dtype if m.kind == "array" and
+                     m.htype != "class_label" else None, shape=m.shape, max_shape=m.max_shape,
+                     sample_compression=m.sample_compression,
+                     chunk_compression=m.chunk_compression, class_names=m.class_names,
+                     chunk_bytes=m.chunk_bytes)
+
+
+class FileReadError(Exception):
     """A source file cannot be read (not Parquet, truncated, unreachable)."""
 
 
-def _guard(pieces: Iterator[Piece], url: str) -> Iterator[Piece]:
-    """Turn read errors of a file into _FileError naming it."""
+def guard_file(pieces: Iterator[Piece], url: str) -> Iterator[Piece]:
+    """Turn read errors of a file into FileReadError naming it."""
     while True:
         try:
             p = next(pieces)
         except StopIteration:
             return
         except (OSError, pa.ArrowException) as e:
-            raise _FileError(f"file {url} cannot be read as Parquet ({e})") from None
+            raise FileReadError(f"file {url} cannot be read as Parquet ({e})") from None
         yield p
 
 

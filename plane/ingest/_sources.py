@@ -15,7 +15,8 @@ import pyarrow as pa
 from plane._errors import PlaneError
 
 __all__ = ["Piece", "SourceFile", "resolve_files", "parquet_pieces", "arrow_pieces",
-           "image_files", "image_pieces", "IMAGE_EXTS"]
+           "filesystem_for", "parquet_schema", "folder_label", "image_files", "image_pieces",
+           "IMAGE_EXTS"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -43,7 +44,7 @@ class Piece:
     nbytes: int  # bytes read from the source for it (compressed on disk)
 
 
-def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, str]:
+def filesystem_for(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, str]:
     """(fsspec filesystem, path in it, protocol prefix)."""
     import fsspec
 
@@ -67,7 +68,7 @@ def resolve_files(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
         raise PlaneError("no input given: pass a file, a directory, a glob or a list of them")
     out: dict[str, tuple[Any, SourceFile]] = {}
     for one in specs:
-        fs, path, prefix = _fs(str(one), storage_options)
+        fs, path, prefix = filesystem_for(str(one), storage_options)
         if any(c in path for c in "*?["):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
         elif fs.isdir(path):
