@@ -56,8 +56,16 @@ def local_ds(tmp_path: Any) -> tuple[plane.Dataset, dict[str, Any]]:
 
 
 def _collect(rds: Any) -> dict[str, list[Any]]:
+    """Rows in dataset order: Ray Data's streaming executor may finish read tasks out of
+    order unless `preserve_order` is set (our blocks are produced in order)."""
+    ctx = ray.data.DataContext.get_current()
+    old, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
     out: dict[str, list[Any]] = {}
-    for row in rds.iter_rows():
+    try:
+        rows = list(rds.iter_rows())
+    finally:
+        ctx.execution_options.preserve_order = old
+    for row in rows:
         for k, v in row.items():
             out.setdefault(k, []).append(v)
     return out

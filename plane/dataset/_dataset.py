@@ -35,6 +35,7 @@ from plane.core._reader import DEFAULT_CACHE_BYTES, ChunkReader, read_samples, r
 from plane.core._state import Patch, State, TensorPart, new_row_id_base
 from plane.core._writer import TensorWriter
 from plane.dataset._indexing import normalize_index
+from plane.dataset._links import LinkResolver, decode_linked
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
 from plane.format._codecs import Block, encode_batch
@@ -57,11 +58,15 @@ class Dataset:
     """A versioned collection of named tensors in a Store. Use `plane.create` / `plane.open`."""
 
     def __init__(self, store: Store, version: str | None, read_only: bool,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._store = ReadOnlyStore(store) if read_only and not store.read_only else store
         self._info = read_dataset_info(self._store)
         self._refs = RefStore(self._store)
         self._reader = ChunkReader(self._store, cache_bytes)
+        own = getattr(store, "storage_options", None)
+        self._links = LinkResolver(link_storage_options, (store.url.split("://")[0], own)
+                                   if own is not None else None)
         self._id_next = -1
         self._id_left = 0
         from plane.version import VersionControl
@@ -176,11 +181,29 @@ class Dataset:
         out: np.ndarray = self._live[positions]
         return out
 
-    def _read(self, name: str, positions: np.ndarray, decode: bool, aslist: bool) -> Any:
+    def _read(self, name: str, positions: np.ndarray, decode: bool, aslist: bool,
+              links: bool = True) -> Any:
         w = self._writer(name)
         w.seal()
-        return read_samples(self._reader, w.meta, w.index, self._to_physical(positions),
-                            decode, aslist, w.patch_map())
+        out = read_samples(self._reader, w.meta, w.index, self._to_physical(positions),
+                           decode, aslist, w.patch_map())
+        inner = w.meta.link
+        if inner is None or not links:
+            return out
+        where = [f"tensor {name!r}, row {int(p)}" for p in positions]
+        out = list(out)
+        datas = self._links.fetch_many(out, where)
+        if not decode:
+            return [d if d is not None else b"" for d in datas]
+        from plane.core._reader import _io_pool
+
+        vals = list(_io_pool().map(decode_linked, [inner] * len(out), out, datas, where)) \
+            if len(out) > 4 else [decode_linked(inner, u, d, x)
+                                  for u, d, x in zip(out, datas, where)]
+        if not aslist and vals and all(isinstance(v, np.ndarray) for v in vals) and \
+                len({v.shape for v in vals}) == 1:
+            return np.stack(vals)
+        return vals
 
     def _shapes(self, name: str, positions: np.ndarray) -> np.ndarray:
         w = self._writer(name)
@@ -284,6 +307,61 @@ class Dataset:
         from plane.ingest._ingest import extend_from
 
         return extend_from(self, parquet=parquet, arrow=arrow, images=images, **options)
+
+    def materialize(self, name: str, batch_rows: int = 256) -> None:
+        """Copy the objects a ``link[...]`` tensor points to into chunks: the tensor becomes
+        a stored tensor of the linked htype (same rows, same name), its bytes kept as they
+        are (JPEG stays JPEG). All or nothing: a missing or undecodable object raises, naming
+        its row and URI, and the tensor is left as it was. Commit afterwards."""
+        self._check_writable(f"materialize {name!r}")
+        w = self._writer(name)
+        inner = w.meta.link
+        if inner is None:
+            raise SchemaError(f"tensor {name!r} is {w.meta.htype}, not a link[...] tensor; "
+                              "only link tensors can be materialized")
+        from plane.core._fragment import FragmentWriter
+        from plane.dataset._links import compression_of
+
+        w.seal()
+        phys = np.arange(self._physical, dtype=np.int64)
+        dead = np.zeros(self._physical, bool)
+        dead[self._deleted] = True
+        uris = list(read_samples(self._reader, w.meta, w.index, phys, True, True,
+                                 w.patch_map()))
+        fw: FragmentWriter | None = None
+        comp: str | None = None
+        for s in range(0, len(uris), batch_rows):
+            part = [None if dead[s + i] else u for i, u in enumerate(uris[s:s + batch_rows])]
+            where = [f"tensor {name!r}, row {s + i}" for i in range(len(part))]
+            datas = self._links.fetch_many(part, where)
+            for u, d, x in zip(part, datas, where):
+                if d is None or inner == "binary":
+                    continue
+                c = compression_of(str(u), d)
+                if comp is None:
+                    comp = c
+                elif c != comp:
+                    raise SampleError(f"{x}: {u} is {c}, earlier rows are {comp}: one "
+                                      "tensor keeps one compression; re-encode the outliers")
+            if fw is None:
+                meta = TensorMeta.build(name, inner, sample_compression=None
+                                        if inner == "binary" else comp,
+                                        chunk_bytes=w.meta.chunk_bytes)
+                fw = FragmentWriter(self._store, f"materialize-{name}", {name: meta})
+            fw.add(fw.encode({name: datas}))
+        if fw is None:  # no rows: just the new schema
+            meta = TensorMeta.build(name, inner, chunk_bytes=w.meta.chunk_bytes,
+                                    sample_compression=None if inner != "image" else "jpeg")
+            fw = FragmentWriter(self._store, f"materialize-{name}", {name: meta})
+        frag = fw.finish()
+        new = TensorWriter(TensorMeta.from_dict(frag.metas[name]), ChunkIndex(), self._reader)
+        for rows, keys, sizes in frag.entries[name]:
+            new.index.append(rows, keys, sizes)
+        new.dirty = True
+        self._writers[name] = new
+        self._created.add(name)
+        self._base_entries[name] = 0
+        self._base_npatches[name] = 0
 
     def apply_fragments(self, fragments: Sequence[Fragment]) -> int:
         """Append rows that workers already wrote as fragments (see plane.write_fragment), in
@@ -706,7 +784,8 @@ def _fragment_meta(have: TensorMeta, frag: TensorMeta, fragment_id: str) -> Tens
 
 def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
            storage_options: Mapping[str, Any] | None = None,
-           cache_bytes: int = DEFAULT_CACHE_BYTES) -> Dataset:
+           cache_bytes: int = DEFAULT_CACHE_BYTES,
+           link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> Dataset:
     """Create an empty dataset at `url` (a path, ``mem://name``, ``s3://bucket/prefix`` ...)."""
     store = open_store(url, storage_options)
     if store.exists(DATASET_KEY):
@@ -725,13 +804,18 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
         raise DatasetExistsError(f"another process is creating a dataset at {store.url}")
     write_dataset_info(store, {"format": "tensorplane", "format_version": FORMAT_VERSION,
                                "created": time.time(), "default_branch": "main"})
-    return Dataset(store, "main", read_only=False, cache_bytes=cache_bytes)
+    return Dataset(store, "main", read_only=False, cache_bytes=cache_bytes,
+                   link_storage_options=link_storage_options)
 
 
 def open_dataset(url: str | os.PathLike[str] | Store, read_only: bool = False,
                  version: str | None = None, storage_options: Mapping[str, Any] | None = None,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> Dataset:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 link_storage_options: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> Dataset:
     """Open the dataset at `url` at `version`: a branch (default main, writable), a tag or a
-    commit id (read-only)."""
+    commit id (read-only). `link_storage_options` maps URL prefixes of linked objects
+    (``{"s3://lake": {...}}``) to their store options (default: the dataset's own options
+    for links of the same protocol)."""
     store = open_store(url, storage_options)
-    return Dataset(store, version, read_only, cache_bytes)
+    return Dataset(store, version, read_only, cache_bytes, link_storage_options)

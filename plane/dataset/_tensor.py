@@ -106,7 +106,10 @@ class Tensor:
         return self._read(False, True)
 
     def text(self) -> Any:
-        """Alias of numpy() for text tensors."""
+        """Alias of numpy() for text tensors; the URIs of a ``link[...]`` tensor."""
+        if self._ds._writer(self.name).meta.link:
+            out = self._ds._read(self.name, self.positions(), True, True, links=False)
+            return out[0] if self._scalar else out
         return self.numpy()
 
     def tolist(self) -> Any:

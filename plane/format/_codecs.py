@@ -283,13 +283,31 @@ def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
                            f"give the {comp} file bytes, or create the tensor without "
                            "sample_compression to store raw arrays")
             datas.append(x)
-            shapes.append((0,) * nd)  # probed by the media extra at ingest time
+            shapes.append(_probe_av(meta, x, row, nd))
     if meta.dtype is None:
         meta = meta.evolve(dtype=np.dtype("uint8").str)
     sizes = np.array([len(d) for d in datas], np.int64)
     return (Block(memoryview(b"".join(datas)),
                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                   np.array(shapes, np.int64).reshape(len(datas), nd)), meta)
+
+
+def _probe_av(meta: TensorMeta, data: bytes, row: int, nd: int) -> tuple[int, ...]:
+    """Shape of a video/audio sample from its container (with PyAV); zeros without it (the
+    bytes are stored either way and decode once PyAV is installed)."""
+    from plane.format import _av
+
+    if not _av.available():
+        return (0,) * nd
+    try:
+        shape = _av.probe_av(data, meta.sample_compression or "")
+    except SampleError as e:
+        raise _err(meta, row, f"{meta.sample_compression} bytes are broken ({e})",
+                   "re-export the file or skip this row") from None
+    if len(shape) != nd:
+        raise _err(meta, row, f"decodes to {len(shape)} dimensions, the tensor has {nd}",
+                   f"create the tensor with htype={'video' if len(shape) == 4 else 'audio'!r}")
+    return shape
 
 
 def _json_default(o: Any) -> Any:
@@ -307,6 +325,8 @@ def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
         if meta.kind == "text":
             if v is None:
                 v = ""
+            if isinstance(v, os.PathLike) and meta.link:
+                v = os.path.abspath(os.fspath(v))
             if isinstance(v, (bytes, bytearray)):
                 try:
                     v = bytes(v).decode("utf-8")
@@ -380,6 +400,12 @@ def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int
             import plane.format._media as _media
 
             return _media.decode(bytes(raw), meta.sample_compression)
+        from plane.format import _av
+
+        if meta.sample_compression in _av.VIDEO:
+            return _av.decode_video(raw)
+        if meta.sample_compression in _av.AUDIO:
+            return _av.decode_audio(raw)
         raise PlaneError(f"tensor {meta.name!r}: decoding {meta.sample_compression} samples "
                          "needs the media extra (pip install 'tensorplane[media]'); read the "
                          "raw bytes with .bytes()")

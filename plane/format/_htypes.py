@@ -31,13 +31,18 @@ HTYPES: dict[str, Htype] = {h.name: h for h in [
     Htype("generic", "array"),
     Htype("image", "array", "uint8", IMAGE_COMPRESSIONS, ndim=3),
     Htype("video", "array", "uint8", VIDEO_COMPRESSIONS, ndim=4),
-    Htype("audio", "array", "float32", AUDIO_COMPRESSIONS),
+    Htype("audio", "array", "float32", AUDIO_COMPRESSIONS, ndim=2),
     Htype("embedding", "array", "float32", ndim=1),
     Htype("class_label", "array", "uint32", chunk_compression="zstd"),
     Htype("bbox", "array", "float32", chunk_compression="zstd", ndim=2),
     Htype("text", "text", "str", chunk_compression="zstd"),
     Htype("json", "json", "json", chunk_compression="zstd"),
     Htype("binary", "bytes", "bytes"),
+    # links: URIs of objects that stay in the lake, fetched and decoded as the inner htype
+    Htype("link[image]", "text", "str", chunk_compression="zstd"),
+    Htype("link[video]", "text", "str", chunk_compression="zstd"),
+    Htype("link[audio]", "text", "str", chunk_compression="zstd"),
+    Htype("link[binary]", "text", "str", chunk_compression="zstd"),
 ]}
 
 

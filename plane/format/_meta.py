@@ -115,6 +115,11 @@ class TensorMeta:
         return HTYPES[self.htype].kind
 
     @property
+    def link(self) -> str | None:
+        """The linked htype of a ``link[...]`` tensor (its samples are URIs), else None."""
+        return self.htype[5:-1] if self.htype.startswith("link[") else None
+
+    @property
     def np_dtype(self) -> np.dtype[Any]:
         return np.dtype(self.dtype) if self.kind == "array" and self.dtype else np.dtype("u1")
 

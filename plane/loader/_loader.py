@@ -90,10 +90,11 @@ class BatchSource:
     """Reads planned batches of one dataset snapshot; picklable (workers reopen the store)."""
 
     def __init__(self, store: Store, state_key: str, config: LoaderConfig,
-                 cache_bytes: int | None = None) -> None:
+                 cache_bytes: int | None = None, links: Any = None) -> None:
         self.store = store
         self.state_key = state_key
         self.config = config
+        self.links = links  # the dataset's LinkResolver (options for linked objects)
         self.cache_bytes = cache_bytes or max(256 << 20, 3 * config.window_bytes)
         self._ds: Dataset | None = None
         self._plan: _Plan | None = None
@@ -102,10 +103,11 @@ class BatchSource:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "state_key": self.state_key, "config": self.config,
-                "cache_bytes": self.cache_bytes}
+                "cache_bytes": self.cache_bytes, "links": self.links}
 
     def __setstate__(self, s: dict[str, Any]) -> None:
-        self.__init__(s["store"], s["state_key"], s["config"], s["cache_bytes"])  # type: ignore[misc]
+        self.__init__(s["store"], s["state_key"], s["config"], s["cache_bytes"],  # type: ignore[misc]
+                      s["links"])
 
     @property
     def ds(self) -> Dataset:
@@ -114,6 +116,8 @@ class BatchSource:
 
             self._ds = Dataset(self.store, "state:" + self.state_key, read_only=True,
                                cache_bytes=self.cache_bytes)
+            if self.links is not None:
+                self._ds._links = self.links
         return self._ds
 
     @property
@@ -427,13 +431,14 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
     if cache_dir is not None:
         store = CachingStore(store, max_bytes=0, disk_dir=cache_dir,
                              disk_max_bytes=cache_max_bytes, cacheable=is_chunk_key)
-    source = BatchSource(store, ds._base_key, cfg)
+    source = BatchSource(store, ds._base_key, cfg, links=ds._links)
     source.tensors  # validate tensor names now, with a helpful error  # noqa: B018
     return Loader(source, kind, pin_memory=pin_memory)
 
 
 def with_config(loader: Loader, **changes: Any) -> Loader:
     src = loader.source
-    return Loader(BatchSource(src.store, src.state_key, replace(src.config, **changes)),
+    return Loader(BatchSource(src.store, src.state_key, replace(src.config, **changes),
+                              links=src.links),
                   loader.kind, loader.pin_memory)
 

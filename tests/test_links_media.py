@@ -1,0 +1,202 @@
+"""Link tensors (URIs into the lake: local, file://, s3://), materialize, and video/audio
+decoding — including video + sensor + labels in one sample."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import plane
+from plane.format._media import decode, encode
+
+
+def _images(root: Path, n: int = 12) -> list[tuple[Path, bytes]]:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        data = encode(rng.integers(0, 255, (8 + i % 3, 8, 3), np.uint8), "jpeg")
+        p = root / f"img{i:02d}.jpg"
+        p.write_bytes(data)
+        out.append((p, data))
+    return out
+
+
+def _linked(tmp_path: Path) -> tuple[plane.Dataset, list[tuple[Path, bytes]]]:
+    files = _images(tmp_path / "lake")
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("img", htype="link[image]")
+    ds.create_tensor("label", htype="class_label")
+    uris: list[Any] = []
+    for i, (p, _) in enumerate(files):
+        uris.append(str(p) if i % 3 == 0 else p if i % 3 == 1 else p.as_uri())
+    ds.extend({"img": uris, "label": [i % 2 for i in range(len(files))]})
+    ds.commit("links")
+    return ds, files
+
+
+def test_link_tensor_reads_fetches_and_decodes(tmp_path: Path) -> None:
+    ds, files = _linked(tmp_path)
+    assert ds["img"].meta.htype == "link[image]" and ds["img"].meta.link == "image"
+    uris = ds["img"].text()
+    assert uris[0] == str(files[0][0]) and uris[2] == files[2][0].as_uri()
+    assert ds["img"].bytes() == [d for _, d in files]
+    got = ds["img"].numpy(aslist=True)
+    for g, (_, d) in zip(got, files):
+        np.testing.assert_array_equal(g, decode(d, "jpeg"))
+    assert ds[4]["img"].numpy().shape == (9, 8, 3)
+    batches = list(ds.numpy(batch_size=4, tensors=["img", "label"], seed=0))
+    assert sum(len(b["img"]) for b in batches) == 12
+    assert isinstance(batches[0]["img"], list) and batches[0]["img"][0].dtype == np.uint8
+
+
+def test_missing_linked_object_is_named_and_skippable(tmp_path: Path) -> None:
+    ds, files = _linked(tmp_path)
+    files[5][0].unlink()
+    with pytest.raises(plane.ObjectNotFoundError,
+                       match=r"tensor 'img', row 5: linked object .*img05\.jpg does not exist"):
+        ds["img"].numpy(aslist=True)
+    assert ds["img"][4].numpy().shape == (9, 8, 3)  # the others still read
+    loader = ds.numpy(batch_size=4, tensors=["img", "label"], shuffle=False, on_error="skip")
+    seen = sum(len(b["label"]) for b in loader)
+    assert loader.skipped_rows == 4 and seen == 8
+
+
+def test_materialize_copies_linked_bytes_into_chunks(tmp_path: Path) -> None:
+    ds, files = _linked(tmp_path)
+    files[3][0].rename(files[3][0].with_suffix(".bak"))
+    before = ds["img"].text()
+    with pytest.raises(plane.ObjectNotFoundError, match="row 3"):
+        ds.materialize("img")
+    assert ds["img"].meta.htype == "link[image]" and ds["img"].text() == before
+    files[3][0].with_suffix(".bak").rename(files[3][0])
+    ds.delete([7])
+    ds.materialize("img")
+    assert ds["img"].meta.htype == "image" and ds["img"].meta.sample_compression == "jpeg"
+    ds.commit("materialized")
+    for p, _ in files:
+        p.unlink()  # the data now lives in the dataset
+    again = plane.open(tmp_path / "ds", read_only=True)
+    assert again["img"].bytes() == [d for i, (_, d) in enumerate(files) if i != 7]
+    assert plane.open(tmp_path / "ds", version=again.log()[1]["id"])["img"].meta.htype == \
+        "link[image]"  # the older commit still holds the links
+    with pytest.raises(plane.SchemaError, match="not a link"):
+        ds.materialize("label")
+
+
+@pytest.mark.s3
+def test_links_to_s3_objects(tmp_path: Path, s3_bucket: tuple[str, Any]) -> None:
+    import s3fs
+
+    url, opts = s3_bucket
+    bucket = url.split("/")[2]
+    fs = s3fs.S3FileSystem(**opts)
+    files = _images(tmp_path / "lake", 5)
+    for p, d in files:
+        fs.pipe(f"{bucket}/lake/{p.name}", d)
+    ds = plane.create(tmp_path / "ds", link_storage_options={f"s3://{bucket}": opts})
+    ds.create_tensor("img", htype="link[image]")
+    ds.extend({"img": [f"s3://{bucket}/lake/{p.name}" for p, _ in files]})
+    ds.commit("s3 links")
+    reopened = plane.open(tmp_path / "ds", read_only=True,
+                          link_storage_options={f"s3://{bucket}": opts})
+    assert reopened["img"].bytes() == [d for _, d in files]
+    rows = [b["img"] for b in reopened.pytorch(batch_size=5, num_workers=2, shuffle=False)]
+    assert len(rows) == 1 and len(rows[0]) == 5  # forked workers fetch through s3 too
+    on_s3 = plane.create(url, storage_options=opts)  # same protocol: the dataset's options
+    on_s3.create_tensor("img", htype="link[image]")
+    on_s3.extend({"img": [f"s3://{bucket}/lake/{files[0][0].name}"]})
+    assert on_s3["img"].bytes() == [files[0][1]]
+
+
+def test_ingest_a_uri_column_as_links(tmp_path: Path) -> None:
+    files = _images(tmp_path / "lake", 6)
+    src = tmp_path / "index.parquet"
+    pq.write_table(pa.table({"uri": [str(p) for p, _ in files], "y": list(range(6))}), src)
+    ds = plane.create(tmp_path / "ds")
+    ds.extend_from(parquet=str(src), htypes={"uri": "link[image]"}, progress=False)
+    assert ds["uri"].meta.htype == "link[image]"
+    assert ds["uri"].bytes() == [d for _, d in files]
+
+
+# ---- video and audio ---------------------------------------------------------------------------
+av = pytest.importorskip("av")
+
+
+def _mp4(t: int, h: int = 32, w: int = 48) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(t):
+            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), i * 30, np.uint8), "rgb24")
+            for pkt in s.encode(frame):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return buf.getvalue()
+
+
+def _wav(n: int, ch: int = 2) -> tuple[bytes, np.ndarray]:
+    x = (np.sin(np.arange(n * ch) / 7.0) * 20000).astype(np.int16)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(ch)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(x.tobytes())
+    return buf.getvalue(), x.reshape(n, ch).astype(np.float32) / 32768
+
+
+def test_video_sensor_and_labels_in_one_sample(tmp_path: Path) -> None:
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("video", htype="video", sample_compression="mp4")
+    ds.create_tensor("audio", htype="audio", sample_compression="wav")
+    ds.create_tensor("imu", dtype="float32", shape=(None, 6))  # a sensor trace per clip
+    ds.create_tensor("label", htype="class_label")
+    clips = [_mp4(6), _mp4(3)]
+    sound, expect = _wav(800)
+    imu = [np.random.default_rng(i).random((10 + i, 6), np.float32) for i in range(2)]
+    ds.extend({"video": clips, "audio": [sound, sound], "imu": imu, "label": ["walk", "run"]})
+    ds.commit("clips")
+    assert ds["video"].shape == (2, None, 32, 48, 3)
+    assert ds["audio"].shape == (2, 800, 2)
+    v = ds[0]["video"].numpy()
+    assert v.shape == (6, 32, 48, 3) and v.dtype == np.uint8
+    assert np.abs(v[:, 16, 24, 0].astype(int) - np.arange(6) * 30).max() <= 6  # frame order
+    np.testing.assert_allclose(ds[1]["audio"].numpy(), expect, atol=1e-6)
+    assert ds["video"].bytes() == clips
+    batch = next(iter(ds.pytorch(batch_size=2, shuffle=False)))
+    assert [tuple(x.shape) for x in batch["video"]] == [(6, 32, 48, 3), (3, 32, 48, 3)]
+    assert tuple(batch["audio"].shape) == (2, 800, 2)
+    assert [tuple(x.shape) for x in batch["imu"]] == [(10, 6), (11, 6)]
+    assert ds["label"].meta.class_names == ("walk", "run")
+    before = len(ds)
+    with pytest.raises(plane.SampleError, match=r"tensor 'video': mp4 bytes are broken.*row 2"):
+        ds.append({"video": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 40, "audio": sound,
+                   "imu": imu[0], "label": "walk"})
+    assert len(ds) == before
+
+
+def test_linked_video_and_audio(tmp_path: Path) -> None:
+    (tmp_path / "lake").mkdir()
+    clip, (sound, expect) = _mp4(4), _wav(300, ch=1)
+    (tmp_path / "lake" / "a.mp4").write_bytes(clip)
+    (tmp_path / "lake" / "a.wav").write_bytes(sound)
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("clip", htype="link[video]")
+    ds.create_tensor("sound", htype="link[audio]")
+    ds.extend({"clip": [str(tmp_path / "lake" / "a.mp4")],
+               "sound": [str(tmp_path / "lake" / "a.wav")]})
+    assert ds[0]["clip"].numpy().shape == (4, 32, 48, 3)
+    np.testing.assert_allclose(ds[0]["sound"].numpy(), expect, atol=1e-6)
+    ds.materialize("clip")
+    assert ds["clip"].meta.htype == "video" and ds["clip"].meta.sample_compression == "mp4"
+    assert ds["clip"].shape == (1, 4, 32, 48, 3)
