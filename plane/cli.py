@@ -15,8 +15,21 @@ import plane
 __all__ = ["main"]
 
 
+def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise plane.PlaneError(f"{flag} is not valid JSON ({e}): give an object such as "
+                               '\'{"endpoint_url": "http://..."}\'') from None
+    if not isinstance(out, dict):
+        raise plane.PlaneError(f"{flag} must be a JSON object, got {type(out).__name__}")
+    return out
+
+
 def _opts(args: argparse.Namespace) -> dict[str, Any] | None:
-    return json.loads(args.storage_options) if args.storage_options else None
+    return _json_opts(args.storage_options, "--storage-options")
 
 
 def _open(args: argparse.Namespace, write: bool = False) -> plane.Dataset:
@@ -57,7 +70,7 @@ def _cmd_branch(args: argparse.Namespace) -> int:
         _open(args, write=True).versions.delete_branch(args.delete)
         print(f"deleted branch {args.delete}")
         return 0
-    ds = _open(args)
+    ds = _open(args, write=bool(args.name))
     if args.name:
         ds.versions.create_branch(args.name, args.at)
         print(f"created branch {args.name} at {args.at or ds.commit_id}")
@@ -72,7 +85,8 @@ def _cmd_checkout(args: argparse.Namespace) -> int:
     ds = plane.open(args.url, read_only=True, version=args.version,
                     storage_options=_opts(args))
     if args.create:
-        ds.versions.create_branch(args.create, args.version)
+        plane.open(args.url, storage_options=_opts(args)).versions.create_branch(
+            args.create, args.version)
         print(f"created branch {args.create} at {args.version}")
     ds.summary()
     print(f"\nopen it with plane.open({args.url!r}, version={args.version!r})")
@@ -173,10 +187,33 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
         return subprocess.call(cmd)
     opts = _opts(args)
+    src_opts = _json_opts(args.source_storage_options, "--source-storage-options")
+    from plane.ingest._sources import image_files, resolve_files
+
+    if args.kind == "parquet":  # a missing source fails before anything is created
+        resolve_files(src, (".parquet", ".parq", ".pq"), src_opts)
+    else:
+        image_files(src, src_opts)
     store = plane.open_store(args.url, opts)
-    ds = (plane.open(store, version=args.branch) if store.exists("dataset.json")
-          else plane.create(store))
-    src_opts = json.loads(args.source_storage_options) if args.source_storage_options else None
+    created = not store.exists("dataset.json")
+    try:
+        if created:
+            ds = plane.create(store)
+            if args.branch and args.branch != "main":
+                ds.versions.create_branch(args.branch)
+                ds = plane.open(store, version=args.branch)
+        else:
+            ds = plane.open(store, version=args.branch)
+        return _ingest_into(ds, args, src, cols, hts, src_opts)
+    except BaseException:
+        if created:  # leave no half-made dataset behind
+            store.delete_prefix("")
+        raise
+
+
+def _ingest_into(ds: plane.Dataset, args: argparse.Namespace, src: Any,
+                 cols: dict[str, str] | None, hts: dict[str, str] | None,
+                 src_opts: dict[str, Any] | None) -> int:
     kw: dict[str, Any] = {"columns": cols, "htypes": hts, "on_error": args.on_error,
                           "storage_options": src_opts, "progress": None,
                           "commit": args.message or f"ingest {src}"}

@@ -198,9 +198,6 @@ def test_branch_list_and_delete(capsys: pytest.CaptureFixture[str], dataset: Any
     assert files(path) == before
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: `plane branch URL NAME` opens the dataset "
-                   "read-only and fails with 'cannot write refs/heads/NAME/...'")
 def test_branch_create_at(capsys: pytest.CaptureFixture[str], dataset: Any) -> None:
     path, _, c1, c2 = dataset
     rc, out, err = cli(capsys, "branch", path, "dev", "--at", c1[:10])
@@ -230,9 +227,6 @@ def test_checkout_version(capsys: pytest.CaptureFixture[str], dataset: Any) -> N
     assert err.startswith("plane: error: no branch, tag or commit 'nope'")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: `plane checkout URL VERSION -b NEW` opens the "
-                   "dataset read-only and fails with 'cannot write refs/heads/NEW/...'")
 def test_checkout_create_branch(capsys: pytest.CaptureFixture[str], dataset: Any) -> None:
     path, _, c1, _ = dataset
     rc, out, err = cli(capsys, "checkout", path, c1, "-b", "fix")
@@ -453,9 +447,6 @@ def test_ingest_missing_source_leaves_the_dataset_unchanged(
     assert plane.open(path, read_only=True).commit_id == c2
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: a failed `plane ingest` into a new DEST still "
-                   "creates an empty dataset there (plane.create runs before the source is read)")
 def test_failed_ingest_into_new_dest_creates_nothing(capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Path) -> None:
     rc, _, err = cli(capsys, "ingest", "parquet", tmp_path / "nope.parquet", tmp_path / "new")
@@ -463,9 +454,6 @@ def test_failed_ingest_into_new_dest_creates_nothing(capsys: pytest.CaptureFixtu
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: `plane ingest ... --branch B` into a new DEST "
-                   "ignores --branch: rows are committed to main and no branch B is made")
 def test_ingest_branch_into_new_dest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     a, _, _ = _parquet(tmp_path)
     rc, _, _ = cli(capsys, "ingest", "parquet", a, tmp_path / "ds", "--branch", "dev")
@@ -523,9 +511,6 @@ def test_errors_exit_2_and_change_nothing(capsys: pytest.CaptureFixture[str], da
     assert files(path) == before
 
 
-@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
-                   reason="BUG: invalid JSON in --storage-options escapes as a "
-                   "json.JSONDecodeError traceback instead of exit 2 with 'plane: error: ...'")
 def test_bad_storage_options_json(capsys: pytest.CaptureFixture[str], dataset: Any) -> None:
     path, *_ = dataset
     rc, out, err = cli(capsys, "summary", path, "--storage-options", "{endpoint_url: x}")
