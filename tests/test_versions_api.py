@@ -159,10 +159,16 @@ def test_one_row_update_writes_a_small_delta(tmp_path: Any) -> None:
     ds.commit("one row")
     after = dict((k, s) for k, s, _ in store.list_info(""))
     new = {k: after[k] for k in after if k not in before}
-    new_chunks = [k for k in new if k.startswith("chunks/")]
-    assert len(new_chunks) == 1 and new[new_chunks[0]] < 1024  # a patch, not a chunk copy
-    assert sum(new.values()) < 8 * 1024  # patch + one part + state + commit + ref
+    assert not [k for k in new if k.startswith("chunks/")]  # the small patch is in the part
+    assert sorted(k.split("/")[0] for k in new) == ["commits", "parts", "refs", "states"]
+    assert sum(new.values()) < 8 * 1024  # one part (with the patch) + state + commit + ref
     assert plane.open(tmp_path / "d")["label"][123].numpy() == -1
+    before = set(store.list(""))
+    ds["vec"][:100] = np.ones((100, 32), "f4")  # 12.8 KB of values: a patch chunk of its own
+    ds.commit("100 rows")
+    new_chunks = [k for k in set(store.list("")) - before if k.startswith("chunks/")]
+    assert len(new_chunks) == 1 and store.get(new_chunks[0]).__len__() < 16 * 1024
+    assert (plane.open(tmp_path / "d")["vec"][:100].numpy() == 1).all()
 
 
 def test_branch_is_one_small_object(tmp_path: Any) -> None:
@@ -190,3 +196,29 @@ def test_gc_reclaims_deleted_branch_data(tmp_path: Any) -> None:
     assert plane.gc(tmp_path / "d", older_than=0).unreachable == []
     again = plane.open(tmp_path / "d")
     assert len(again) == 20 and again["x"].numpy().shape == (20, 4)
+
+
+def test_format_version_1_datasets_keep_patch_chunks_separate(tmp_path: Any) -> None:
+    """Version 1 had no inline patches: such a dataset is read, and updated, in its format."""
+    import json
+
+    from plane.format._hash import seal
+
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("label", dtype="int64")
+    ds.extend({"label": np.arange(100)})
+    ds.commit("base")
+    store = open_store(tmp_path / "d")
+    info = {"format": "tensorplane", "format_version": 1, "created": 0.0,
+            "default_branch": "main"}
+    store.put("dataset.json", seal(json.dumps(info).encode()))
+    old = plane.open(tmp_path / "d")
+    before = set(store.list("chunks/"))
+    old["label"][5] = -5
+    old.commit("v1 update")
+    assert len(set(store.list("chunks/")) - before) == 1  # a patch chunk, as version 1 wrote
+    assert plane.open(tmp_path / "d", read_only=True)["label"][5].numpy() == -5
+    info["format_version"] = 3
+    store.put("dataset.json", seal(json.dumps(info).encode()))
+    with pytest.raises(plane.FormatVersionError, match="version 3"):
+        plane.open(tmp_path / "d")

@@ -27,7 +27,7 @@ __all__ = [
     "RefStore",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DATASET_KEY = "dataset.json"
 
 

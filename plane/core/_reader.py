@@ -93,6 +93,8 @@ class ChunkReader:
         self.footers = _LRU(16 << 20, lambda f: 64 + f.n * 32)
         #: chunks built by a writer but not stored yet (visible to that writer only)
         self.local: dict[str, ParsedChunk] = {}
+        #: patch chunks stored inside parts (format version 2), by key
+        self.inline: dict[str, bytes] = {}
         #: fetches in progress: a second reader of the same chunk waits for the first
         self._inflight: dict[str, Future[ParsedChunk]] = {}
         self._inflight_lock = threading.Lock()
@@ -110,6 +112,9 @@ class ChunkReader:
         return parse_chunk(key, data, f"{chunk_key(key)} ({where})")
 
     def _fetch(self, key: str, where: str) -> bytes | memoryview:
+        data = self.inline.get(key)
+        if data is not None:
+            return data
         try:
             return self.store.get_buffer(chunk_key(key))
         except ObjectNotFoundError:

@@ -97,17 +97,27 @@ class Patch:
     key: str
     nbytes: int
     rows: np.ndarray  # physical rows, in the chunk's sample order
+    #: the chunk's bytes when it is small enough to live in the part (format version 2)
+    data: bytes | None = None
 
     @cached_property
     def _packed(self) -> dict[str, Any]:
-        return {"key": self.key, "nbytes": self.nbytes, "rows": pack_ints(self.rows)}
+        d = {"key": self.key, "nbytes": self.nbytes, "rows": pack_ints(self.rows)}
+        if self.data is not None:
+            d["inline"] = base64.b64encode(self.data).decode()
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         return self._packed
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Patch:
-        return cls(d["key"], int(d["nbytes"]), unpack_ints(d["rows"]))
+        data = base64.b64decode(d["inline"]) if "inline" in d else None
+        return cls(d["key"], int(d["nbytes"]), unpack_ints(d["rows"]), data)
+
+    def moved(self, rows: np.ndarray) -> Patch:
+        """The same values for other physical rows (rows shift when a rebase moves them)."""
+        return Patch(self.key, self.nbytes, rows, self.data)
 
 
 @dataclass

@@ -43,6 +43,7 @@ class TensorWriter:
         self.index = index
         self.reader = reader
         self.patches: list[Patch] = list(patches or [])
+        self._register_inline(self.patches)
         self._pmap: PatchMap | None = None
         self.buffer: Block | None = None
         self.reopenable: str | None = None
@@ -138,13 +139,20 @@ class TensorWriter:
     def apply_patch(self, patch: Patch, data: bytes, meta: TensorMeta) -> None:
         """Record a patch whose chunk is already stored."""
         self.reader.cache.put(patch.key, parse_chunk(patch.key, data, f"patch of {meta.name!r}"))
+        self._register_inline([patch])
         self.patches.append(patch)
         self._pmap = None
         self.meta = meta
         self.dirty = True
 
+    def _register_inline(self, patches: list[Patch]) -> None:
+        for p in patches:
+            if p.data is not None:
+                self.reader.inline[p.key] = p.data
+
     def set_patches(self, patches: list[Patch]) -> None:
         self.patches = list(patches)
+        self._register_inline(self.patches)
         self._pmap = None
         self.dirty = True
 

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Dataset", "create", "open_dataset"]
 
+#: patch chunks up to this size are kept inside the tensor's part (one object fewer per
+#: small update; format version 2)
+INLINE_PATCH_BYTES = 2048
+
 _MAX_REBASES = 50
 
 
@@ -413,7 +417,10 @@ class Dataset:
             block = _reorder(block, order)
             phys = phys[order]
         patch, data = w.plan_patch(phys, block, meta)
-        self._store.put(chunk_key(patch.key), data)
+        if len(data) <= INLINE_PATCH_BYTES and int(self._info.get("format_version", 1)) >= 2:
+            patch = Patch(patch.key, patch.nbytes, patch.rows, data)  # lives in the part
+        else:
+            self._store.put(chunk_key(patch.key), data)
         w.apply_patch(patch, data, meta)
 
     def delete(self, rows: Any) -> None:
@@ -552,7 +559,7 @@ class Dataset:
                                    np.intersect1d(our_rows, their_del))
                 if clash.shape[0]:
                     conflicts[name] = self._row_ids.take(clash).tolist()
-                patches += [Patch(p.key, p.nbytes, moved(p.rows)) for p in ours]
+                patches += [p.moved(moved(p.rows)) for p in ours]
             else:  # a tensor they created: our appended rows are empty in it
                 if ours_n:
                     index.append(ours_n)
@@ -565,7 +572,7 @@ class Dataset:
                 index.append(theirs.physical)
             base_entries[name], base_npatches[name] = index.num_entries, 0
             _append_entries(index, w.index, self._base_entries[name])
-            patches = [Patch(p.key, p.nbytes, moved(p.rows)) for p in w.patches]
+            patches = [p.moved(moved(p.rows)) for p in w.patches]
             new_writers[name] = TensorWriter(w.meta, index, self._reader, patches)
         touched_any = np.concatenate([np.zeros(0, np.int64), *their_touched.values()])
         clash = np.intersect1d(our_del, touched_any)
