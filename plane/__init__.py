@@ -13,6 +13,7 @@ from plane._errors import (
     MergeConflictError,
     ObjectNotFoundError,
     PlaneError,
+    QueryError,
     ReadOnlyError,
     SampleError,
     SchemaError,
@@ -25,6 +26,7 @@ from plane.dataset import Dataset, DatasetView, Tensor, create
 from plane.dataset import open_dataset as open
 from plane.format._htypes import HTYPES
 from plane.ingest import IngestReport
+from plane.query import IndexInfo, Search, View, load_view
 from plane.storage import open_store
 from plane.version import Diff, GcReport, MergeResult, gc
 
@@ -55,6 +57,11 @@ __all__ = [
     "FormatVersionError",
     "IngestError",
     "IngestReport",
+    "QueryError",
+    "View",
+    "Search",
+    "IndexInfo",
+    "load_view",
     "ReadOnlyError",
     "SampleError",
     "SchemaError",

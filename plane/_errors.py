@@ -18,6 +18,7 @@ __all__ = [
     "MergeConflictError",
     "VersionNotFoundError",
     "IngestError",
+    "QueryError",
 ]
 
 
@@ -95,3 +96,7 @@ class VersionNotFoundError(PlaneError, KeyError):
 
 class IngestError(PlaneError, ValueError):
     """An ingest cannot go on: a bad source file or row (named), the dataset left unchanged."""
+
+
+class QueryError(PlaneError, ValueError):
+    """A query cannot be parsed or planned: says where, what was expected and what exists."""

@@ -227,6 +227,34 @@ def _ingest_into(ds: plane.Dataset, args: argparse.Namespace, src: Any,
     return 0
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    ds = _open(args)
+    params = _json_opts(args.params, "--params")
+    if args.explain:
+        print(ds.explain(args.sql, params))
+        return 0
+    print(ds.query(args.sql, params))
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from plane.query import list_indexes
+
+    if args.action == "list":
+        infos = list_indexes(_open(args))
+        for info in infos:
+            print(info)
+        if not infos:
+            print("(no indexes)")
+        return 0
+    if not args.tensor:
+        raise plane.PlaneError("plane index create URL TENSOR: name the tensor to index")
+    ds = _open(args, write=True)
+    info = ds.create_index(args.tensor, kind=args.kind, metric=args.metric, progress=None)
+    print(info)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="plane", description="tensorplane dataset tool")
     p.add_argument("--version", action="version", version=f"tensorplane {plane.__version__}")
@@ -305,6 +333,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--ray", action="store_true",
                    help="fan out on Ray (python -m jobs.ingest; RAY_ADDRESS or a local Ray)")
     s.set_defaults(fn=_cmd_ingest)
+    s = sub.add_parser("query", help="run a query and print the result rows")
+    common(s)
+    s.add_argument("sql", help="e.g. \"SELECT id, caption WHERE labels = 'dog' LIMIT 10\"")
+    s.add_argument("--params", default=None, help="JSON object of $parameters")
+    s.add_argument("--explain", action="store_true", help="print the plan instead")
+    s.set_defaults(fn=_cmd_query)
+    s = sub.add_parser("index", help="create or list vector / full-text indexes")
+    s.add_argument("action", choices=["create", "list"])
+    common(s)
+    s.add_argument("tensor", nargs="?", default=None)
+    s.add_argument("--kind", default="hnsw", help="flat, ivf_flat, ivf_pq, hnsw or bm25")
+    s.add_argument("--metric", default="cosine", help="cosine, l2 or ip")
+    s.set_defaults(fn=_cmd_index)
     args = p.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -94,6 +94,28 @@ def ingest(root: Path, rng: np.random.Generator, n: int = 2000) -> None:
         print(f"  {name:10s} htype={m.htype:12s} dtype={m.dtype} shape={m.shape} "
               f"compression={m.sample_compression} classes={list(m.class_names) or '-'}")
     assert ds["images"][0].bytes() == table.column("img")[0].as_py()
+    query(ds, table.column("emb")[0].values.to_numpy())
+
+
+def query(ds: plane.Dataset, q: np.ndarray) -> None:
+    """Indexes bound to the commit, a hybrid query, its plan, and a saved view."""
+    print("\n--- hybrid query ---")
+    t0 = time.perf_counter()
+    print(ds.create_index("embedding", kind="hnsw", metric="cosine", progress=False))
+    print(ds.create_index("caption", kind="bm25", progress=False))
+    print(f"indexes built in {time.perf_counter() - t0:.2f}s")
+    sql = ("SELECT id, caption, labels, score WHERE labels = 'dog' "
+           "ORDER BY RRF(COSINE_SIMILARITY(embedding, $q), BM25(caption, 'photo dog')) DESC "
+           "LIMIT 5")
+    t0 = time.perf_counter()
+    res = ds.query(sql, params={"q": q})
+    print(f"{sql}\n({(time.perf_counter() - t0) * 1e3:.1f} ms)\n{res}")
+    print(ds.explain(sql, params={"q": q}))
+    res.save("dogs_like_row_0")
+    again = plane.load_view(ds, "dogs_like_row_0")
+    assert again.ids.tolist() == res.ids.tolist()
+    print(f"saved and reopened view 'dogs_like_row_0': {len(again)} rows at commit "
+          f"{again.commit_id}")
 
 
 def stream(path: Path) -> None:

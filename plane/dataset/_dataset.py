@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from plane.core._fragment import Fragment
     from plane.ingest import IngestReport
     from plane.loader import Loader
+    from plane.query import IndexInfo, Search, View
     from plane.version import Diff, MergeResult, VersionControl
 
 __all__ = ["Dataset", "create", "open_dataset"]
@@ -660,6 +661,39 @@ class Dataset:
             raise PlaneError(f"ds.to_ray() needs Ray ({e}): pip install 'tensorplane[ray]'"
                              ) from None
         return to_ray(self, tensors, override_num_blocks)
+
+    # ---- query --------------------------------------------------------------------------
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> View:
+        """Run a query (vector + scalar + full text in one plan; README "Query"): e.g.
+        ``SELECT id, caption, score WHERE labels = 'dog' AND CONTAINS(caption, 'red car')
+        ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 10`` with params={"q": vec}.
+        Returns a View of the result rows at this version."""
+        from plane.query import run_sql
+
+        return run_sql(self, sql, params)
+
+    def search(self) -> Search:
+        """The builder face: ``ds.search().where("...").match("caption", "red car")
+        .nearest("embedding", vec).limit(10).run()``."""
+        from plane.query import Search
+
+        return Search(self)
+
+    def explain(self, sql: str | Search, params: Mapping[str, Any] | None = None) -> str:
+        """The plan a query runs: filters, indexes used, partitions, exact fallbacks, fusion."""
+        from plane.query import explain_sql
+
+        return explain_sql(self, sql, params)
+
+    def create_index(self, tensor: str, kind: str = "hnsw", metric: str = "cosine",
+                     **options: Any) -> IndexInfo:
+        """Build a vector (faiss: flat, ivf_flat, ivf_pq, hnsw; metric cosine/l2/ip) or
+        full-text (bm25) index of `tensor` at the current commit. Options: params (faiss
+        settings), partition_rows, progress. Queries on later commits use it for unchanged
+        rows and search newer ones exactly; build again to fold them in."""
+        from plane.query._indexes import create_index
+
+        return create_index(self, tensor, kind, metric, **options)
 
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -90,10 +90,14 @@ class BatchSource:
     """Reads planned batches of one dataset snapshot; picklable (workers reopen the store)."""
 
     def __init__(self, store: Store, state_key: str, config: LoaderConfig,
-                 cache_bytes: int | None = None, links: Any = None) -> None:
+                 cache_bytes: int | None = None, links: Any = None,
+                 positions: np.ndarray | None = None) -> None:
         self.store = store
         self.state_key = state_key
         self.config = config
+        #: only these rows (sorted positions; a query view), else every row
+        self.positions = None if positions is None else np.unique(
+            np.asarray(positions, np.int64))
         self.links = links  # the dataset's LinkResolver (options for linked objects)
         self.cache_bytes = cache_bytes or max(256 << 20, 3 * config.window_bytes)
         self._ds: Dataset | None = None
@@ -103,11 +107,12 @@ class BatchSource:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "state_key": self.state_key, "config": self.config,
-                "cache_bytes": self.cache_bytes, "links": self.links}
+                "cache_bytes": self.cache_bytes, "links": self.links,
+                "positions": self.positions}
 
     def __setstate__(self, s: dict[str, Any]) -> None:
         self.__init__(s["store"], s["state_key"], s["config"], s["cache_bytes"],  # type: ignore[misc]
-                      s["links"])
+                      s["links"], s["positions"])
 
     @property
     def ds(self) -> Dataset:
@@ -140,14 +145,17 @@ class BatchSource:
             return self._plan
         cfg = self.config
         ds = self.ds
-        n = len(ds)
+        base = np.arange(len(ds), dtype=np.int64) if self.positions is None else self.positions
+        n = int(base.shape[0])
         prim = ds._writer(self._primary())
-        phys = ds._to_physical(np.arange(n, dtype=np.int64))
+        phys = ds._to_physical(base)
         ent, _ = prim.index.locate(phys) if n else (np.zeros(0, np.int64), None)
         units = units_of(ent)
         per_chunk = prim.index.nbytes / max(1, prim.index.num_chunks)
         window = max(1, int(cfg.window_bytes // max(per_chunk, 1.0)))
         order = epoch_order(units, cfg.seed, epoch, cfg.shuffle, window)
+        if self.positions is not None:
+            order = base[order]  # indices into the subset -> dataset positions
         rank, world = detect_rank(cfg.rank, cfg.world_size)
         bounds = rank_batches(global_batches(n, cfg.batch_size, world, cfg.drop_last),
                               rank, world)
@@ -399,7 +407,7 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
                 decode: bool = True, on_error: str = "raise", rank: int | None = None,
                 world_size: int | None = None, pin_memory: bool = False,
                 prefetch: bool = True, cache_dir: str | os.PathLike[str] | None = None,
-                cache_max_bytes: int = 64 << 30) -> Loader:
+                cache_max_bytes: int = 64 << 30, positions: np.ndarray | None = None) -> Loader:
     """Build a Loader over the current version of `ds` (pending writes are flushed first).
 
     `cache_dir` keeps fetched chunks on local disk (LRU, `cache_max_bytes`), so later epochs
@@ -431,7 +439,9 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
     if cache_dir is not None:
         store = CachingStore(store, max_bytes=0, disk_dir=cache_dir,
                              disk_max_bytes=cache_max_bytes, cacheable=is_chunk_key)
-    source = BatchSource(store, ds._base_key, cfg, links=ds._links)
+    if positions is not None and ds.has_changes:
+        raise PlaneError("streaming a view needs a committed version: commit the dataset first")
+    source = BatchSource(store, ds._base_key, cfg, links=ds._links, positions=positions)
     source.tensors  # validate tensor names now, with a helpful error  # noqa: B018
     return Loader(source, kind, pin_memory=pin_memory)
 
@@ -439,6 +449,6 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
 def with_config(loader: Loader, **changes: Any) -> Loader:
     src = loader.source
     return Loader(BatchSource(src.store, src.state_key, replace(src.config, **changes),
-                              links=src.links),
+                              links=src.links, positions=src.positions),
                   loader.kind, loader.pin_memory)
 

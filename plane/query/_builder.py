@@ -1,0 +1,160 @@
+"""The builder face of the query language: `ds.search().where(...).nearest(...).run()`.
+
+It produces the same `Query` the SQL text does, so both run through one planner.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane._errors import QueryError
+from plane.query._ast import (
+    METRICS,
+    And,
+    Bm25,
+    Col,
+    Contains,
+    Expr,
+    Fuse,
+    OrderItem,
+    Param,
+    Query,
+    SelectItem,
+    VectorScore,
+)
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+    from plane.query._view import View
+
+__all__ = ["Search", "run_query", "explain_query"]
+
+
+class Search:
+    """Chainable: where / contains filter; nearest / match rank (several fuse by RRF)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+        self._where: list[Expr] = []
+        self._scores: list[tuple[Any, float]] = []
+        self._params: dict[str, Any] = {}
+        self._select: tuple[str, ...] = ()
+        self._limit: int | None = 10
+        self._offset = 0
+        self._fuse = ("rrf", 60)
+
+    def _param(self, value: Any) -> Param:
+        name = f"p{len(self._params)}"
+        self._params[name] = value
+        return Param(name)
+
+    def where(self, predicate: str, params: dict[str, Any] | None = None) -> Search:
+        """A SQL predicate, e.g. ``"labels = 'dog' AND width > $w"`` (params bound)."""
+        from plane.query._parse import parse
+
+        q = parse(f"SELECT * WHERE {predicate}", params,
+                  tensors=list(self._ds.tensors))
+        if q.where is not None:
+            self._where.append(q.where)
+        self._params.update(q.params)
+        return self
+
+    def contains(self, tensor: str, text: str) -> Search:
+        """Rows whose text has every term (and quoted phrase) of `text`."""
+        self._where.append(Contains(Col(tensor), self._param(text)))
+        return self
+
+    def match(self, tensor: str, text: str, weight: float = 1.0) -> Search:
+        """Rank by BM25 of `text` in `tensor` (fused with other rankings)."""
+        self._scores.append((Bm25(Col(tensor), self._param(text)), weight))
+        return self
+
+    def nearest(self, tensor: str, vector: Any, metric: str = "cosine",
+                weight: float = 1.0) -> Search:
+        """Rank by vector similarity to `vector` (cosine, l2 or ip)."""
+        if metric not in METRICS:
+            raise QueryError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
+        self._scores.append((VectorScore(metric, Col(tensor),
+                                         self._param(np.asarray(vector, np.float32))), weight))
+        return self
+
+    def fuse(self, method: str = "rrf", k: int = 60) -> Search:
+        """How several rankings combine: "rrf" (reciprocal rank, `k`) or "weighted"."""
+        if method not in ("rrf", "weighted"):
+            raise QueryError(f"fuse method is 'rrf' or 'weighted', got {method!r}")
+        self._fuse = (method, k)
+        return self
+
+    def select(self, *tensors: str) -> Search:
+        self._select = tensors
+        return self
+
+    def limit(self, n: int | None) -> Search:
+        if n is not None and n < 0:
+            raise QueryError(f"limit must be >= 0, got {n}")
+        self._limit = n
+        return self
+
+    def offset(self, n: int) -> Search:
+        if n < 0:
+            raise QueryError(f"offset must be >= 0, got {n}")
+        self._offset = n
+        return self
+
+    def to_query(self) -> Query:
+        where: Expr | None = None
+        if self._where:
+            where = self._where[0] if len(self._where) == 1 else And(tuple(self._where))
+        order: tuple[OrderItem, ...] = ()
+        if len(self._scores) == 1:
+            s = self._scores[0][0]
+            order = (OrderItem(s, not (isinstance(s, VectorScore) and s.metric == "l2")),)
+        elif self._scores:
+            method, k = self._fuse
+            order = (OrderItem(Fuse(tuple(s for s, _ in self._scores),
+                                    tuple(w for _, w in self._scores), k, method), True),)
+        select = tuple(SelectItem(Col(t)) for t in self._select)
+        return Query(select, where, order, self._limit, self._offset, dict(self._params))
+
+    def run(self) -> View:
+        return run_query(self._ds, self.to_query(), "")
+
+    def explain(self) -> str:
+        return explain_query(self._ds, self.to_query())
+
+
+def _columns(ds: Dataset, q: Query) -> tuple[list[str] | None, str]:
+    cols: list[str] = []
+    score_name = "score"
+    for it in q.select:
+        e = it.expr
+        if isinstance(e, Col) and e.name == "*":
+            return None, score_name
+        if isinstance(e, Col):
+            if e.name not in ds.tensors:
+                raise QueryError(f"SELECT {e.name}: no such tensor; tensors: "
+                                 f"{', '.join(ds.tensors)}")
+            cols.append(e.name)
+        elif isinstance(e, VectorScore | Bm25 | Fuse):
+            score_name = it.alias or "score"
+    return (cols or None), score_name
+
+
+def run_query(ds: Dataset, q: Query, text: str) -> View:
+    from plane.query._exec import execute
+    from plane.query._view import View
+
+    cols, score_name = _columns(ds, q)
+    if not ds.read_only and ds.has_changes:
+        ds.flush()  # the view names a durable state; positions are computed after this
+    pos, scores, _ = execute(ds, q)
+    return View(ds, pos, scores, cols, text, score_name)
+
+
+def explain_query(ds: Dataset, q: Query) -> str:
+    from plane.query._exec import execute
+
+    _, _, plan = execute(ds, q)
+    return str(plan)

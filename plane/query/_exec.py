@@ -1,0 +1,507 @@
+"""Planner and executor: one plan over scalar filters, full text and vector similarity.
+
+1. WHERE runs first, vectorised over only the tensors it names (numpy), producing the set of
+   candidate rows; CONTAINS uses the text index when there is one.
+2. ORDER BY a score ranks only candidates: a vector index searches with the candidates as an
+   IDSelector prefilter (exact search over the candidates when they are few, when the index
+   kind degrades under filters, or when it returns short); rows added or changed since the
+   index's commit are searched exactly, so results are never stale. BM25 uses the text index
+   with global statistics. RRF / weighted fusion combines ranked lists in the same plan.
+3. LIMIT / OFFSET push down into every top-k. Partition results merge with pure functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane._errors import QueryError
+from plane.query._ast import (
+    And,
+    Between,
+    Bm25,
+    Cmp,
+    Col,
+    Contains,
+    Fuse,
+    In,
+    IsNull,
+    Like,
+    Lit,
+    Not,
+    Or,
+    Param,
+    Query,
+    RowId,
+    Shape,
+    VectorScore,
+)
+from plane.query._vector import exact_search, higher_is_better, merge_topk
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+    from plane.query._indexes import IndexInfo
+
+__all__ = ["execute", "Plan"]
+
+#: below this many candidates a filtered vector search is exact (faster and perfect recall)
+EXACT_BELOW = 20_000
+#: ranked-list depth used for fusion, as a multiple of LIMIT + OFFSET
+FUSION_DEPTH = 10
+
+
+@dataclass
+class Plan:
+    """What the executor did, step by step (`ds.explain` prints it)."""
+
+    steps: list[str] = field(default_factory=list)
+
+    def add(self, s: str) -> None:
+        self.steps.append(s)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{i + 1}. {s}" for i, s in enumerate(self.steps))
+
+
+class _Ctx:
+    def __init__(self, ds: Dataset, q: Query, plan: Plan) -> None:
+        self.ds, self.q, self.plan = ds, q, plan
+        self.n = len(ds)
+        self.pos = np.arange(self.n, dtype=np.int64)
+        self.ids = ds.row_ids
+        self._cols: dict[str, Any] = {}
+        self._changed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._order: np.ndarray | None = None
+
+    def value(self, e: Any) -> Any:
+        if isinstance(e, Lit):
+            return e.value
+        if isinstance(e, Param):
+            if e.name not in self.q.params:
+                raise QueryError(f"parameter ${e.name} has no value; pass params={{"
+                                 f"{e.name!r}: ...}}")
+            return self.q.params[e.name]
+        raise QueryError(f"expected a literal or parameter, got {type(e).__name__}")
+
+    def column(self, name: str) -> Any:
+        if name not in self._cols:
+            if name not in self.ds.tensors:
+                raise QueryError(f"no tensor {name!r}; tensors: "
+                                 f"{', '.join(self.ds.tensors) or '(none)'}")
+            self._cols[name] = self.ds._read(name, self.pos, True, False)
+        return self._cols[name]
+
+
+# ---- WHERE -------------------------------------------------------------------------------------
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.compile(f"^{out}$", re.S)
+
+
+def _json_get(v: Any, path: tuple[str, ...]) -> Any:
+    for p in path:
+        if isinstance(v, dict):
+            v = v.get(p)
+        elif isinstance(v, list) and p.lstrip("-").isdigit() and -len(v) <= int(p) < len(v):
+            v = v[int(p)]
+        else:
+            return None
+    return v
+
+
+def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
+    """(values over all rows or a scalar, kind) where kind is 'col', 'text', 'obj' or 'lit'."""
+    if isinstance(e, RowId):
+        return ctx.ids, "col"
+    if isinstance(e, Shape):
+        shp = ctx.ds._shapes(e.col.name, ctx.pos)
+        if e.dim >= shp.shape[1] or e.dim < -shp.shape[1]:
+            raise QueryError(f"SHAPE({e.col.name})[{e.dim}]: samples of {e.col.name!r} have "
+                             f"{shp.shape[1]} dimension(s)")
+        return shp[:, e.dim], "col"
+    if isinstance(e, Col):
+        meta = ctx.ds._writer(e.name).meta if e.name in ctx.ds.tensors else None
+        vals = ctx.column(e.name)
+        assert meta is not None
+        if e.path:
+            if meta.kind != "json":
+                raise QueryError(f"{e.name}.{'.'.join(e.path)}: only json tensors have fields; "
+                                 f"{e.name!r} is {meta.htype}")
+            return [_json_get(v, e.path) for v in vals], "obj"
+        if meta.kind == "text":
+            return vals, "text"
+        if meta.kind == "json":
+            return vals, "obj"
+        if isinstance(vals, list):
+            raise QueryError(f"tensor {e.name!r} has samples of different shapes; compare "
+                             f"SHAPE({e.name})[i] or a json field instead")
+        if vals.ndim > 1:
+            raise QueryError(f"tensor {e.name!r} holds arrays of shape {vals.shape[1:]}; "
+                             "filters compare scalars (use SHAPE(...)[i])")
+        return vals, "col"
+    return ctx.value(e), "lit"
+
+
+_NP = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+       ">": np.greater, ">=": np.greater_equal}
+_PY: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _class_id(ctx: _Ctx, col: Any, v: Any) -> Any:
+    """Class names compare as their ids in class_label tensors."""
+    if isinstance(col, Col) and not col.path and isinstance(v, str) \
+            and col.name in ctx.ds.tensors:
+        meta = ctx.ds._writer(col.name).meta
+        if meta.htype == "class_label":
+            if v not in meta.class_names:
+                raise QueryError(f"{col.name!r} has no class {v!r}; classes: "
+                                 f"{', '.join(meta.class_names) or '(none)'}")
+            return meta.class_names.index(v)
+    return v
+
+
+def _cmp(ctx: _Ctx, op: str, left: Any, right: Any) -> np.ndarray:
+    a, ka = _operand(ctx, left)
+    b, kb = _operand(ctx, right)
+    if ka == "lit" and kb != "lit":  # literal on the left: flip
+        flip = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
+        return _cmp(ctx, flip, right, left)
+    if kb == "lit":
+        b = _class_id(ctx, left, b)
+    if ka == "col" and kb in ("col", "lit"):
+        if kb == "lit" and isinstance(b, str):
+            raise QueryError(f"cannot compare a numeric tensor with the string {b!r}")
+        if kb == "lit" and b is None:
+            return np.zeros(ctx.n, bool)
+        return np.asarray(_NP[op](a, b), bool)
+    fn = _PY[op]
+    bb = b if kb != "lit" else [b] * ctx.n
+
+    def safe(x: Any, y: Any) -> bool:
+        if x is None or y is None:
+            return False
+        try:
+            return bool(fn(x, y))
+        except TypeError:
+            return False
+    return np.fromiter((safe(x, y) for x, y in zip(a, bb)), bool, ctx.n)
+
+
+def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
+    from plane.query._indexes import find_index, load_partition
+    from plane.query._text import phrase_match
+
+    text = ctx.value(e.text)
+    if not isinstance(text, str):
+        raise QueryError(f"CONTAINS({e.col.name}, ...) takes a string")
+    info = find_index(ctx.ds, e.col.name, ("bm25",))
+    mask = np.zeros(ctx.n, bool)
+    if info is not None and info.state == ctx.ds._base_key and not ctx.ds.has_changes:
+        ctx.plan.add(f"CONTAINS({e.col.name}): bm25 index at {info.commit[:12]} "
+                     f"({len(info.partitions)} partition(s)), then phrase check")
+        hits = []
+        for p in info.partitions:
+            ti = load_partition(ctx.ds, p["key"], True)
+            hits.append(ti.contains_all(text))
+        rows = np.concatenate(hits) if hits else np.zeros(0, np.int64)
+        pos = np.flatnonzero(np.isin(ctx.ids, rows))
+    else:
+        ctx.plan.add(f"CONTAINS({e.col.name}): scan (no current bm25 index)")
+        pos = ctx.pos if cand is None else np.flatnonzero(cand)
+    if pos.shape[0]:
+        texts = ctx.ds._read(e.col.name, pos, True, True)
+        mask[pos[phrase_match(texts, text)]] = True
+    return mask
+
+
+def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask over rows (positions) of rows satisfying `e`."""
+    if isinstance(e, And):
+        m = np.ones(ctx.n, bool)
+        for it in sorted(e.items, key=lambda x: isinstance(x, Contains)):  # cheap ones first
+            m &= where_mask(ctx, it, m)
+        return m
+    if isinstance(e, Or):
+        m = np.zeros(ctx.n, bool)
+        for it in e.items:
+            m |= where_mask(ctx, it, cand)
+        return m
+    if isinstance(e, Not):
+        return ~where_mask(ctx, e.item, None)
+    if isinstance(e, Cmp):
+        return _cmp(ctx, e.op, e.left, e.right)
+    if isinstance(e, In):
+        m = np.zeros(ctx.n, bool)
+        for v in e.values:
+            m |= _cmp(ctx, "=", e.expr, v)
+        return ~m if e.negated else m
+    if isinstance(e, Between):
+        m = np.asarray(_cmp(ctx, ">=", e.expr, e.low) & _cmp(ctx, "<=", e.expr, e.high), bool)
+        return ~m if e.negated else m
+    if isinstance(e, IsNull):
+        vals, kind = _operand(ctx, e.expr)
+        if kind == "col":
+            if isinstance(e.expr, Col):
+                shp = ctx.ds._shapes(e.expr.name, ctx.pos)
+                m = shp.prod(axis=1) == 0 if shp.shape[1] else np.zeros(ctx.n, bool)
+            else:
+                m = np.zeros(ctx.n, bool)
+        else:
+            m = np.fromiter((v is None or v == "" for v in vals), bool, ctx.n)
+        return ~m if e.negated else m
+    if isinstance(e, Like):
+        vals, kind = _operand(ctx, e.expr)
+        pat = ctx.value(e.pattern)
+        if kind not in ("text", "obj") or not isinstance(pat, str):
+            raise QueryError("LIKE compares a text tensor (or json field) with a string pattern")
+        rx = _like_regex(pat)
+        m = np.fromiter((isinstance(v, str) and rx.match(v) is not None for v in vals), bool,
+                        ctx.n)
+        return ~m if e.negated else m
+    if isinstance(e, Contains):
+        return _contains(ctx, e, cand)
+    if isinstance(e, Col | Lit | Param):
+        v = _operand(ctx, e)[0]
+        out: np.ndarray = np.asarray(v, bool) if not isinstance(v, bool) else np.full(ctx.n, v)
+        return out
+    raise QueryError(f"{type(e).__name__} cannot be used as a filter")
+
+
+# ---- scores ------------------------------------------------------------------------------------
+def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids the index must not answer for, row ids to search exactly): rows deleted /
+    updated / added since the index's commit."""
+    key = f"{info.key}:{tensor}"
+    if key in ctx._changed:
+        return ctx._changed[key]
+    shared = ctx.ds.__dict__.setdefault("_changed_cache", {})
+    skey = (key, ctx.ds._base_key)
+    if not ctx.ds.has_changes and skey in shared:
+        ctx._changed[key] = shared[skey]
+        return shared[skey]  # type: ignore[no-any-return]
+    if info.state == ctx.ds._base_key and not ctx.ds.has_changes:
+        out = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    else:
+        d = ctx.ds.versions.diff(info.commit, None)
+        td = d.tensors.get(tensor)
+        upd = td.updated if td is not None else np.zeros(0, np.int64)
+        dele = td.deleted if td is not None else d.rows_deleted
+        add = td.added if td is not None else d.rows_added
+        out = (np.union1d(upd, dele), np.union1d(upd, add))
+    ctx._changed[key] = out
+    if not ctx.ds.has_changes:
+        shared[skey] = out
+    return out
+
+
+def _vector_query(ctx: _Ctx, s: VectorScore) -> np.ndarray:
+    q = ctx.value(s.query)
+    qv = np.asarray(q, np.float32).reshape(-1)
+    meta = ctx.ds._writer(s.col.name).meta
+    if meta.kind != "array":
+        raise QueryError(f"{s.col.name!r} is {meta.htype}, not a vector tensor")
+    return qv
+
+
+def _vectors(ctx: _Ctx, name: str, pos: np.ndarray) -> np.ndarray:
+    v = ctx.ds._read(name, pos, True, False)
+    if isinstance(v, list):
+        v = np.stack(v) if v else np.zeros((0, 1), np.float32)
+    return np.asarray(v, np.float32).reshape(pos.shape[0], -1)
+
+
+def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, scores) best first among candidate positions."""
+    from plane.query._indexes import find_index, load_partition
+
+    qv = _vector_query(ctx, s)
+    cpos = np.flatnonzero(cand)
+    label = f"{_score_name(s)}"
+    info = find_index(ctx.ds, s.col.name, metric=s.metric) if cpos.shape[0] else None
+    exact_all = info is None or (cpos.shape[0] <= EXACT_BELOW and cpos.shape[0] < ctx.n) \
+        or (info.kind == "hnsw" and cpos.shape[0] < 0.2 * ctx.n)
+    if exact_all:
+        why = ("no index with this metric" if info is None else
+               f"{cpos.shape[0]:,} candidates: exact is faster and exact")
+        ctx.plan.add(f"{label}: exact search over {cpos.shape[0]:,} rows ({why})")
+        ids, sc = exact_search(_vectors(ctx, s.col.name, cpos), ctx.ids[cpos], qv, k, s.metric)
+        return _to_pos(ctx, ids), sc
+    assert info is not None
+    stale, fresh = _changed_since(ctx, info, s.col.name)
+    cids = ctx.ids[cpos]
+    allowed = None if cpos.shape[0] == ctx.n and not stale.shape[0] else \
+        np.setdiff1d(cids, stale)
+    kk = ctx.n if k is None else k
+    parts = []
+    for p in info.partitions:
+        part = load_partition(ctx.ds, p["key"], False)
+        parts.append(part.search(qv, kk, allowed))
+    ids, sc = merge_topk(parts, kk, higher_is_better(s.metric))
+    want = min(kk, int(allowed.shape[0]) if allowed is not None else info.rows)
+    if ids.shape[0] < want:  # the index came back short under the filter: be exact
+        ctx.plan.add(f"{label}: {info.kind} index returned {ids.shape[0]} < {want}; exact "
+                     f"search over the {cpos.shape[0]:,} candidates instead")
+        ids, sc = exact_search(_vectors(ctx, s.col.name, cpos), cids, qv, k, s.metric)
+        return _to_pos(ctx, ids), sc
+    ctx.plan.add(f"{label}: {info.kind} index at commit {info.commit[:12]} "
+                 f"({len(info.partitions)} partition(s), params {info.params}); prefilter "
+                 f"{'none' if allowed is None else f'{allowed.shape[0]:,} allowed rows'}")
+    new = np.intersect1d(cids, fresh)
+    if new.shape[0]:
+        npos = _to_pos(ctx, new)
+        ctx.plan.add(f"{label}: exact search over {new.shape[0]:,} rows added or changed "
+                     "since the index's commit")
+        ids, sc = merge_topk([(ids, sc), exact_search(_vectors(ctx, s.col.name, npos), new, qv,
+                                                      k, s.metric)], k,
+                             higher_is_better(s.metric))
+    return _to_pos(ctx, ids), sc
+
+
+def _to_pos(ctx: _Ctx, ids: np.ndarray) -> np.ndarray:
+    if ctx._order is None:
+        ctx._order = np.argsort(ctx.ids, kind="stable")
+    order = ctx._order
+    out: np.ndarray = order[np.searchsorted(ctx.ids[order], ids)]
+    return out
+
+
+def rank_bm25(ctx: _Ctx, s: Bm25, cand: np.ndarray, k: int | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    from plane.query._indexes import find_index, load_partition
+    from plane.query._text import TextIndex, tokenize
+    from plane.query._text import merge_topk as text_merge
+
+    text = ctx.value(s.text)
+    if not isinstance(text, str):
+        raise QueryError(f"BM25({s.col.name}, ...) takes a string")
+    meta = ctx.ds._writer(s.col.name).meta
+    if meta.kind != "text":
+        raise QueryError(f"BM25 needs a text tensor; {s.col.name!r} is {meta.htype}")
+    cpos = np.flatnonzero(cand)
+    info = find_index(ctx.ds, s.col.name, ("bm25",))
+    usable = info is not None and info.state == ctx.ds._base_key and not ctx.ds.has_changes
+    terms = tokenize(text)
+    if usable:
+        assert info is not None
+        idx = [load_partition(ctx.ds, p["key"], True) for p in info.partitions]
+        stats = idx[0].stats(terms)
+        for t in idx[1:]:
+            stats = stats.combine(t.stats(terms))
+        allowed = None if cpos.shape[0] == ctx.n else np.sort(ctx.ids[cpos])
+        ids, sc = text_merge([t.search(text, k, allowed, stats) for t in idx], k)
+        ctx.plan.add(f"BM25({s.col.name}): bm25 index at commit {info.commit[:12]} "
+                     f"({len(idx)} partition(s), global statistics); prefilter "
+                     f"{'none' if allowed is None else f'{allowed.shape[0]:,} rows'}")
+    else:
+        all_texts = ctx.ds._read(s.col.name, ctx.pos, True, True)
+        full = TextIndex.build(all_texts, ctx.ids)  # statistics over the whole version
+        stats = full.stats(terms)
+        allowed = None if cpos.shape[0] == ctx.n else np.sort(ctx.ids[cpos])
+        ids, sc = full.search(text, k, allowed, stats)
+        ctx.plan.add(f"BM25({s.col.name}): no current bm25 index; built one in memory over "
+                     f"{ctx.n:,} rows")
+    return _to_pos(ctx, ids), sc
+
+
+def _score_name(s: Any) -> str:
+    if isinstance(s, VectorScore):
+        f = {"cosine": "COSINE_SIMILARITY", "l2": "L2_DISTANCE", "ip": "INNER_PRODUCT"}
+        return f"{f[s.metric]}({s.col.name})"
+    if isinstance(s, Bm25):
+        return f"BM25({s.col.name})"
+    if isinstance(s, Fuse):
+        return f"{s.method.upper()}({', '.join(_score_name(p) for p in s.parts)})"
+    return type(s).__name__
+
+
+def rank(ctx: _Ctx, s: Any, cand: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray,
+                                                                       bool]:
+    """(positions, scores, higher_is_better) of the best k candidates under score `s`."""
+    if isinstance(s, VectorScore):
+        p, sc = rank_vector(ctx, s, cand, k)
+        return p, sc, higher_is_better(s.metric)
+    if isinstance(s, Bm25):
+        p, sc = rank_bm25(ctx, s, cand, k)
+        return p, sc, True
+    if isinstance(s, Fuse):
+        depth = None if k is None else max(k * FUSION_DEPTH, 100)
+        lists = [rank(ctx, part, cand, depth) for part in s.parts]
+        weights = list(s.weights) or [1.0] * len(lists)
+        if len(weights) != len(lists):
+            raise QueryError(f"{s.method.upper()} has {len(lists)} scores but "
+                             f"{len(weights)} weights")
+        total: dict[int, float] = {}
+        for (pos, sc, _), w in zip(lists, weights):
+            for r, (p, v) in enumerate(zip(pos.tolist(), sc.tolist())):
+                add = w / (s.k + r + 1) if s.method == "rrf" else w * v
+                total[p] = total.get(p, 0.0) + add
+        how = f"reciprocal rank, k={s.k}" if s.method == "rrf" else "weighted score sum"
+        ctx.plan.add(f"{_score_name(s)}: fused {len(lists)} ranked lists (depth "
+                     f"{depth or 'all'}) by {how}, weights {weights}")
+        pos = np.fromiter(total.keys(), np.int64, len(total))
+        sc = np.fromiter(total.values(), np.float64, len(total)).astype(np.float32)
+        order = np.lexsort((ctx.ids[pos], -sc))
+        if k is not None:
+            order = order[:k]
+        return pos[order], sc[order], True
+    raise QueryError(f"cannot rank by {type(s).__name__}")
+
+
+# ---- the query ---------------------------------------------------------------------------------
+def execute(ds: Dataset, q: Query, plan: Plan | None = None) -> tuple[np.ndarray, np.ndarray
+                                                                       | None, Plan]:
+    """(positions of the result rows in order, their scores or None, the plan)."""
+    plan = plan or Plan()
+    ctx = _Ctx(ds, q, plan)
+    plan.add(f"version: {ds.commit_id or 'uncommitted'} "
+             f"{'(+ uncommitted changes)' if ds.has_changes else ''}".rstrip()
+             + f", {ctx.n:,} rows")
+    if q.where is not None:
+        cand = where_mask(ctx, q.where)
+        plan.add(f"filter: {int(cand.sum()):,} of {ctx.n:,} rows match "
+                 f"({cand.mean() if ctx.n else 0:.2%})")
+    else:
+        cand = np.ones(ctx.n, bool)
+    limit = None if q.limit is None else q.limit + q.offset
+    scores: np.ndarray | None = None
+    if q.order_by and isinstance(q.order_by[0].expr, VectorScore | Bm25 | Fuse):
+        o = q.order_by[0]
+        pos, scores, higher = rank(ctx, o.expr, cand, limit)
+        if o.desc != higher:  # asked for the worst first: rank everything, then reverse
+            pos, scores, _ = rank(ctx, o.expr, cand, None)
+            pos, scores = pos[::-1], scores[::-1]
+            if limit is not None:
+                pos, scores = pos[:limit], scores[:limit]
+    elif q.order_by:
+        keys = []
+        cpos = np.flatnonzero(cand)
+        for o in reversed(q.order_by):
+            vals, kind = _operand(ctx, o.expr)
+            if kind == "lit":
+                raise QueryError("ORDER BY needs a tensor, ROW_ID, SHAPE(...) or a score")
+            v = np.asarray(vals if kind == "col" else [str(x) for x in vals])[cpos]
+            if kind == "col":
+                keys.append(-v if o.desc else v)
+            else:
+                ranks = np.unique(v, return_inverse=True)[1]
+                keys.append(-ranks if o.desc else ranks)
+        pos = cpos[np.lexsort(keys)]
+        plan.add(f"sort {pos.shape[0]:,} rows by {len(q.order_by)} key(s)")
+    else:
+        pos = np.flatnonzero(cand)
+    pos = pos[q.offset:] if q.offset else pos
+    if scores is not None and q.offset:
+        scores = scores[q.offset:]
+    if q.limit is not None:
+        pos = pos[:q.limit]
+        scores = scores[:q.limit] if scores is not None else None
+    plan.add(f"limit {q.limit} offset {q.offset}: {pos.shape[0]:,} rows"
+             if q.limit is not None or q.offset else f"result: {pos.shape[0]:,} rows")
+    return pos, scores, plan

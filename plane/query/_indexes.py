@@ -1,0 +1,222 @@
+"""Index artifacts in the dataset's store, bound to the commit they index.
+
+    indexes/data/<xxh3>                          one partition (faiss or BM25), content-addressed
+    indexes/<xxh3>.json                          manifest: tensor, kind, metric, params, commit,
+                                                 state, partitions [{key, rows}]
+    indexes/refs/<tensor>/<kind>/<commit id>     {"manifest": key}: the index of that commit
+
+A query on version V uses the newest indexed commit among V's ancestors; rows added or
+changed since are searched exactly (see `_exec`), so an index is never stale.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane._errors import QueryError
+from plane.core._layout import get_cas_json, put_cas_json
+from plane.format._hash import digest_hex
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+
+__all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_partition",
+           "TEXT_KINDS"]
+
+TEXT_KINDS = ("bm25",)
+DEFAULT_PARTITION_ROWS = 1_000_000
+
+
+@dataclass
+class IndexInfo:
+    """A built index: what it covers and where its partitions are."""
+
+    key: str
+    tensor: str
+    kind: str
+    metric: str
+    params: dict[str, Any]
+    commit: str
+    state: str
+    rows: int
+    partitions: list[dict[str, Any]]
+    created: float
+
+    @classmethod
+    def load(cls, ds: Dataset, key: str) -> IndexInfo:
+        d = get_cas_json(ds.store, key)
+        return cls(key, d["tensor"], d["kind"], d["metric"], d["params"], d["commit"],
+                   d["state"], int(d["rows"]), d["partitions"], float(d["created"]))
+
+    def __str__(self) -> str:
+        return (f"{self.kind} index on {self.tensor!r} ({self.metric}) at commit "
+                f"{self.commit[:12]}: {self.rows:,} rows in {len(self.partitions)} partition(s)")
+
+
+def _progress(total: int, desc: str, enabled: bool | None) -> Any:
+    import sys
+
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True)
+
+
+def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "cosine",
+                 params: dict[str, Any] | None = None,
+                 partition_rows: int = DEFAULT_PARTITION_ROWS,
+                 progress: bool | None = None) -> IndexInfo:
+    """Build an index of `tensor` at the current commit and register it."""
+    from plane.query._vector import KINDS, build_partition
+
+    meta = ds._writer(tensor).meta
+    if ds.has_changes or ds.commit_id is None:
+        raise QueryError("indexes are bound to commits: commit first (ds.commit(...)), then "
+                         "create the index")
+    text = kind in TEXT_KINDS
+    if text and meta.kind != "text":
+        raise QueryError(f"a {kind} index needs a text tensor; {tensor!r} is {meta.htype}")
+    if not text:
+        if kind not in KINDS:
+            raise QueryError(f"unknown index kind {kind!r}; choose one of "
+                             f"{', '.join(KINDS + TEXT_KINDS)}")
+        if meta.kind != "array" or meta.ndim not in (None, 1):
+            raise QueryError(f"a vector index needs a tensor of 1-d vectors; {tensor!r} is "
+                             f"{meta.htype} with {meta.ndim} dimension(s)")
+    if partition_rows < 1:
+        raise QueryError(f"partition_rows must be >= 1, got {partition_rows}")
+    n = len(ds)
+    ids = ds.row_ids
+    parts = []
+    bar = _progress(n, f"index {tensor}", progress)
+    used_params: dict[str, Any] = dict(params or {})
+    try:
+        for s in range(0, max(n, 1), partition_rows):
+            pos = np.arange(s, min(n, s + partition_rows), dtype=np.int64)
+            if text:
+                from plane.query._text import TextIndex
+
+                texts = ds._read(tensor, pos, True, True)
+                blob = TextIndex.build(texts, ids[pos]).to_bytes()
+            else:
+                vecs = ds._read(tensor, pos, True, False)
+                if isinstance(vecs, list):
+                    if any(np.shape(v) != np.shape(vecs[0]) for v in vecs):
+                        raise QueryError(f"tensor {tensor!r} has vectors of different lengths; "
+                                         "a vector index needs one dimension")
+                    vecs = np.stack(vecs) if vecs else np.zeros((0, 1), np.float32)
+                part = build_partition(np.asarray(vecs, np.float32).reshape(pos.shape[0], -1),
+                                       ids[pos], kind, metric, params)
+                used_params = part.params
+                blob = part.to_bytes()
+            key = f"indexes/data/{digest_hex(blob)}"
+            ds.store.put(key, blob)
+            parts.append({"key": key, "rows": int(pos.shape[0]), "start": s})
+            if bar is not None:
+                bar.update(pos.shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+    manifest = {"v": 1, "tensor": tensor, "kind": kind, "metric": "bm25" if text else metric,
+                "params": used_params, "commit": ds.commit_id, "state": ds._base_key,
+                "rows": n, "partitions": parts, "created": time.time()}
+    key = put_cas_json(ds.store, "indexes", manifest)
+    ds.store.put(f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
+                 json.dumps({"manifest": key}).encode())
+    ds.__dict__.pop("_index_cache", None)
+    return IndexInfo.load(ds, key)
+
+
+_LOADED: OrderedDict[str, Any] = OrderedDict()
+_LOADED_MAX = 64
+_LOCK = threading.Lock()
+
+
+def load_partition(ds: Dataset, key: str, text: bool) -> Any:
+    """A partition, deserialised once per process (keys are content addresses: immutable)."""
+    ck = f"{ds.store.url}|{key}"
+    with _LOCK:
+        hit = _LOADED.get(ck)
+        if hit is not None:
+            _LOADED.move_to_end(ck)
+            return hit
+    raw = bytes(ds.store.get(key))
+    if text:
+        from plane.query._text import TextIndex
+
+        part: Any = TextIndex.from_bytes(raw)
+    else:
+        from plane.query._vector import VectorPartition
+
+        part = VectorPartition.from_bytes(raw)
+    with _LOCK:
+        _LOADED[ck] = part
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return part
+
+
+def _refs(ds: Dataset, tensor: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(tensor, kind, commit) of every registered index (of `tensor`)."""
+    prefix = f"indexes/refs/{tensor}/" if tensor else "indexes/refs/"
+    for k in ds.store.list(prefix):
+        parts = k.split("/")
+        if len(parts) == 5:
+            yield parts[2], parts[3], parts[4]
+
+
+def find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None = None,
+               metric: str | None = None) -> IndexInfo | None:
+    """The index of `tensor` on the newest commit in the current version's history (of one
+    of `kinds`, with `metric`), or None. Cached per dataset state (refs only get added: a
+    new index is seen by the next query on a new state, or after `create_index`)."""
+    cache = ds.__dict__.setdefault("_index_cache", {})
+    ck = (ds._base_key, ds.has_changes, tensor, kinds, metric)
+    if ck not in cache:
+        cache[ck] = _find_index(ds, tensor, kinds, metric)
+    out: IndexInfo | None = cache[ck]
+    return out
+
+
+def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
+                metric: str | None) -> IndexInfo | None:
+    found = [(kind, c) for _, kind, c in _refs(ds, tensor) if kinds is None or kind in kinds]
+    if not found:
+        return None
+    history = [e["id"] for e in ds.log()] if ds.commit_id else []
+    rank = {c: i for i, c in enumerate(history)}
+    best: IndexInfo | None = None
+    best_rank = len(history)
+    for kind, c in found:
+        r = rank.get(c)
+        if r is None or r > best_rank:
+            continue
+        raw = ds.store.get(f"indexes/refs/{tensor}/{kind}/{c}")
+        info = IndexInfo.load(ds, json.loads(raw)["manifest"])
+        if metric is not None and info.metric != metric:
+            continue
+        if r < best_rank or (best is not None and info.created > best.created):
+            best, best_rank = info, r
+    return best
+
+
+def list_indexes(ds: Dataset) -> list[IndexInfo]:
+    """Every index usable by the current version (one per tensor and kind)."""
+    out = []
+    for tensor, kind in sorted({(t, k) for t, k, _ in _refs(ds)}):
+        if tensor in ds.tensors:
+            info = find_index(ds, tensor, (kind,))
+            if info is not None:
+                out.append(info)
+    return out

@@ -1,0 +1,182 @@
+"""Query results: a view of some rows of one version, in result order, with their scores.
+
+A view reads like a dataset (``view["caption"]``, ``len(view)``, ``view.rows()``), streams
+with ``view.pytorch()`` / ``view.numpy()``, and saves by name (``view.save("hard_negatives")``)
+to be reopened later, at the same version, with ``plane.load_view(ds, name)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plane._errors import PlaneError, QueryError
+
+if TYPE_CHECKING:
+    from plane.dataset._dataset import Dataset
+    from plane.loader import Loader
+
+__all__ = ["View", "load_view"]
+
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+class View:
+    """Rows (by position in `ds`'s version) in result order, with scores (or None)."""
+
+    def __init__(self, ds: Dataset, positions: np.ndarray, scores: np.ndarray | None,
+                 columns: list[str] | None = None, query: str = "",
+                 score_name: str = "score") -> None:
+        self._commit = None if ds.has_changes else ds.commit_id
+        self._store = ds.store  # where save() writes (the snapshot is read-only)
+        self.ds = _snapshot(ds)  # later writes to `ds` do not move the view's rows
+        self.positions = np.asarray(positions, np.int64)
+        self.scores = scores
+        self.columns = columns
+        self.query = query
+        self.score_name = score_name
+
+    # ---- reading --------------------------------------------------------------------------
+    @property
+    def ids(self) -> np.ndarray:
+        """Stable row ids of the result rows, in order."""
+        out: np.ndarray = self.ds.row_ids[self.positions]
+        return out
+
+    @property
+    def commit_id(self) -> str | None:
+        """The commit the view's rows come from (None: an uncommitted state)."""
+        return self._commit
+
+    def __len__(self) -> int:
+        return int(self.positions.shape[0])
+
+    def __getitem__(self, tensor: str) -> Any:
+        """The values of `tensor` for the result rows, in order (ndarray or list)."""
+        if tensor == self.score_name and self.scores is not None:
+            return self.scores
+        if tensor not in self.ds.tensors:
+            raise QueryError(f"no tensor {tensor!r}; tensors: {', '.join(self.ds.tensors)}")
+        return self.ds._read(tensor, self.positions, True, False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per result row: the selected tensors, `id` and the score."""
+        cols = self.columns if self.columns is not None else list(self.ds.tensors)
+        data = {c: self[c] for c in cols if c in self.ds.tensors}
+        for c in data:  # class ids read as their names
+            names = self.ds._writer(c).meta.class_names
+            if names:
+                data[c] = [names[int(v)] if 0 <= int(v) < len(names) else int(v)
+                           for v in np.asarray(data[c]).reshape(-1)]
+        out = []
+        for i in range(len(self)):
+            r: dict[str, Any] = {"id": int(self.ids[i])}
+            for c, v in data.items():
+                r[c] = v[i]
+            if self.scores is not None:
+                r[self.score_name] = float(self.scores[i])
+            out.append(r)
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows())
+
+    def __repr__(self) -> str:
+        return (f"View({len(self)} rows of {self.ds.url} at "
+                f"{(self.commit_id or 'uncommitted')[:12]})")
+
+    def __str__(self) -> str:
+        rows = self.rows()[:20]
+        if not rows:
+            return "(no rows)"
+        cols = list(rows[0])
+
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:.4f}"
+            if isinstance(v, np.ndarray):
+                return f"<{v.dtype} {v.shape}>" if v.size > 4 else str(v.tolist())
+            s = str(v)
+            return s if len(s) <= 40 else s[:37] + "..."
+        table = [[cell(r[c]) for c in cols] for r in rows]
+        w = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+        lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(cols)),
+                 "-+-".join("-" * x for x in w)]
+        lines += [" | ".join(t[i].ljust(w[i]) for i in range(len(cols))) for t in table]
+        if len(self) > 20:
+            lines.append(f"... {len(self) - 20} more rows")
+        return "\n".join(lines)
+
+    # ---- streaming ------------------------------------------------------------------------
+    def pytorch(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        """A loader over only these rows (same options as `Dataset.pytorch`)."""
+        from plane.loader import make_loader
+
+        return make_loader(self.ds, "torch", batch_size=batch_size, shuffle=shuffle,
+                           positions=self.positions, **options)
+
+    def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        from plane.loader import make_loader
+
+        return make_loader(self.ds, "numpy", batch_size=batch_size, shuffle=shuffle,
+                           positions=self.positions, **options)
+
+    # ---- saving ---------------------------------------------------------------------------
+    def save(self, name: str) -> str:
+        """Store this view as `views/<name>.json` in the dataset (row ids, scores, the version
+        and the query); returns the key. The version must be committed."""
+        if not name or set(name) - _NAME_OK:
+            raise PlaneError(f"view name {name!r}: use letters, digits, '_', '-' and '.'")
+        if self._commit is None:
+            raise PlaneError("a view is saved against a commit: commit the dataset first")
+        if self._store.read_only:
+            raise PlaneError(f"cannot save view {name!r}: the dataset is open read-only")
+        body = {"v": 1, "name": name, "commit": self._commit, "query": self.query,
+                "columns": self.columns, "score_name": self.score_name,
+                "row_ids": self.ids.tolist(),
+                "scores": None if self.scores is None else self.scores.tolist(),
+                "time": time.time()}
+        key = f"views/{name}.json"
+        self._store.put(key, json.dumps(body).encode())
+        return key
+
+
+def _snapshot(ds: Dataset) -> Dataset:
+    """A read-only dataset at `ds`'s current state (its branch may move on)."""
+    from plane.dataset._dataset import Dataset
+
+    if ds.read_only and ds._branch is None:  # a commit or tag: already immutable
+        return ds
+    if ds.has_changes:
+        ds.flush()  # make the working state durable so the view can name it (run_query
+        # flushes before executing, so positions are those of this state)
+    snap = Dataset(ds.store, "state:" + ds._base_key, read_only=True)
+    snap._links = ds._links
+    return snap
+
+
+def load_view(ds: Dataset, name: str) -> View:
+    """Reopen a saved view at the commit it was saved on (whatever `ds` has checked out)."""
+    import plane
+
+    try:
+        body = json.loads(ds.store.get(f"views/{name}.json"))
+    except KeyError:
+        have = sorted(k[len("views/"):-len(".json")] for k in ds.store.list("views/"))
+        raise PlaneError(f"no view {name!r} in {ds.url}; views: {', '.join(have) or '(none)'}"
+                         ) from None
+    at = plane.open(ds.store, version=body["commit"], read_only=True)
+    ids = np.asarray(body["row_ids"], np.int64)
+    all_ids = at.row_ids
+    order = np.argsort(all_ids, kind="stable")
+    at_pos = np.searchsorted(all_ids[order], ids)
+    pos = order[np.clip(at_pos, 0, max(0, len(order) - 1))]
+    if ids.shape[0] and not np.array_equal(all_ids[pos], ids):
+        raise PlaneError(f"view {name!r} names rows missing from commit {body['commit']}")
+    scores = None if body["scores"] is None else np.asarray(body["scores"], np.float32)
+    return View(at, pos, scores, body.get("columns"), body.get("query", ""),
+                body.get("score_name", "score"))

@@ -1,0 +1,240 @@
+"""Hybrid query: filters, vector indexes vs brute force, BM25, fusion, versions, views, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import plane
+from plane.query._text import TextIndex, tokenize
+from plane.query._vector import build_partition, exact_search
+
+pytest.importorskip("faiss")
+
+WORDS = "red blue green car bike dog cat house tree sky road river".split()
+
+
+def _make(path: Any, n: int = 4000, dim: int = 16, seed: int = 0) -> tuple[plane.Dataset,
+                                                                           dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    ds = plane.create(path)
+    ds.create_tensor("embedding", htype="embedding", shape=(dim,))
+    ds.create_tensor("labels", htype="class_label", class_names=["cat", "dog", "bird"])
+    ds.create_tensor("caption", htype="text")
+    ds.create_tensor("width", dtype="int32")
+    ds.create_tensor("meta", htype="json")
+    ds.create_tensor("image", dtype="uint8")
+    cols = {
+        "embedding": rng.standard_normal((n, dim)).astype(np.float32),
+        "labels": rng.integers(0, 3, n),
+        "caption": [" ".join(rng.choice(WORDS, 5)) for _ in range(n)],
+        "width": rng.integers(0, 1000, n).astype(np.int32),
+        "meta": [{"src": f"s{i % 4}", "q": i % 10} for i in range(n)],
+        "image": [np.zeros((1 + i % 5, 2), np.uint8) for i in range(n)],
+    }
+    ds.extend(cols)
+    ds.commit("data")
+    return ds, cols
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[plane.Dataset, dict[str, Any]]:
+    return _make(tmp_path_factory.mktemp("q") / "d")
+
+
+def _brute(cols: dict[str, Any], mask: np.ndarray, q: np.ndarray, k: int,
+           metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    pos = np.flatnonzero(mask)
+    return exact_search(cols["embedding"][pos], pos, q, k, metric)
+
+
+def test_scalar_filters_match_numpy(data: Any) -> None:
+    ds, c = data
+    lab, w = c["labels"], c["width"]
+    cases = {
+        "labels = 'dog' AND width > 100": (lab == 1) & (w > 100),
+        "labels != 'dog' OR width <= 10": (lab != 1) | (w <= 10),
+        "NOT (width BETWEEN 200 AND 300)": ~((w >= 200) & (w <= 300)),
+        "labels IN ('cat', 'bird') AND width < 500": np.isin(lab, [0, 2]) & (w < 500),
+        "meta.src = 's1' AND meta.q >= 5": np.array([(i % 4 == 1) and (i % 10 >= 5)
+                                                     for i in range(len(lab))]),
+        "SHAPE(image)[0] > 3": np.array([1 + i % 5 > 3 for i in range(len(lab))]),
+        "caption LIKE 'red%'": np.array([t.startswith("red") for t in c["caption"]]),
+    }
+    for where, mask in cases.items():
+        res = ds.query(f"SELECT id WHERE {where}")
+        assert res.ids.tolist() == ds.row_ids[mask].tolist(), where
+    res = ds.query("SELECT id WHERE width > $w LIMIT 7 OFFSET 3", params={"w": 900})
+    assert res.ids.tolist() == ds.row_ids[w > 900][3:10].tolist()
+    by_w = ds.query("SELECT width WHERE labels = 'cat' ORDER BY width DESC, ROW_ID LIMIT 5")
+    assert by_w["width"].tolist() == sorted(w[lab == 0].tolist(), reverse=True)[:5]
+
+
+def test_contains_all_terms_and_phrases(data: Any) -> None:
+    ds, c = data
+    toks = [t.split() for t in c["caption"]]
+    want = [i for i, t in enumerate(toks) if "red" in t and "car" in t]
+    assert ds.query("SELECT id WHERE CONTAINS(caption, 'red car')").ids.tolist() == \
+        ds.row_ids[want].tolist()
+    phrase = [i for i, t in enumerate(toks) if any(t[j:j + 2] == ["red", "car"]
+                                                   for j in range(len(t) - 1))]
+    got = ds.query("""SELECT id WHERE CONTAINS(caption, '"red car"')""").ids.tolist()
+    assert got == ds.row_ids[phrase].tolist() and 0 < len(got) < len(want)
+
+
+def test_flat_index_equals_brute_force_for_every_metric(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 24)).astype(np.float32)
+    ids = np.arange(3000, dtype=np.int64) * 3
+    for metric in ("cosine", "l2", "ip"):
+        part = build_partition(x, ids, "flat", metric)
+        for q in rng.standard_normal((5, 24)).astype(np.float32):
+            gi, gs = part.search(q, 10)
+            ei, es = exact_search(x, ids, q, 10, metric)
+            assert gi.tolist() == ei.tolist()
+            np.testing.assert_allclose(gs, es, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat", "ivf_pq"])
+def test_ann_recall_at_defaults_on_50k_vectors(kind: str) -> None:
+    rng = np.random.default_rng(5)
+    centers = rng.standard_normal((200, 32)).astype(np.float32) * 2
+    x = centers[rng.integers(0, 200, 50_000)] + rng.standard_normal((50_000, 32)).astype(
+        np.float32)
+    ids = np.arange(50_000, dtype=np.int64)
+    part = build_partition(x, ids, kind, "l2")
+    qs = x[rng.integers(0, 50_000, 40)] + 0.3 * rng.standard_normal((40, 32)).astype(np.float32)
+    recall = np.mean([len(set(part.search(q, 10)[0]) & set(exact_search(x, ids, q, 10, "l2")[0]))
+                      / 10 for q in qs])
+    assert recall >= 0.95, f"{kind} recall@10 {recall:.3f}"
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat"])
+def test_filtered_vector_queries_keep_k_and_recall(tmp_path: Path, kind: str) -> None:
+    ds, c = _make(tmp_path / "d", n=30_000, dim=16, seed=1)
+    ds.create_index("embedding", kind=kind, metric="cosine")
+    rng = np.random.default_rng(9)
+    w = c["width"]
+    for sel, where in ((0.01, "width < 10"), (0.10, "width < 100"), (0.50, "width < 500")):
+        mask = w < int(where.split("<")[1])
+        assert abs(mask.mean() - sel) < 0.02
+        recalls = []
+        for q in rng.standard_normal((8, 16)).astype(np.float32):
+            res = ds.query(f"SELECT id WHERE {where} ORDER BY COSINE_SIMILARITY(embedding, $q) "
+                           "DESC LIMIT 10", params={"q": q})
+            assert len(res) == min(10, int(mask.sum()))
+            pos = np.searchsorted(ds.row_ids, res.ids)
+            assert mask[pos].all()  # every result satisfies the filter
+            want, _ = _brute(c, mask, q, 10)
+            recalls.append(len(set(pos.tolist()) & set(want.tolist())) / 10)
+        assert np.mean(recalls) >= 0.95, (kind, where, np.mean(recalls))
+    plan = ds.explain("SELECT id ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 3",
+                      params={"q": np.ones(16, np.float32)})
+    assert f"{kind} index at commit" in plan
+
+
+def test_bm25_and_hybrid_fusion_follow_their_definitions(data: Any) -> None:
+    ds, c = data
+    q = c["embedding"][7]
+    text = "red car"
+    bm = ds.query("SELECT id, score ORDER BY BM25(caption, 'red car') DESC LIMIT 50")
+    ref = TextIndex.build(c["caption"], ds.row_ids)
+    rid, rsc = ref.search(text, 50, None, ref.stats(tokenize(text)))
+    assert bm.ids.tolist() == rid.tolist()
+    np.testing.assert_allclose(bm.scores, rsc, rtol=1e-5)
+    vec = ds.query("SELECT id ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 100",
+                   params={"q": q})
+    txt = ds.query("SELECT id ORDER BY BM25(caption, 'red car') DESC LIMIT 100")
+    hyb = ds.query("SELECT id, score ORDER BY RRF(COSINE_SIMILARITY(embedding, $q), "
+                   "BM25(caption, 'red car')) DESC LIMIT 10", params={"q": q})
+    fused: dict[int, float] = {}
+    for lst in (vec.ids.tolist(), txt.ids.tolist()):
+        for r, i in enumerate(lst):
+            fused[i] = fused.get(i, 0.0) + 1.0 / (60 + r + 1)
+    want = sorted(fused, key=lambda i: (-fused[i], i))[:10]
+    assert hyb.ids.tolist() == want
+    np.testing.assert_allclose(hyb.scores, [fused[i] for i in want], rtol=1e-5)
+    built = ds.search().match("caption", "red car").nearest("embedding", q).limit(10).run()
+    assert sorted(built.ids.tolist()) == sorted(want)
+
+
+def test_each_commit_answers_with_its_own_truth_and_indexes_are_never_stale(
+        tmp_path: Path) -> None:
+    ds, _c = _make(tmp_path / "d", n=3000, dim=8, seed=2)
+    first = ds.commit_id
+    ds.create_index("embedding", kind="hnsw", metric="l2")
+    q = np.full(8, 5.0, np.float32)
+    sql = "SELECT id, score ORDER BY L2_DISTANCE(embedding, $q) ASC LIMIT 3"
+    before = ds.query(sql, params={"q": q})
+    ds["embedding"][100] = q  # an update after the index was built
+    ds.extend({"embedding": [q + 0.01], "labels": [0], "caption": ["new"], "width": [1],
+               "meta": [{}], "image": [np.zeros((1, 2), np.uint8)]})
+    second = ds.commit("closer rows")
+    after = ds.query(sql, params={"q": q})
+    assert after.ids[:2].tolist() == [ds.row_ids[100], ds.row_ids[3000]]
+    assert "added or changed since the index's commit" in ds.explain(sql, params={"q": q})
+    old = plane.open(tmp_path / "d", version=first)
+    assert old.query(sql, params={"q": q}).ids.tolist() == before.ids.tolist()
+    assert plane.open(tmp_path / "d", version=second).query(sql, params={"q": q}).ids.tolist() \
+        == after.ids.tolist()
+    ds.delete([100])
+    ds.commit("drop it")
+    assert ds.row_ids.tolist().count(int(after.ids[0])) == 0
+    assert int(after.ids[0]) not in ds.query(sql, params={"q": q}).ids.tolist()
+
+
+def test_views_save_reopen_and_stream(tmp_path: Path) -> None:
+    import torch
+
+    ds, c = _make(tmp_path / "d", n=2000, dim=8)
+    view = ds.query("SELECT caption, width, labels WHERE labels = 'bird' AND width > 500")
+    assert len(view) == int(((c["labels"] == 2) & (c["width"] > 500)).sum())
+    view.save("wide_birds")
+    ds.extend({k: v[:10] for k, v in c.items()})
+    ds.commit("more rows")
+    again = plane.load_view(plane.open(tmp_path / "d", read_only=True), "wide_birds")
+    assert again.ids.tolist() == view.ids.tolist() and again.commit_id == view.commit_id
+    assert again["width"].tolist() == view["width"].tolist()
+    batches = list(again.pytorch(batch_size=16, tensors=["width", "labels"]))
+    got = sorted(int(x) for b in batches for x in b["width"])
+    assert got == sorted(view["width"].tolist())
+    assert all(isinstance(b["width"], torch.Tensor) for b in batches)
+    assert {str(r["labels"]) for r in view.rows()} == {"bird"}
+    with pytest.raises(plane.PlaneError, match="no view 'nope'.*wide_birds"):
+        plane.load_view(ds, "nope")
+
+
+def test_query_errors_name_what_exists(data: Any) -> None:
+    ds, _ = data
+    with pytest.raises(plane.QueryError, match="no class 'dgo'.*cat, dog, bird"):
+        ds.query("SELECT id WHERE labels = 'dgo'")
+    with pytest.raises(plane.QueryError, match="nope"):
+        ds.query("SELECT id WHERE nope > 3")
+    with pytest.raises(plane.QueryError, match=r"\$q"):
+        ds.query("SELECT id ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 3")
+    with pytest.raises(plane.QueryError, match="commit first"):
+        d2 = plane.create(f"mem://q-{id(ds)}")
+        d2.create_tensor("e", htype="embedding", shape=(2,))
+        d2.extend({"e": np.zeros((3, 2), np.float32)})
+        d2.create_index("e")
+    with pytest.raises(plane.QueryError, match="unknown index kind"):
+        ds.create_index("embedding", kind="annoy")
+
+
+def test_cli_query_and_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from plane.cli import main
+
+    _make(tmp_path / "d", n=500, dim=4)
+    url = str(tmp_path / "d")
+    assert main(["index", "create", url, "caption", "--kind", "bm25"]) == 0
+    assert "bm25 index on 'caption'" in capsys.readouterr().out
+    assert main(["query", url, "SELECT id, width WHERE width > 990 ORDER BY width DESC"]) == 0
+    out = capsys.readouterr().out
+    assert "width" in out.splitlines()[0] and len(out.splitlines()) >= 3
+    assert main(["index", "list", url]) == 0
+    assert "caption" in capsys.readouterr().out
+    assert main(["query", url, "SELEC nonsense"]) == 2
+    assert "plane: error:" in capsys.readouterr().err
