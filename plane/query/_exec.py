@@ -76,6 +76,8 @@ class _Ctx:
         self._cols: dict[str, Any] = {}
         self._changed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._order: np.ndarray | None = None
+        self._live_phys: np.ndarray | None = None
+        self.prune = True
 
     def value(self, e: Any) -> Any:
         if isinstance(e, Lit):
@@ -220,8 +222,64 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
     return mask
 
 
+def _range_of(ctx: _Ctx, e: Any) -> tuple[Col, float, float] | None:
+    """(column, low, high) when `e` keeps only values in [low, high] of a tensor (a superset
+    is fine: the predicate is re-checked on the rows read)."""
+    def num(x: Any) -> float | None:
+        if isinstance(x, Lit | Param):
+            v = ctx.value(x)
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        return None
+    if isinstance(e, Cmp) and isinstance(e.left, Col) and not e.left.path:
+        v = num(e.right)
+        if v is None:
+            return None
+        lo, hi = {"=": (v, v), "<": (-np.inf, v), "<=": (-np.inf, v), ">": (v, np.inf),
+                  ">=": (v, np.inf)}.get(e.op, (None, None))
+        return None if lo is None or hi is None else (e.left, lo, hi)
+    if isinstance(e, Between) and not e.negated and isinstance(e.expr, Col) \
+            and not e.expr.path:
+        a, b = num(e.low), num(e.high)
+        return None if a is None or b is None else (e.expr, a, b)
+    if isinstance(e, In) and not e.negated and isinstance(e.expr, Col) and not e.expr.path:
+        vals = [x for x in (num(v) for v in e.values) if x is not None]
+        if len(vals) != len(e.values) or not vals:
+            return None
+        return e.expr, min(vals), max(vals)
+    return None
+
+
+def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
+    """The mask of `e` computed from only the chunks whose min/max statistics can match."""
+    from plane.query._indexes import find_index, load_partition
+    from plane.query._stats import candidate_positions
+
+    r = _range_of(ctx, e)
+    if r is None or r[0].name not in ctx.ds.tensors or r[0].name in ctx._cols:
+        return None
+    col, lo, hi = r
+    info = find_index(ctx.ds, col.name, ("minmax",))
+    if info is None:
+        return None
+    stats = load_partition(ctx.ds, info.partitions[0]["key"], "minmax")
+    if ctx._live_phys is None:
+        ctx._live_phys = ctx.ds._to_physical(ctx.pos)
+    pos, kept, total = candidate_positions(ctx.ds, col.name, stats, lo, hi, ctx._live_phys)
+    ctx.plan.add(f"{col.name} in [{lo:g}, {hi:g}]: minmax statistics keep {kept} of {total} "
+                 f"chunk(s), {pos.shape[0]:,} rows read")
+    sub = _Ctx(ctx.ds, ctx.q, ctx.plan)
+    sub.n, sub.pos, sub.ids, sub.prune = int(pos.shape[0]), pos, ctx.ids[pos], False
+    m = np.zeros(ctx.n, bool)
+    m[pos] = where_mask(sub, e)
+    return m
+
+
 def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask over rows (positions) of rows satisfying `e`."""
+    if not isinstance(e, And | Or | Not):
+        pruned = _pruned(ctx, e) if ctx.prune else None
+        if pruned is not None:
+            return pruned
     if isinstance(e, And):
         m = np.ones(ctx.n, bool)
         for it in sorted(e.items, key=lambda x: isinstance(x, Contains)):  # cheap ones first

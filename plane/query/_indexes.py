@@ -32,6 +32,7 @@ __all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_part
            "TEXT_KINDS"]
 
 TEXT_KINDS = ("bm25",)
+SCALAR_KINDS = ("minmax",)
 DEFAULT_PARTITION_ROWS = 1_000_000
 
 
@@ -84,13 +85,21 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
     if ds.has_changes or ds.commit_id is None:
         raise QueryError("indexes are bound to commits: commit first (ds.commit(...)), then "
                          "create the index")
+    if kind in SCALAR_KINDS:
+        from plane.query._stats import build_minmax
+
+        blob = build_minmax(ds, tensor).to_bytes()
+        key = f"indexes/data/{digest_hex(blob)}"
+        ds.store.put(key, blob)
+        return _register(ds, tensor, kind, "minmax", {}, len(ds),
+                         [{"key": key, "rows": len(ds), "start": 0}])
     text = kind in TEXT_KINDS
     if text and meta.kind != "text":
         raise QueryError(f"a {kind} index needs a text tensor; {tensor!r} is {meta.htype}")
     if not text:
         if kind not in KINDS:
             raise QueryError(f"unknown index kind {kind!r}; choose one of "
-                             f"{', '.join(KINDS + TEXT_KINDS)}")
+                             f"{', '.join(KINDS + TEXT_KINDS + SCALAR_KINDS)}")
         if meta.kind != "array" or meta.ndim not in (None, 1):
             raise QueryError(f"a vector index needs a tensor of 1-d vectors; {tensor!r} is "
                              f"{meta.htype} with {meta.ndim} dimension(s)")
@@ -128,8 +137,13 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
     finally:
         if bar is not None:
             bar.close()
-    manifest = {"v": 1, "tensor": tensor, "kind": kind, "metric": "bm25" if text else metric,
-                "params": used_params, "commit": ds.commit_id, "state": ds._base_key,
+    return _register(ds, tensor, kind, "bm25" if text else metric, used_params, n, parts)
+
+
+def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str, Any],
+              n: int, parts: list[dict[str, Any]]) -> IndexInfo:
+    manifest = {"v": 1, "tensor": tensor, "kind": kind, "metric": metric,
+                "params": params, "commit": ds.commit_id, "state": ds._base_key,
                 "rows": n, "partitions": parts, "created": time.time()}
     key = put_cas_json(ds.store, "indexes", manifest)
     ds.store.put(f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
@@ -143,7 +157,7 @@ _LOADED_MAX = 64
 _LOCK = threading.Lock()
 
 
-def load_partition(ds: Dataset, key: str, text: bool) -> Any:
+def load_partition(ds: Dataset, key: str, text: bool | str) -> Any:
     """A partition, deserialised once per process (keys are content addresses: immutable)."""
     ck = f"{ds.store.url}|{key}"
     with _LOCK:
@@ -152,10 +166,14 @@ def load_partition(ds: Dataset, key: str, text: bool) -> Any:
             _LOADED.move_to_end(ck)
             return hit
     raw = bytes(ds.store.get(key))
-    if text:
+    if text == "minmax":
+        from plane.query._stats import ChunkStats
+
+        part: Any = ChunkStats.from_bytes(raw)
+    elif text:
         from plane.query._text import TextIndex
 
-        part: Any = TextIndex.from_bytes(raw)
+        part = TextIndex.from_bytes(raw)
     else:
         from plane.query._vector import VectorPartition
 
