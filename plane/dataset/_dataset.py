@@ -138,13 +138,17 @@ class Dataset:
     @property
     def has_changes(self) -> bool:
         """True if the working state differs from its commit (flushed or not)."""
-        if any(w.dirty for w in self._writers.values()) or self._created or self._dropped:
+        if self._unflushed:
             return True
         if self._commit_id is None:
             return bool(self._base.tensors)
-        from plane.core._state import Commit
+        return self._commit_state(self._commit_id) != self._base_key
 
-        return Commit.load(self._store, self._commit_id).state != self._base_key
+    @property
+    def _unflushed(self) -> bool:
+        """True if the in-memory working state differs from `_base_key` (not yet flushed)."""
+        return bool(any(w.dirty for w in self._writers.values()) or self._created
+                    or self._dropped)
 
     @property
     def tensors(self) -> dict[str, Tensor]:

@@ -5,6 +5,7 @@ Only light names are imported eagerly; numpy-heavy parts (faiss, the parser) loa
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,31 @@ def parse(sql: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
     return _parse(sql, params, **kw)
 
 
+_PARSED: OrderedDict[Any, Any] = OrderedDict()
+
+
+def _parse_cached(sql: str, params: Mapping[str, Any] | None, tensors: list[str]) -> Any:
+    """Parsing costs ~1 ms: reuse the AST of a query text run again with new vectors (scalar
+    parameter values are part of the key: LIMIT $n resolves at parse time)."""
+    import dataclasses
+
+    ps = dict(params or {})
+    scalars = tuple(sorted((k, repr(v)) for k, v in ps.items()
+                           if v is None or isinstance(v, bool | int | float | str)))
+    key = (sql, scalars, tuple(sorted(ps)), tuple(tensors))
+    q = _PARSED.get(key)
+    if q is None:
+        q = parse(sql, ps, tensors=tensors)
+        _PARSED[key] = q
+        if len(_PARSED) > 256:
+            _PARSED.popitem(last=False)
+    return dataclasses.replace(q, params=ps)
+
+
 def run_sql(ds: Dataset, sql: str, params: Mapping[str, Any] | None = None) -> View:
     from plane.query._builder import run_query
 
-    return run_query(ds, parse(sql, params, tensors=list(ds.tensors)), sql)
+    return run_query(ds, _parse_cached(sql, params, list(ds.tensors)), sql)
 
 
 def explain_sql(ds: Dataset, sql: str | Search, params: Mapping[str, Any] | None = None

@@ -147,7 +147,7 @@ def run_query(ds: Dataset, q: Query, text: str) -> View:
     from plane.query._view import View
 
     cols, score_name = _columns(ds, q)
-    if not ds.read_only and ds.has_changes:
+    if not ds.read_only and ds._unflushed:
         ds.flush()  # the view names a durable state; positions are computed after this
     pos, scores, _ = execute(ds, q)
     return View(ds, pos, scores, cols, text, score_name)

@@ -67,17 +67,31 @@ class Plan:
         return "\n".join(f"{i + 1}. {s}" for i, s in enumerate(self.steps))
 
 
+def _state_cached(ds: Dataset, name: str, make: Callable[[], Any]) -> Any:
+    """A value derived from `ds`'s current state, cached while the state is unchanged."""
+    if ds._unflushed:
+        return make()
+    cache = ds.__dict__.setdefault("_query_state_cache", {})
+    key = (name, ds._base_key)
+    if key not in cache:
+        if len(cache) > 16:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
 class _Ctx:
     def __init__(self, ds: Dataset, q: Query, plan: Plan) -> None:
         self.ds, self.q, self.plan = ds, q, plan
         self.n = len(ds)
-        self.pos = np.arange(self.n, dtype=np.int64)
-        self.ids = ds.row_ids
+        self.pos = _state_cached(ds, "arange", lambda: np.arange(self.n, dtype=np.int64))
+        self.ids = _state_cached(ds, "row_ids", lambda: ds.row_ids)
         self._cols: dict[str, Any] = {}
         self._changed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._order: np.ndarray | None = None
+        self._order: tuple[np.ndarray, np.ndarray] | None = None
         self._live_phys: np.ndarray | None = None
         self.prune = True
+        self.all_rows = False  # no WHERE: every row is a candidate
 
     def value(self, e: Any) -> Any:
         if isinstance(e, Lit):
@@ -204,7 +218,7 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
         raise QueryError(f"CONTAINS({e.col.name}, ...) takes a string")
     info = find_index(ctx.ds, e.col.name, ("bm25",))
     mask = np.zeros(ctx.n, bool)
-    if info is not None and info.state == ctx.ds._base_key and not ctx.ds.has_changes:
+    if info is not None and info.state == ctx.ds._base_key and not ctx.ds._unflushed:
         ctx.plan.add(f"CONTAINS({e.col.name}): bm25 index at {info.commit[:12]} "
                      f"({len(info.partitions)} partition(s)), then phrase check")
         hits = []
@@ -340,10 +354,10 @@ def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray,
         return ctx._changed[key]
     shared = ctx.ds.__dict__.setdefault("_changed_cache", {})
     skey = (key, ctx.ds._base_key)
-    if not ctx.ds.has_changes and skey in shared:
+    if not ctx.ds._unflushed and skey in shared:
         ctx._changed[key] = shared[skey]
         return shared[skey]  # type: ignore[no-any-return]
-    if info.state == ctx.ds._base_key and not ctx.ds.has_changes:
+    if info.state == ctx.ds._base_key and not ctx.ds._unflushed:
         out = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     else:
         d = ctx.ds.versions.diff(info.commit, None)
@@ -353,7 +367,7 @@ def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray,
         add = td.added if td is not None else d.rows_added
         out = (np.union1d(upd, dele), np.union1d(upd, add))
     ctx._changed[key] = out
-    if not ctx.ds.has_changes:
+    if not ctx.ds._unflushed:
         shared[skey] = out
     return out
 
@@ -380,7 +394,7 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     from plane.query._indexes import find_index, load_partition
 
     qv = _vector_query(ctx, s)
-    cpos = np.flatnonzero(cand)
+    cpos = ctx.pos if ctx.all_rows else np.flatnonzero(cand)
     label = f"{_score_name(s)}"
     info = find_index(ctx.ds, s.col.name, metric=s.metric) if cpos.shape[0] else None
     exact_all = info is None or (cpos.shape[0] <= EXACT_BELOW and cpos.shape[0] < ctx.n) \
@@ -393,14 +407,23 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
         return _to_pos(ctx, ids), sc
     assert info is not None
     stale, fresh = _changed_since(ctx, info, s.col.name)
-    cids = ctx.ids[cpos]
-    allowed = None if cpos.shape[0] == ctx.n and not stale.shape[0] else \
-        np.setdiff1d(cids, stale)
+    same = info.state == ctx.ds._base_key and not ctx.ds._unflushed
+    unfiltered = cpos.shape[0] == ctx.n and not stale.shape[0]
+    cids = ctx.ids[cpos] if not (unfiltered and same) else ctx.ids
+    allowed = None if unfiltered else (np.sort(cids) if not stale.shape[0] else
+                                      np.setdiff1d(cids, stale))
+    if same and allowed is not None and not stale.shape[0]:
+        allowed = cids  # the local positions below are used instead; no sort needed
     kk = ctx.n if k is None else k
     parts = []
     for p in info.partitions:
         part = load_partition(ctx.ds, p["key"], False)
-        parts.append(part.search(qv, kk, allowed))
+        if same and allowed is not None:  # the index's rows are this state's rows in order
+            a, b = int(p["start"]), int(p["start"]) + int(p["rows"])
+            local = cpos[(cpos >= a) & (cpos < b)] - a
+            parts.append(part.search(qv, kk, None, local=local))
+        else:
+            parts.append(part.search(qv, kk, allowed))
     ids, sc = merge_topk(parts, kk, higher_is_better(s.metric))
     want = min(kk, int(allowed.shape[0]) if allowed is not None else info.rows)
     if ids.shape[0] < want:  # the index came back short under the filter: be exact
@@ -411,7 +434,7 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     ctx.plan.add(f"{label}: {info.kind} index at commit {info.commit[:12]} "
                  f"({len(info.partitions)} partition(s), params {info.params}); prefilter "
                  f"{'none' if allowed is None else f'{allowed.shape[0]:,} allowed rows'}")
-    new = np.intersect1d(cids, fresh)
+    new = np.intersect1d(cids, fresh) if fresh.shape[0] else fresh
     if new.shape[0]:
         npos = _to_pos(ctx, new)
         ctx.plan.add(f"{label}: exact search over {new.shape[0]:,} rows added or changed "
@@ -422,11 +445,18 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     return _to_pos(ctx, ids), sc
 
 
+def _id_order(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ctx.ids, kind="stable")
+    return order, ctx.ids[order]
+
+
 def _to_pos(ctx: _Ctx, ids: np.ndarray) -> np.ndarray:
+    """Positions of row `ids` in this version."""
     if ctx._order is None:
-        ctx._order = np.argsort(ctx.ids, kind="stable")
-    order = ctx._order
-    out: np.ndarray = order[np.searchsorted(ctx.ids[order], ids)]
+        ctx._order = _state_cached(ctx.ds, "id_order", lambda: _id_order(ctx)) \
+            if ctx.n == len(ctx.ds) else _id_order(ctx)
+    order, sorted_ids = ctx._order
+    out: np.ndarray = order[np.searchsorted(sorted_ids, ids)]
     return out
 
 
@@ -444,7 +474,7 @@ def rank_bm25(ctx: _Ctx, s: Bm25, cand: np.ndarray, k: int | None
         raise QueryError(f"BM25 needs a text tensor; {s.col.name!r} is {meta.htype}")
     cpos = np.flatnonzero(cand)
     info = find_index(ctx.ds, s.col.name, ("bm25",))
-    usable = info is not None and info.state == ctx.ds._base_key and not ctx.ds.has_changes
+    usable = info is not None and info.state == ctx.ds._base_key and not ctx.ds._unflushed
     terms = tokenize(text)
     if usable:
         assert info is not None
@@ -527,6 +557,7 @@ def execute(ds: Dataset, q: Query, plan: Plan | None = None) -> tuple[np.ndarray
                  f"({cand.mean() if ctx.n else 0:.2%})")
     else:
         cand = np.ones(ctx.n, bool)
+        ctx.all_rows = True
     limit = None if q.limit is None else q.limit + q.offset
     scores: np.ndarray | None = None
     if q.order_by and isinstance(q.order_by[0].expr, VectorScore | Bm25 | Fuse):

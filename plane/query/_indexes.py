@@ -200,7 +200,7 @@ def find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None = None,
     of `kinds`, with `metric`), or None. Cached per dataset state (refs only get added: a
     new index is seen by the next query on a new state, or after `create_index`)."""
     cache = ds.__dict__.setdefault("_index_cache", {})
-    ck = (ds._base_key, ds.has_changes, tensor, kinds, metric)
+    ck = (ds._base_key, ds._unflushed, tensor, kinds, metric)
     if ck not in cache:
         cache[ck] = _find_index(ds, tensor, kinds, metric)
     out: IndexInfo | None = cache[ck]

@@ -96,18 +96,21 @@ class VectorPartition:
                    index)
 
     def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None,
-               params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(row ids, scores) of the k best vectors, best first; `allowed`: sorted row ids."""
+               params: dict[str, Any] | None = None, local: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, scores) of the k best vectors, best first. A prefilter: `allowed` row
+        ids, or `local` positions inside this partition (cheaper: no id lookup)."""
         if self.index is None or not self.ntotal or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         faiss = _faiss()
         p = dict(self.params, **(params or {}))
         sel = None
-        if allowed is not None:
-            pos = np.flatnonzero(np.isin(self.row_ids, allowed, assume_unique=False))
-            if not pos.shape[0]:
+        if allowed is not None and local is None:
+            local = np.flatnonzero(np.isin(self.row_ids, allowed, assume_unique=False))
+        if local is not None:
+            if not local.shape[0]:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            sel = faiss.IDSelectorBatch(pos.astype(np.int64))
+            sel = faiss.IDSelectorBatch(np.ascontiguousarray(local, np.int64))
         kk = min(k, self.ntotal)
         sp = self._search_params(faiss, p, sel)
         qq = normalize(q[None]) if self.metric == "cosine" else np.ascontiguousarray(
@@ -186,10 +189,15 @@ def exact_search(vectors: np.ndarray, row_ids: np.ndarray, q: np.ndarray, k: int
         s = ((x - qv) ** 2).sum(axis=1)
     s = s.astype(np.float32)
     key = -s if higher_is_better(metric) else s
-    order = np.lexsort((row_ids, key))
-    if k is not None:
-        order = order[:k]
-    return np.asarray(row_ids, np.int64)[order], s[order]
+    ids = np.asarray(row_ids, np.int64)
+    if k is not None and k < key.shape[0]:
+        # keep the k best plus every tie with the k-th, then order them exactly
+        kth = np.partition(key, k - 1)[k - 1]
+        keep = np.flatnonzero(key <= kth)
+        order = keep[np.lexsort((ids[keep], key[keep]))][:k]
+    else:
+        order = np.lexsort((ids, key))
+    return ids[order], s[order]
 
 
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int | None,

@@ -35,6 +35,7 @@ class View:
         self._store = ds.store  # where save() writes (the snapshot is read-only)
         self.ds = _snapshot(ds)  # later writes to `ds` do not move the view's rows
         self.positions = np.asarray(positions, np.int64)
+        self._ids: np.ndarray | None = None
         self.scores = scores
         self.columns = columns
         self.query = query
@@ -44,8 +45,9 @@ class View:
     @property
     def ids(self) -> np.ndarray:
         """Stable row ids of the result rows, in order."""
-        out: np.ndarray = self.ds.row_ids[self.positions]
-        return out
+        if self._ids is None:
+            self._ids = self.ds._row_ids.take(self.ds._to_physical(self.positions))
+        return self._ids
 
     @property
     def commit_id(self) -> str | None:
@@ -151,11 +153,15 @@ def _snapshot(ds: Dataset) -> Dataset:
 
     if ds.read_only and ds._branch is None:  # a commit or tag: already immutable
         return ds
-    if ds.has_changes:
+    if ds._unflushed:
         ds.flush()  # make the working state durable so the view can name it (run_query
         # flushes before executing, so positions are those of this state)
+    cached = ds.__dict__.get("_view_snapshot")
+    if cached is not None and cached[0] == ds._base_key:
+        return cached[1]  # type: ignore[no-any-return]
     snap = Dataset(ds.store, "state:" + ds._base_key, read_only=True)
     snap._links = ds._links
+    ds.__dict__["_view_snapshot"] = (ds._base_key, snap)
     return snap
 
 
