@@ -101,7 +101,8 @@ def parquet_pieces(fs: Any, f: SourceFile, columns: Sequence[str] | None, batch_
     import pyarrow.parquet as pq
 
     with fs.open(_path_of(fs, f.url), "rb") as fh:
-        pf = pq.ParquetFile(fh)
+        # no pre-buffering: read column chunks as batches need them (bounded memory)
+        pf = pq.ParquetFile(fh, pre_buffer=False, buffer_size=1 << 20)
         md = pf.metadata
         groups = list(range(md.num_row_groups)) if row_groups is None else list(row_groups)
         starts = [0]
