@@ -33,6 +33,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/versioning_bench.py
 	$(BIN)/python bench/loader_quick.py
 	$(BIN)/python bench/media_decode_bench.py
+	# peers installed on demand, never dependencies of the project (Mosaic: /tmp/mosaic-venv)
+	$(BIN)/python -m pip install -q -c constraints.txt litdata webdataset lancedb
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python bench/loader_bench.py
+	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/query_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check plane actors jobs configs tests bench
