@@ -206,3 +206,32 @@ def test_pin_memory_without_cuda_warns_and_still_loads(local_ds: str) -> None:
     with pytest.warns(RuntimeWarning, match="no CUDA device"):
         loader = ds.pytorch(batch_size=64, pin_memory=True, tensors=["row"])
     assert sorted(_rows(loader)) == list(range(N))
+
+
+def test_media_batches_are_decoded_ahead_in_order_with_errors_raised(tmp_path: Any) -> None:
+    from plane.format._media import encode
+    from plane.storage import open_store
+
+    rng = np.random.default_rng(0)
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("img", htype="image", sample_compression="jpeg", chunk_bytes=16 << 10)
+    ds.create_tensor("row", dtype="int64")
+    imgs = [encode(rng.integers(0, 255, (16, 16, 3), np.uint8), "jpeg") for _ in range(300)]
+    ds.extend({"img": imgs, "row": np.arange(300)})
+    ds.flush()
+    ro = plane.open(tmp_path / "d", read_only=True)
+    loader = ro.numpy(batch_size=32, seed=1)
+    assert loader._decodes_media()
+    ahead = [b["row"].tolist() for b in loader]
+    inline = [b["row"].tolist() for b in ro.numpy(batch_size=32, seed=1, prefetch=False)]
+    assert ahead == inline and sorted(sum(ahead, [])) == list(range(300))
+    it = iter(ro.numpy(batch_size=32))
+    next(it)
+    it.close()  # stopping early leaves no thread blocked on a full queue
+    store = open_store(tmp_path / "d")
+    key = sorted(k for k in store.list("chunks/") if len(store.get(k)) > 8000)[1]
+    data = bytearray(store.get(key))
+    data[100] ^= 0xFF
+    store.put(key, bytes(data))
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+        list(plane.open(tmp_path / "d", read_only=True).numpy(batch_size=32))

@@ -362,6 +362,15 @@ class Loader:
                              "DataLoader or Trainer (data_collator), not to ds.pytorch()")
         return make_torch_iterable(self.source, self.epoch, self.position, samples)
 
+    def _decodes_media(self) -> bool:
+        """True when batches need decoding (JPEG/PNG/video/links): worth a producer thread,
+        as the decoders release the GIL; plain arrays are gathered faster inline."""
+        if not self.config.decode or not self.config.prefetch:
+            return False
+        ds = self.source.ds
+        metas = [ds._writer(n).meta for n in self.source.tensors]
+        return any(m.sample_compression or m.link for m in metas)
+
     def _convert(self, batch: Any) -> Any:
         if self.kind == "torch":
             return _to_torch(batch, self.pin_memory)
@@ -386,11 +395,51 @@ class Loader:
                 self.position += 1
                 yield batch
         else:
-            for _, batch in self.source.batches(epoch, start):
+            batches: Iterator[tuple[int, dict[str, Any]]] = self.source.batches(epoch, start)
+            if self._decodes_media():  # decode the next batches while this one is used
+                batches = _read_ahead(batches, self.prefetch_factor)
+            for _, batch in batches:
                 self.position += 1
                 yield self._convert(batch)
         if self.epoch == epoch:
             self.epoch, self.position = epoch + 1, 0
+
+
+def _read_ahead(it: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run `it` in a thread, `depth` items ahead (a memory bound); order and errors kept."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(("error", e))
+
+    t = threading.Thread(target=produce, name="plane-read-ahead", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, val = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise val
+            yield val
+    finally:
+        stop.set()
 
 
 def _mp_context() -> str | None:
