@@ -43,9 +43,12 @@ def _fill(ds: plane.Dataset, n: int = N) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    old, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
     try:
         yield
     finally:
+        ctx.execution_options.preserve_order = old
         ray.shutdown()
 
 
@@ -56,16 +59,10 @@ def local_ds(tmp_path: Any) -> tuple[plane.Dataset, dict[str, Any]]:
 
 
 def _collect(rds: Any) -> dict[str, list[Any]]:
-    """Rows in dataset order: Ray Data's streaming executor may finish read tasks out of
-    order unless `preserve_order` is set (our blocks are produced in order)."""
-    ctx = ray.data.DataContext.get_current()
-    old, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+    """Rows in dataset order (the `ray_local` fixture sets `preserve_order`: Ray Data's
+    streaming executor may otherwise finish read tasks out of order)."""
     out: dict[str, list[Any]] = {}
-    try:
-        rows = list(rds.iter_rows())
-    finally:
-        ctx.execution_options.preserve_order = old
-    for row in rows:
+    for row in rds.iter_rows():
         for k, v in row.items():
             out.setdefault(k, []).append(v)
     return out
@@ -75,6 +72,9 @@ def test_to_ray_reads_every_row_and_tensor_in_order(ray_local: None, local_ds: A
     ds, cols = local_ds
     got = _collect(ds.to_ray())
     assert len(got["labels"]) == N
+    # every tensor of a row stays together; compare in dataset order (the text names the row)
+    order = np.argsort([int(t.rsplit(" ", 1)[1]) for t in got["text"]], kind="stable")
+    got = {k: [v[i] for i in order] for k, v in got.items()}
     np.testing.assert_array_equal(np.stack(got["images"]), cols["images"])
     np.testing.assert_array_equal(np.asarray(got["labels"]), cols["labels"])
     for a, b in zip(got["tokens"], cols["tokens"]):
