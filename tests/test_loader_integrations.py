@@ -224,7 +224,7 @@ def test_media_batches_are_decoded_ahead_in_order_with_errors_raised(tmp_path: A
     assert loader._decodes_media()
     ahead = [b["row"].tolist() for b in loader]
     inline = [b["row"].tolist() for b in ro.numpy(batch_size=32, seed=1, prefetch=False)]
-    assert ahead == inline and sorted(sum(ahead, [])) == list(range(300))
+    assert ahead == inline and sorted(r for b in ahead for r in b) == list(range(300))
     it = iter(ro.numpy(batch_size=32))
     next(it)
     it.close()  # stopping early leaves no thread blocked on a full queue
