@@ -294,15 +294,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str] | None:
-    if not items:
-        return None
-    out = {}
-    for it in items:
-        k, sep, v = it.partition("=")
-        if not sep or not k or not v:
-            raise SystemExit(f"jobs.ingest: {what} takes NAME=VALUE pairs, got {it!r}")
-        out[k] = v
-    return out
+    """NAME=VALUE flags as a dict (the same parsing as `plane ingest`)."""
+    import plane
+    from plane.cli import _pairs as parse_pairs
+
+    try:
+        return parse_pairs(items, what)
+    except plane.PlaneError as e:
+        raise SystemExit(f"jobs.ingest: {e}") from None
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> IngestConfig:
