@@ -235,3 +235,19 @@ def test_media_batches_are_decoded_ahead_in_order_with_errors_raised(tmp_path: A
     store.put(key, bytes(data))
     with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
         list(plane.open(tmp_path / "d", read_only=True).numpy(batch_size=32))
+
+
+def test_ragged_batches_from_workers_arrive_whole_and_in_order(local_ds: str) -> None:
+    from torch.utils.data import DataLoader
+
+    ds = plane.open(local_ds, read_only=True)
+    ref = list(ds.pytorch(batch_size=32, seed=6, tensors=["input_ids", "row"]))
+    got = list(ds.pytorch(batch_size=32, seed=6, tensors=["input_ids", "row"], num_workers=2))
+    assert [b["row"].tolist() for b in got] == [b["row"].tolist() for b in ref]
+    for a, b in zip(got, ref):
+        assert isinstance(a["input_ids"], list)
+        assert [t.tolist() for t in a["input_ids"]] == [t.tolist() for t in b["input_ids"]]
+    # a user's own DataLoader over torch_dataset() sees plain lists of tensors
+    own = next(iter(DataLoader(ds.pytorch(batch_size=8, tensors=["input_ids"]).torch_dataset(),
+                               batch_size=None, num_workers=1)))
+    assert isinstance(own["input_ids"], list) and own["input_ids"][0].dtype == torch.int32

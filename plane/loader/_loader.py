@@ -261,9 +261,10 @@ class _TorchIterable:
     `transformers.Trainer`) that batches and collates itself: with the same batch size, the
     batches it forms are exactly the planned ones."""
 
-    def __init__(self, source: BatchSource, epoch: int, start: int, samples: bool = False
-                 ) -> None:
+    def __init__(self, source: BatchSource, epoch: int, start: int, samples: bool = False,
+                 pack: bool = False) -> None:
         self.source, self.epoch, self.start, self.samples = source, epoch, start, samples
+        self.pack = pack  # our Loader unpacks ragged columns; a user's DataLoader would not
 
     def set_epoch(self, epoch: int) -> None:
         """Called by accelerate/HF Trainer (and by hand) before each epoch."""
@@ -278,8 +279,13 @@ class _TorchIterable:
             if self.samples:
                 yield from _unbatch(batch)
             else:
-                # torch tensors cross process boundaries through shared memory; numpy is pickled
-                yield _to_torch(batch, False) if info is not None else batch
+                # torch tensors cross process boundaries through shared memory; numpy is pickled.
+                # Ragged columns travel as one flat tensor (one segment, not one per row).
+                if info is None:
+                    yield batch
+                else:
+                    t = _to_torch(batch, False)
+                    yield _pack_ragged(t) if self.pack else t
 
 
 def _unbatch(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -289,7 +295,7 @@ def _unbatch(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def make_torch_iterable(source: BatchSource, epoch: int = 0, start: int = 0,
-                        samples: bool = False) -> Any:
+                        samples: bool = False, pack: bool = False) -> Any:
     """A `torch.utils.data.IterableDataset` yielding ready batches (use batch_size=None), or
     single rows with `samples=True`."""
     import torch.utils.data as tud
@@ -301,7 +307,7 @@ def make_torch_iterable(source: BatchSource, epoch: int = 0, start: int = 0,
                 return sum(b - a for a, b in plan.batches[self.start:])
             return len(plan.batches) - self.start
 
-    return PlaneIterableDataset(source, epoch, start, samples)
+    return PlaneIterableDataset(source, epoch, start, samples, pack)
 
 
 class Loader:
@@ -388,12 +394,12 @@ class Loader:
             import torch.utils.data as tud
 
             it: Any = iter(tud.DataLoader(
-                make_torch_iterable(self.source, epoch, start), batch_size=None,
+                make_torch_iterable(self.source, epoch, start, pack=True), batch_size=None,
                 num_workers=nw, pin_memory=self.pin_memory,
                 prefetch_factor=self.prefetch_factor, multiprocessing_context=_mp_context()))
             for batch in it:
                 self.position += 1
-                yield batch
+                yield _unpack_ragged(batch)
         else:
             batches: Iterator[tuple[int, dict[str, Any]]] = self.source.batches(epoch, start)
             if self._decodes_media():  # decode the next batches while this one is used
@@ -403,6 +409,46 @@ class Loader:
                 yield self._convert(batch)
         if self.epoch == epoch:
             self.epoch, self.position = epoch + 1, 0
+
+
+_RAGGED = "__plane_ragged__"
+
+
+def _pack_ragged(batch: Any) -> Any:
+    """Lists of same-dtype tensors -> {flat, shapes} (a worker's batch leaves as a few
+    shared-memory segments instead of one per row)."""
+    import torch
+
+    if not isinstance(batch, dict):
+        return batch
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, list) and v and all(isinstance(t, torch.Tensor) for t in v) \
+                and len({t.dtype for t in v}) == 1:
+            shapes = torch.tensor([list(t.shape) for t in v], dtype=torch.int64) \
+                if len({t.dim() for t in v}) == 1 else None
+            if shapes is not None:
+                out[k] = {_RAGGED: True, "flat": torch.cat([t.reshape(-1) for t in v]),
+                          "shapes": shapes}
+                continue
+        out[k] = v
+    return out
+
+
+def _unpack_ragged(batch: Any) -> Any:
+    """The inverse of `_pack_ragged`, in the main process: views into one flat tensor."""
+    if not isinstance(batch, dict):
+        return batch
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, dict) and v.get(_RAGGED):
+            shapes = v["shapes"].tolist()
+            sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+            parts = v["flat"].split(sizes)
+            out[k] = [p.view(*s) for p, s in zip(parts, shapes)]
+        else:
+            out[k] = v
+    return out
 
 
 def _read_ahead(it: Iterator[Any], depth: int) -> Iterator[Any]:
