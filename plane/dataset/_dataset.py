@@ -699,6 +699,14 @@ class Dataset:
 
         return create_index(self, tensor, kind, metric, **options)
 
+    def optimize_index(self, tensor: str | None = None, progress: bool | None = None
+                       ) -> list[IndexInfo]:
+        """Rebuild at the current commit the indexes (of `tensor`, or all) that were built on
+        an older one, keeping kind, metric and settings; returns the rebuilt ones."""
+        from plane.query._indexes import optimize_indexes
+
+        return optimize_indexes(self, tensor, progress)
+
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._physical - int(self._deleted.shape[0])

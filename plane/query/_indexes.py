@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
 
 __all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_partition",
+           "optimize_indexes",
            "TEXT_KINDS"]
 
 TEXT_KINDS = ("bm25",)
@@ -50,12 +51,14 @@ class IndexInfo:
     rows: int
     partitions: list[dict[str, Any]]
     created: float
+    partition_rows: int = DEFAULT_PARTITION_ROWS
 
     @classmethod
     def load(cls, ds: Dataset, key: str) -> IndexInfo:
         d = get_cas_json(ds.store, key)
         return cls(key, d["tensor"], d["kind"], d["metric"], d["params"], d["commit"],
-                   d["state"], int(d["rows"]), d["partitions"], float(d["created"]))
+                   d["state"], int(d["rows"]), d["partitions"], float(d["created"]),
+                   int(d.get("partition_rows", DEFAULT_PARTITION_ROWS)))
 
     def __str__(self) -> str:
         return (f"{self.kind} index on {self.tensor!r} ({self.metric}) at commit "
@@ -127,7 +130,8 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
                     vecs = np.stack(vecs) if vecs else np.zeros((0, 1), np.float32)
                 part = build_partition(np.asarray(vecs, np.float32).reshape(pos.shape[0], -1),
                                        ids[pos], kind, metric, params)
-                used_params = part.params
+                if not parts:  # the settings of the first (full-size) partition
+                    used_params = part.params
                 blob = part.to_bytes()
             key = f"indexes/data/{digest_hex(blob)}"
             ds.store.put(key, blob)
@@ -137,14 +141,17 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
     finally:
         if bar is not None:
             bar.close()
-    return _register(ds, tensor, kind, "bm25" if text else metric, used_params, n, parts)
+    return _register(ds, tensor, kind, "bm25" if text else metric, used_params, n, parts,
+                     partition_rows)
 
 
 def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str, Any],
-              n: int, parts: list[dict[str, Any]]) -> IndexInfo:
+              n: int, parts: list[dict[str, Any]],
+              partition_rows: int = DEFAULT_PARTITION_ROWS) -> IndexInfo:
     manifest = {"v": 1, "tensor": tensor, "kind": kind, "metric": metric,
                 "params": params, "commit": ds.commit_id, "state": ds._base_key,
-                "rows": n, "partitions": parts, "created": time.time()}
+                "rows": n, "partitions": parts, "created": time.time(),
+                "partition_rows": partition_rows}
     key = put_cas_json(ds.store, "indexes", manifest)
     ds.store.put(f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
                  json.dumps({"manifest": key}).encode())
@@ -227,6 +234,24 @@ def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
         if r < best_rank or (best is not None and info.created > best.created):
             best, best_rank = info, r
     return best
+
+
+def optimize_indexes(ds: Dataset, tensor: str | None = None,
+                     progress: bool | None = None) -> list[IndexInfo]:
+    """Rebuild, at the current commit, every index the current version uses that was built on
+    an older commit (same kind, metric and settings), so rows added or changed since are
+    indexed instead of searched exactly. Returns the new indexes."""
+    if ds.has_changes or ds.commit_id is None:
+        raise QueryError("indexes are bound to commits: commit first, then optimize")
+    out = []
+    for info in list_indexes(ds):
+        if (tensor is not None and info.tensor != tensor) or info.commit == ds.commit_id:
+            continue
+        params = {k: v for k, v in info.params.items() if k != "fallback"}
+        out.append(create_index(ds, info.tensor, info.kind, info.metric,
+                                params if info.kind not in SCALAR_KINDS + TEXT_KINDS else None,
+                                partition_rows=info.partition_rows, progress=progress))
+    return out
 
 
 def list_indexes(ds: Dataset) -> list[IndexInfo]:
