@@ -110,7 +110,7 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
         raise QueryError(f"partition_rows must be >= 1, got {partition_rows}")
     n = len(ds)
     ids = ds.row_ids
-    parts = []
+    parts: list[dict[str, Any]] = []
     bar = _progress(n, f"index {tensor}", progress)
     used_params: dict[str, Any] = dict(params or {})
     try:
