@@ -34,6 +34,34 @@ def _block_of(chunk_payload: memoryview, offsets: np.ndarray, shapes: np.ndarray
     return Block(chunk_payload, offsets.copy(), np.array(shapes))
 
 
+class _Joined:
+    """Blocks seen as one, without copying them: a slice inside one block is a view; only a
+    slice that spans blocks (at most one chunk's worth, at the seam) is joined."""
+
+    def __init__(self, parts: list[Block], ndim: int) -> None:
+        self.parts = [b for b in parts if b.n] or [Block.concat([], ndim)]
+        self.ndim = ndim
+        counts = np.array([b.n for b in self.parts], np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.n = int(self.starts[-1])
+        base = np.concatenate([[0], np.cumsum([int(b.offsets[-1]) for b in self.parts])])
+        self.offsets = np.concatenate(
+            [[0]] + [b.offsets[1:] + base[i] for i, b in enumerate(self.parts)]
+        ).astype(np.int64)
+
+    def slice(self, a: int, b: int) -> Block:
+        i = int(np.searchsorted(self.starts, a, side="right")) - 1
+        j = int(np.searchsorted(self.starts, b - 1, side="right")) - 1 if b > a else i
+        if i == j:
+            s0 = int(self.starts[i])
+            return self.parts[i].slice(a - s0, b - s0)
+        pieces = []
+        for k in range(i, j + 1):
+            s0, s1 = int(self.starts[k]), int(self.starts[k + 1])
+            pieces.append(self.parts[k].slice(max(a, s0) - s0, min(b, s1) - s0))
+        return Block.concat(pieces, self.ndim)
+
+
 class TensorWriter:
     """The working (uncommitted) side of one tensor: its index plus an unchunked buffer."""
 
@@ -75,7 +103,7 @@ class TensorWriter:
         if self.buffer is not None:
             parts.append(self.buffer)
         parts.append(block)
-        blk = Block.concat(parts, meta.ndim if meta.ndim is not None else 1)
+        blk = _Joined(parts, meta.ndim if meta.ndim is not None else 1)
         target = meta.chunk_bytes
         offs = blk.offsets
         s, n = 0, blk.n
