@@ -50,27 +50,15 @@ def _fid(*parts: Any) -> str:
 def plan(cfg: IngestConfig, ds_metas: dict[str, Any]) -> tuple[list[Unit], dict[str, str],
                                                               dict[str, Any], list[str]]:
     """(units in source order, column -> tensor, tensor metas, tensors to create)."""
-    import pyarrow as pa
-
-    from plane.ingest._ingest import plan_schema
-    from plane.ingest._sources import (
-        folder_label,
-        image_files,
-        parquet_pieces,
-        parquet_schema,
-        resolve_files,
-    )
+    from plane.ingest._ingest import plan_images, plan_parquet
+    from plane.ingest._sources import image_files, parquet_schema
 
     opts = cfg.source_storage_options
     key = (cfg.columns, cfg.htypes, cfg.labels, cfg.batch_rows, cfg.verify)
     units: list[Unit] = []
     if cfg.format == "parquet":
-        files = resolve_files(cfg.source, (".parquet", ".parq", ".pq"), opts)
-        fs0, f0 = files[0]
-        schema, _, _ = parquet_schema(fs0, f0)
-        first = next(parquet_pieces(fs0, f0, None, 64), None)
-        mapping, metas, created = plan_schema(ds_metas, schema, first and first.batch,
-                                              cfg.columns, cfg.htypes)
+        files, mapping, metas, created = plan_parquet(ds_metas, cfg.source, opts, cfg.columns,
+                                                      cfg.htypes)
         for fs, f in files:
             try:
                 _, _, groups = parquet_schema(fs, f)
@@ -83,30 +71,11 @@ def plan(cfg: IngestConfig, ds_metas: dict[str, Any]) -> tuple[list[Unit], dict[
             for a in range(0, groups, step):
                 b = min(groups, a + step)
                 units.append(Unit(_fid(f.identity, a, b, key), f.url, a, b))
-        metas = _with_all_class_names(cfg, files, mapping, metas)
+        metas = _with_all_class_names(files, mapping, metas)
     else:
         files = image_files(cfg.source, opts)
-        schema = pa.schema([("image", pa.binary()), ("label", pa.string()),
-                            ("path", pa.string())])
-        kinds = {os.path.splitext(f.url)[1].lower().replace("jpg", "jpeg") for _, f in files}
-        if len(kinds) > 1:
-            raise SystemExit(f"jobs.ingest: {cfg.source} mixes {sorted(kinds)} files")
-        comp = kinds.pop().lstrip(".")
-        mapping = dict(cfg.columns) if cfg.columns else {"image": "images", "path": "paths"}
-        if cfg.labels == "folder" and not cfg.columns:
-            mapping["label"] = "labels"
-        hts: dict[str, Any] = {mapping["image"]: {"htype": "image", "sample_compression": comp}}
-        if "label" in mapping:
-            names = sorted({folder_label(f.url) for _, f in files})
-            have = ds_metas[mapping["label"]].class_names if mapping["label"] in ds_metas else ()
-            hts[mapping["label"]] = {"htype": "class_label", "class_names":
-                                     list(have) + [n for n in names if n not in have]}
-        hts.update(cfg.htypes or {})
-        _, metas, created = plan_schema(ds_metas, schema, None, mapping,
-                                        {k: v for k, v in hts.items() if k not in ds_metas})
-        if "label" in mapping and mapping["label"] in ds_metas:
-            t = mapping["label"]
-            metas[t] = metas[t].evolve(class_names=tuple(hts[t]["class_names"]))
+        mapping, metas, created = plan_images(ds_metas, files, cfg.labels, cfg.columns,
+                                              cfg.htypes, str(cfg.source))
         urls = [f.url for _, f in files]
         ident = {f.url: f.identity for _, f in files}
         for a in range(0, len(urls), cfg.files_per_task):
@@ -115,11 +84,13 @@ def plan(cfg: IngestConfig, ds_metas: dict[str, Any]) -> tuple[list[Unit], dict[
     return units, mapping, metas, created
 
 
-def _with_all_class_names(cfg: IngestConfig, files: Sequence[tuple[Any, Any]],
-                          mapping: dict[str, str], metas: dict[str, Any]) -> dict[str, Any]:
+def _with_all_class_names(files: Sequence[tuple[Any, Any]], mapping: dict[str, str],
+                          metas: dict[str, Any]) -> dict[str, Any]:
     """Give every string-valued class_label tensor all its names up front (existing names
     first, then new ones sorted), so tasks agree on the ids without talking to each other."""
-    import pyarrow.parquet as pq
+    import pyarrow as pa
+
+    from plane.ingest._sources import parquet_pieces, parquet_schema
 
     cols = [c for c, t in mapping.items() if metas[t].htype == "class_label"]
     if not cols:
@@ -127,21 +98,15 @@ def _with_all_class_names(cfg: IngestConfig, files: Sequence[tuple[Any, Any]],
     seen: dict[str, set[str]] = {c: set() for c in cols}
     for fs, f in files:
         try:
-            with fs.open(f.url.split("://", 1)[-1] if "://" in f.url else f.url, "rb") as fh:
-                pf = pq.ParquetFile(fh)
-                for c in cols:
-                    if c not in pf.schema_arrow.names:
-                        continue
-                    t = pf.schema_arrow.field(c).type
-                    import pyarrow as pa
-
-                    if pa.types.is_integer(t):
-                        continue
-                    for batch in pf.iter_batches(columns=[c], batch_size=65536):
-                        col = batch.column(0)
-                        if pa.types.is_dictionary(col.type):
-                            col = col.dictionary_decode()
-                        seen[c].update(str(x) for x in col.unique().drop_null().to_pylist())
+            schema, _, _ = parquet_schema(fs, f)
+            for c in cols:
+                if c not in schema.names or pa.types.is_integer(schema.field(c).type):
+                    continue
+                for piece in parquet_pieces(fs, f, [c], 65536):
+                    col = piece.batch.column(0)
+                    if pa.types.is_dictionary(col.type):
+                        col = col.dictionary_decode()
+                    seen[c].update(str(x) for x in col.unique().drop_null().to_pylist())
         except Exception:
             continue  # unreadable files are reported by their task
     out = dict(metas)

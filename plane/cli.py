@@ -188,10 +188,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         return subprocess.call(cmd)
     opts = _opts(args)
     src_opts = _json_opts(args.source_storage_options, "--source-storage-options")
-    from plane.ingest._sources import image_files, resolve_files
+    from plane.ingest._sources import PARQUET_EXTS, image_files, resolve_files
 
     if args.kind == "parquet":  # a missing source fails before anything is created
-        resolve_files(src, (".parquet", ".parq", ".pq"), src_opts)
+        resolve_files(src, PARQUET_EXTS, src_opts)
     else:
         image_files(src, src_opts)
     store = plane.open_store(args.url, opts)

@@ -327,3 +327,20 @@ def test_arrow_round_trip_property(rows: list[list[int]], data: st.DataObject) -
     assert ds["s"].numpy(aslist=True) == texts
     names = ds["lab"].meta.class_names
     assert [names[int(v)] for v in ds["lab"].numpy(aslist=True)] == labels
+
+
+def test_a_file_missing_a_mapped_column(tmp_path: Path) -> None:
+    lake, _ = _lake(tmp_path, parts=2, n=40)
+    pq.write_table(pa.table({"label": pa.array(np.arange(5))}), lake / "part-9.parquet")
+    ds = plane.create(tmp_path / "ds")
+    before = _state(ds)
+    with pytest.raises(plane.IngestError,
+                       match=r"part-9\.parquet lacks column\(s\) \['txt'\].*nothing was added"):
+        ds.extend_from(parquet=str(lake), columns={"label": "label", "txt": "txt"},
+                       progress=False)
+    assert _state(ds) == before
+    report = ds.extend_from(parquet=str(lake), columns={"label": "label", "txt": "txt"},
+                            on_error="quarantine", progress=False)
+    assert report.files == 3 and report.files_skipped == 1 and report.rows_written == 40
+    rec = json.loads(ds.store.get(report.quarantine_key).decode().splitlines()[0])
+    assert rec["source"].endswith("part-9.parquet") and rec["row"] is None

@@ -7,6 +7,7 @@ leaves the dataset exactly as it was; the orphaned chunks are reclaimed by `plan
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from plane._errors import IngestError, PlaneError, SampleError, SchemaError
+from plane._progress import progress_bar
 from plane.core._fragment import Fragment, FragmentWriter
 from plane.format._codecs import encode_batch
 from plane.format._media import decode
@@ -27,6 +29,7 @@ from plane.format._meta import TensorMeta
 from plane.ingest._infer import TensorSpec, column_values, infer_spec
 from plane.ingest._report import IngestReport
 from plane.ingest._sources import (
+    PARQUET_EXTS,
     Piece,
     arrow_pieces,
     folder_label,
@@ -41,7 +44,8 @@ from plane.storage import Store
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
 
-__all__ = ["IngestReport", "extend_from", "plan_schema", "ingest_pieces", "apply_ingest",
+__all__ = ["IngestReport", "extend_from", "plan_schema", "plan_parquet", "plan_images",
+           "ingest_pieces", "apply_ingest",
            "Rejects", "guard_file", "FileReadError", "write_quarantine",
            "create_like"]
 
@@ -107,6 +111,63 @@ def plan_schema(ds_metas: Mapping[str, TensorMeta], schema: pa.Schema,
         assert spec is not None
         metas[tensor] = TensorMeta.build(tensor, **spec.kwargs(), **spec.extra)
         created.append(tensor)
+    return mapping, metas, created
+
+
+IMAGE_SCHEMA = pa.schema([("image", pa.binary()), ("label", pa.string()), ("path", pa.string())])
+
+
+def plan_parquet(ds_metas: Mapping[str, TensorMeta], source: Any,
+                 storage_options: Mapping[str, Any] | None, columns: Mapping[str, str] | None,
+                 htypes: Mapping[str, Any] | None
+                 ) -> tuple[list[tuple[Any, Any]], dict[str, str], dict[str, TensorMeta],
+                            list[str]]:
+    """(files, column -> tensor, metas, tensors to create) of a Parquet source, the schema
+    read from the first file's footer and first rows."""
+    files = resolve_files(source, PARQUET_EXTS, storage_options)
+    fs0, f0 = files[0]
+    try:
+        schema, _, _ = parquet_schema(fs0, f0)
+        first = next(parquet_pieces(fs0, f0, None, 64), None)
+    except Exception as e:
+        raise IngestError(f"file {f0.url} is not a readable Parquet file ({e}); fix or "
+                          "remove it") from None
+    mapping, metas, created = plan_schema(ds_metas, schema, first and first.batch, columns,
+                                          htypes)
+    return files, mapping, metas, created
+
+
+def plan_images(ds_metas: Mapping[str, TensorMeta], files: Sequence[tuple[Any, Any]],
+                labels: str | None, columns: Mapping[str, str] | None,
+                htypes: Mapping[str, Any] | None, where: str
+                ) -> tuple[dict[str, str], dict[str, TensorMeta], list[str]]:
+    """(column -> tensor, metas, tensors to create) of an image tree. With
+    ``labels="folder"`` every folder name is a class up front (existing names first, new ones
+    sorted), so parallel tasks agree on class ids."""
+    kinds = {os.path.splitext(f.url)[1].lower().replace("jpg", "jpeg") for _, f in files}
+    if len(kinds) > 1:
+        raise IngestError(f"{where} mixes {sorted(kinds)} files; one image tensor keeps one "
+                          "compression: ingest each kind into its own tensor/dataset")
+    comp = kinds.pop().lstrip(".")
+    if columns is not None:
+        mapping = dict(columns)
+    else:
+        mapping = {"image": "images", "path": "paths"}
+        if labels == "folder":
+            mapping["label"] = "labels"
+    hts: dict[str, Any] = {mapping["image"]: {"htype": "image", "sample_compression": comp}}
+    label = mapping.get("label")
+    names: list[str] = []
+    if label is not None:
+        found = sorted({folder_label(f.url) for _, f in files}) if labels == "folder" else []
+        have = list(ds_metas[label].class_names) if label in ds_metas else []
+        names = have + [n for n in found if n not in have]
+        hts[label] = {"htype": "class_label", "class_names": names}
+    hts.update(htypes or {})
+    _, metas, created = plan_schema(ds_metas, IMAGE_SCHEMA, None, mapping,
+                                    {k: v for k, v in hts.items() if k not in ds_metas})
+    if label is not None and label in ds_metas and names:
+        metas[label] = metas[label].evolve(class_names=tuple(names))
     return mapping, metas, created
 
 
@@ -191,15 +252,14 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
         where = f"{piece.source}" if piece.source.startswith("<") else f"file {piece.source}"
         try:
             cols = _values(piece, mapping, fw.metas, n)
+        except (ValueError, TypeError, pa.ArrowException) as e:
+            raise IngestError(f"{where}, rows {piece.row0}-{piece.row0 + n - 1}: cannot "
+                              f"convert the batch ({e}); fix the source") from None
+        try:
             if verify:
                 _verify_media(fw.metas, cols, 0)
             enc = fw.encode(cols, 0)
         except (SampleError, SchemaError, ValueError, TypeError, pa.ArrowException) as e:
-            try:
-                cols = _values(piece, mapping, fw.metas, n)
-            except (ValueError, TypeError, pa.ArrowException) as e2:
-                raise IngestError(f"{where}, rows {piece.row0}-{piece.row0 + n - 1}: cannot "
-                                  f"convert the batch ({e2}); fix the source") from None
             bad = _bad_rows(fw, cols, verify)
             if not bad:
                 raise IngestError(f"{where}, rows {piece.row0}-{piece.row0 + n - 1}: {e}"
@@ -224,16 +284,6 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
         report.rows_written = fw.rows
         if bar is not None:
             bar.update(n)
-
-
-def _progress(total: int | None, enabled: bool | None, desc: str) -> Any:
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="rows", desc=desc, unit_scale=True)
 
 
 def write_quarantine(store: Store, rejects: Rejects) -> str | None:
@@ -270,98 +320,31 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
     report = IngestReport()
     rejects = Rejects(on_error)
     ds_metas = {n: w.meta for n, w in ds._writers.items()}
-    fw: FragmentWriter | None = None
-
     if parquet is not None:
-        files = resolve_files(parquet, (".parquet", ".parq", ".pq"), storage_options)
-        fs0, f0 = files[0]
-        try:
-            schema, _, _ = parquet_schema(fs0, f0)
-            first = next(parquet_pieces(fs0, f0, None, 64), None)
-        except Exception as e:
-            raise IngestError(f"file {f0.url} is not a readable Parquet file ({e}); fix or "
-                              "remove it") from None
+        files, mapping, metas, created = plan_parquet(ds_metas, parquet, storage_options,
+                                                      columns, htypes)
+        pieces = _parquet_files(files, mapping, batch_rows, on_error, rejects, report)
+        total = None
+    elif arrow is not None:
+        schema, batches = arrow_pieces(arrow, batch_rows)
+        first = next(batches, None)
         mapping, metas, created = plan_schema(ds_metas, schema, first and first.batch,
                                               columns, htypes)
-        fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas)
-        total = None
-        bar = _progress(total, progress, "ingest")
-        try:
-            for fs, f in files:
-                report.files += 1
-                try:
-                    try:
-                        fschema, _, _ = parquet_schema(fs, f)
-                    except (OSError, pa.ArrowException) as e:
-                        raise FileReadError(f"file {f.url} cannot be read as Parquet ({e})"
-                                         ) from None
-                    missing = [c for c in mapping if c not in fschema.names]
-                    if missing:
-                        raise IngestError(f"file {f.url} lacks column(s) {missing}")
-                    pieces = parquet_pieces(fs, f, list(mapping), batch_rows)
-                    ingest_pieces(fw, guard_file(pieces, f.url), mapping, on_error, verify,
-                                  rejects, report, bar)
-                except FileReadError as e:
-                    if on_error == "raise":
-                        raise IngestError(f"{e}; nothing was added to the dataset: fix or remove "
-                                          "the file, or pass on_error='skip' or 'quarantine'"
-                                          ) from None
-                    report.files_skipped += 1
-                    rejects.add(f.url, None, None, str(e))
-                except IngestError as e:
-                    if on_error == "raise" or "lacks column" not in str(e):
-                        raise
-                    report.files_skipped += 1
-                    rejects.add(f.url, None, None, str(e))
-        finally:
-            if bar is not None:
-                bar.close()
-    elif arrow is not None:
-        schema, pieces = arrow_pieces(arrow, batch_rows)
-        pieces = iter(pieces)
-        first_piece = next(pieces, None)
-        mapping, metas, created = plan_schema(ds_metas, schema,
-                                              first_piece.batch if first_piece else None,
-                                              columns, htypes)
-        fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas)
-        report.files = 1
-        bar = _progress(None, progress, "ingest")
-        try:
-            ingest_pieces(fw, _chain([first_piece] if first_piece else [], pieces), mapping,
-                          on_error, verify, rejects, report, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        pieces = itertools.chain([first] if first else [], batches)
+        report.files, total = 1, None
     else:
         files = image_files(images, storage_options)
-        kinds = {os.path.splitext(f.url)[1].lower().replace("jpg", "jpeg") for _, f in files}
-        if len(kinds) > 1:
-            raise IngestError(f"{images} mixes {sorted(kinds)} files; one image tensor keeps one "
-                              "compression: ingest each kind into its own tensor/dataset")
-        comp = kinds.pop().lstrip(".")
-        schema = pa.schema([("image", pa.binary()), ("label", pa.string()),
-                            ("path", pa.string())])
-        names = sorted({folder_label(f.url) for _, f in files}) if labels == "folder" else []
-        default_map = {"image": "images", "path": "paths"}
-        if labels == "folder":
-            default_map["label"] = "labels"
-        mapping = dict(columns) if columns is not None else default_map
-        hts: dict[str, Any] = {mapping["image"]: {"htype": "image",
-                                                  "sample_compression": comp}}
-        if "label" in mapping:
-            hts[mapping["label"]] = {"htype": "class_label", "class_names": names}
-        hts.update(htypes or {})
-        _, metas, created = plan_schema(ds_metas, schema, None, mapping,
-                                        {k: v for k, v in hts.items() if k not in ds_metas})
-        fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas)
-        report.files = len(files)
-        bar = _progress(len(files), progress, "ingest")
-        try:
-            ingest_pieces(fw, image_pieces(files, labels, batch_rows), mapping, on_error,
-                          verify, rejects, report, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        mapping, metas, created = plan_images(ds_metas, files, labels, columns, htypes,
+                                              str(images))
+        pieces = image_pieces(files, labels, batch_rows)
+        report.files = total = len(files)
+    fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas)
+    bar = progress_bar(total, "ingest", progress)
+    try:
+        ingest_pieces(fw, pieces, mapping, on_error, verify, rejects, report, bar)
+    finally:
+        if bar is not None:
+            bar.close()
 
     frag = fw.finish()
     report.bytes_written = fw.bytes_written
@@ -419,6 +402,25 @@ def guard_file(pieces: Iterator[Piece], url: str) -> Iterator[Piece]:
         yield p
 
 
-def _chain(first: list[Piece], rest: Iterator[Piece]) -> Iterator[Piece]:
-    yield from first
-    yield from rest
+def _parquet_files(files: Sequence[tuple[Any, Any]], mapping: Mapping[str, str],
+                   batch_rows: int, on_error: str, rejects: Rejects, report: IngestReport
+                   ) -> Iterator[Piece]:
+    """The pieces of every file in turn. A file that cannot be read, or lacks a mapped
+    column, stops the ingest (on_error="raise") or is skipped and recorded."""
+    for fs, f in files:
+        report.files += 1
+        try:
+            try:
+                fschema, _, _ = parquet_schema(fs, f)
+            except (OSError, pa.ArrowException) as e:
+                raise FileReadError(f"file {f.url} cannot be read as Parquet ({e})") from None
+            missing = [c for c in mapping if c not in fschema.names]
+            if missing:
+                raise FileReadError(f"file {f.url} lacks column(s) {missing}")
+            yield from guard_file(parquet_pieces(fs, f, list(mapping), batch_rows), f.url)
+        except FileReadError as e:
+            if on_error == "raise":
+                raise IngestError(f"{e}; nothing was added to the dataset: fix or remove the "
+                                  "file, or pass on_error='skip' or 'quarantine'") from None
+            report.files_skipped += 1
+            rejects.add(f.url, None, None, str(e))

@@ -16,9 +16,10 @@ from plane._errors import PlaneError
 
 __all__ = ["Piece", "SourceFile", "resolve_files", "parquet_pieces", "arrow_pieces",
            "filesystem_for", "parquet_schema", "folder_label", "image_files", "image_pieces",
-           "IMAGE_EXTS"]
+           "IMAGE_EXTS", "PARQUET_EXTS"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+PARQUET_EXTS = (".parquet", ".parq", ".pq")
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,7 @@ def parquet_schema(fs: Any, f: SourceFile) -> tuple[pa.Schema, int, int]:
 
 def arrow_pieces(obj: Any, batch_rows: int) -> tuple[pa.Schema, Iterator[Piece]]:
     """An Arrow Table / RecordBatch / RecordBatchReader / list of batches / pandas frame."""
-    if hasattr(obj, "to_batches") and not isinstance(obj, pa.Table) and \
-            type(obj).__module__.startswith("pandas"):
-        obj = pa.Table.from_pandas(obj, preserve_index=False)
-    elif type(obj).__name__ == "DataFrame":
+    if type(obj).__name__ == "DataFrame":
         obj = pa.Table.from_pandas(obj, preserve_index=False)
     if isinstance(obj, pa.RecordBatch):
         obj = pa.Table.from_batches([obj])
