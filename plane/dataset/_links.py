@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from plane._errors import ObjectNotFoundError, PlaneError, SampleError
+from plane.core._reader import _LRU
 from plane.storage import Store, open_store
 
 __all__ = ["LinkResolver", "split_uri", "compression_of", "decode_linked"]
@@ -59,8 +60,7 @@ class LinkResolver:
         self.default = default
         self.cache_bytes = cache_bytes
         self._stores: dict[str, Store] = {}
-        self._cache: dict[str, bytes] = {}
-        self._cache_size = 0
+        self._cache = _LRU(cache_bytes, len)
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -89,19 +89,13 @@ class LinkResolver:
         return st, key
 
     def fetch(self, uri: str) -> bytes:
-        with self._lock:
-            hit = self._cache.get(uri)
+        hit: bytes | None = self._cache.get(uri)
         if hit is not None:
             return hit
         store, key = self.store_for(uri)
         data = bytes(store.get(key))
-        if len(data) <= self.cache_bytes // 8:
-            with self._lock:
-                self._cache[uri] = data
-                self._cache_size += len(data)
-                while self._cache_size > self.cache_bytes:
-                    old = next(iter(self._cache))
-                    self._cache_size -= len(self._cache.pop(old))
+        if len(data) <= self.cache_bytes // 8:  # one big object must not flush the rest
+            self._cache.put(uri, data)
         return data
 
     def fetch_many(self, uris: Sequence[str | None], where: Sequence[str]) -> list[bytes | None]:
