@@ -40,6 +40,7 @@ from plane.query._ast import (
     Shape,
     VectorScore,
 )
+from plane.query._cache import state_cached
 from plane.query._vector import exact_search, higher_is_better, merge_topk
 
 if TYPE_CHECKING:
@@ -67,27 +68,13 @@ class Plan:
         return "\n".join(f"{i + 1}. {s}" for i, s in enumerate(self.steps))
 
 
-def _state_cached(ds: Dataset, name: str, make: Callable[[], Any]) -> Any:
-    """A value derived from `ds`'s current state, cached while the state is unchanged."""
-    if ds._unflushed:
-        return make()
-    cache = ds.__dict__.setdefault("_query_state_cache", {})
-    key = (name, ds._base_key)
-    if key not in cache:
-        if len(cache) > 16:
-            cache.clear()
-        cache[key] = make()
-    return cache[key]
-
-
 class _Ctx:
     def __init__(self, ds: Dataset, q: Query, plan: Plan) -> None:
         self.ds, self.q, self.plan = ds, q, plan
         self.n = len(ds)
-        self.pos = _state_cached(ds, "arange", lambda: np.arange(self.n, dtype=np.int64))
-        self.ids = _state_cached(ds, "row_ids", lambda: ds.row_ids)
+        self.pos = state_cached(ds, "arange", lambda: np.arange(self.n, dtype=np.int64))
+        self.ids = state_cached(ds, "row_ids", lambda: ds.row_ids)
         self._cols: dict[str, Any] = {}
-        self._changed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._order: tuple[np.ndarray, np.ndarray] | None = None
         self._live_phys: np.ndarray | None = None
         self.prune = True
@@ -349,26 +336,18 @@ def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
 def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray, np.ndarray]:
     """(row ids the index must not answer for, row ids to search exactly): rows deleted /
     updated / added since the index's commit."""
-    key = f"{info.key}:{tensor}"
-    if key in ctx._changed:
-        return ctx._changed[key]
-    shared = ctx.ds.__dict__.setdefault("_changed_cache", {})
-    skey = (key, ctx.ds._base_key)
-    if not ctx.ds._unflushed and skey in shared:
-        ctx._changed[key] = shared[skey]
-        return shared[skey]  # type: ignore[no-any-return]
-    if info.state == ctx.ds._base_key and not ctx.ds._unflushed:
-        out = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    else:
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        if info.state == ctx.ds._base_key and not ctx.ds._unflushed:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         d = ctx.ds.versions.diff(info.commit, None)
         td = d.tensors.get(tensor)
         upd = td.updated if td is not None else np.zeros(0, np.int64)
         dele = td.deleted if td is not None else d.rows_deleted
         add = td.added if td is not None else d.rows_added
-        out = (np.union1d(upd, dele), np.union1d(upd, add))
-    ctx._changed[key] = out
-    if not ctx.ds._unflushed:
-        shared[skey] = out
+        return np.union1d(upd, dele), np.union1d(upd, add)
+
+    out: tuple[np.ndarray, np.ndarray] = state_cached(ctx.ds, ("changed", info.key, tensor),
+                                                      compute)
     return out
 
 
@@ -453,7 +432,7 @@ def _id_order(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray]:
 def _to_pos(ctx: _Ctx, ids: np.ndarray) -> np.ndarray:
     """Positions of row `ids` in this version."""
     if ctx._order is None:
-        ctx._order = _state_cached(ctx.ds, "id_order", lambda: _id_order(ctx)) \
+        ctx._order = state_cached(ctx.ds, "id_order", lambda: _id_order(ctx)) \
             if ctx.n == len(ctx.ds) else _id_order(ctx)
     order, sorted_ids = ctx._order
     out: np.ndarray = order[np.searchsorted(sorted_ids, ids)]

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plane._errors import QueryError
+from plane._progress import progress_bar
 from plane.core._layout import get_cas_json, put_cas_json
 from plane.format._hash import digest_hex
+from plane.query._cache import forget, state_cached
 
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
@@ -65,18 +67,6 @@ class IndexInfo:
                 f"{self.commit[:12]}: {self.rows:,} rows in {len(self.partitions)} partition(s)")
 
 
-def _progress(total: int, desc: str, enabled: bool | None) -> Any:
-    import sys
-
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True)
-
-
 def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "cosine",
                  params: dict[str, Any] | None = None,
                  partition_rows: int = DEFAULT_PARTITION_ROWS,
@@ -111,7 +101,7 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
     n = len(ds)
     ids = ds.row_ids
     parts: list[dict[str, Any]] = []
-    bar = _progress(n, f"index {tensor}", progress)
+    bar = progress_bar(n, f"index {tensor}", progress)
     used_params: dict[str, Any] = dict(params or {})
     try:
         for s in range(0, max(n, 1), partition_rows):
@@ -155,7 +145,7 @@ def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str
     key = put_cas_json(ds.store, "indexes", manifest)
     ds.store.put(f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
                  json.dumps({"manifest": key}).encode())
-    ds.__dict__.pop("_index_cache", None)
+    forget(ds)
     return IndexInfo.load(ds, key)
 
 
@@ -206,11 +196,8 @@ def find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None = None,
     """The index of `tensor` on the newest commit in the current version's history (of one
     of `kinds`, with `metric`), or None. Cached per dataset state (refs only get added: a
     new index is seen by the next query on a new state, or after `create_index`)."""
-    cache = ds.__dict__.setdefault("_index_cache", {})
-    ck = (ds._base_key, ds._unflushed, tensor, kinds, metric)
-    if ck not in cache:
-        cache[ck] = _find_index(ds, tensor, kinds, metric)
-    out: IndexInfo | None = cache[ck]
+    out: IndexInfo | None = state_cached(ds, ("index", tensor, kinds, metric),
+                                         lambda: _find_index(ds, tensor, kinds, metric))
     return out
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plane._errors import PlaneError, QueryError
+from plane.query._cache import state_cached
 
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
@@ -156,13 +157,13 @@ def _snapshot(ds: Dataset) -> Dataset:
     if ds._unflushed:
         ds.flush()  # make the working state durable so the view can name it (run_query
         # flushes before executing, so positions are those of this state)
-    cached = ds.__dict__.get("_view_snapshot")
-    if cached is not None and cached[0] == ds._base_key:
-        return cached[1]  # type: ignore[no-any-return]
-    snap = Dataset(ds.store, "state:" + ds._base_key, read_only=True)
-    snap._links = ds._links
-    ds.__dict__["_view_snapshot"] = (ds._base_key, snap)
-    return snap
+    def make() -> Dataset:
+        snap = Dataset(ds.store, "state:" + ds._base_key, read_only=True)
+        snap._links = ds._links
+        return snap
+
+    out: Dataset = state_cached(ds, "snapshot", make)
+    return out
 
 
 def load_view(ds: Dataset, name: str) -> View:
