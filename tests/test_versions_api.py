@@ -146,6 +146,74 @@ def test_merge_delete_vs_update_and_fast_forward() -> None:
     assert res.rows_deleted == 1 and len(ds) == 19
 
 
+def _ids(ds: plane.Dataset) -> list[int]:
+    return [int(i) for i in ds.row_ids]
+
+
+def test_merge_base_is_the_best_common_ancestor_not_the_nearest() -> None:
+    """A short path to an old common ancestor must not hide the newer one it leads to."""
+    from plane.version import merge_base, merge_bases
+
+    ds = plane.create("mem://")
+    ds.create_tensor("v", dtype="int64")
+    ds.extend({"v": [0, 1]})
+    c0 = ds.commit("c0")
+    ds.branch("old")
+    ds.extend({"v": [2, 3]})
+    ds.commit("c1")
+    ds.extend({"v": [4]})
+    c3 = ds.commit("c3")
+    ds.branch("side")
+    ds.branch("b")
+    ds.checkout("side")
+    for k in range(3):  # a long path from the merge below back to c3
+        ds.extend({"v": [10 + k]})
+        ds.commit(f"s{k}")
+    ds.checkout("old")
+    ds.extend({"v": [20]})
+    ds.commit("o1")
+    ds.merge("side")  # merge commit: c0 is 2 steps away, c3 is 5
+    ds.checkout("b")
+    gone = _ids(ds)[2]  # a row that c1 added: in c3, not in c0
+    ds.delete([2])
+    ds.commit("b deletes a c1 row")
+    ds.checkout("old")
+    store = ds._store
+    assert merge_bases(store, ds.commit_id, ds.versions.resolve("b")[1]) == [c3]
+    assert merge_base(store, ds.commit_id, ds.versions.resolve("b")[1]) == c3 != c0
+    res = ds.merge("b")
+    assert res.rows_deleted == 1 and gone not in _ids(ds)
+    assert sorted(int(x) for x in ds["v"].numpy()) == [0, 1, 3, 4, 10, 11, 12, 20]
+
+
+def test_criss_cross_merge_uses_the_newest_best_base() -> None:
+    from plane.version import merge_base, merge_bases
+
+    ds = plane.create("mem://")
+    ds.create_tensor("v", dtype="int64")
+    ds.extend({"v": [0, 1, 2]})
+    ds.commit("c0")
+    ds.branch("x")
+    ds["v"][0] = 100
+    a1 = ds.commit("a1")
+    ds.checkout("x")
+    ds["v"][1] = 200
+    x1 = ds.commit("x1")
+    ds.merge(a1)  # x: merge(x1, a1)
+    ds.checkout("main")
+    ds.merge(x1)  # main: merge(a1, x1) -- criss-cross: both a1 and x1 are best bases
+    ds.checkout("x")
+    ds["v"][2] = 300
+    ds.commit("x2")
+    ds.checkout("main")
+    store, theirs = ds._store, ds.versions.resolve("x")[1]
+    assert sorted(merge_bases(store, ds.commit_id, theirs)) == sorted([a1, x1])
+    newest = max((a1, x1), key=lambda c: ([e["time"] for e in ds.log() if e["id"] == c], c))
+    assert merge_base(store, ds.commit_id, theirs) == newest
+    ds.merge("x")
+    assert [int(x) for x in ds["v"].numpy()] == [100, 200, 300]
+
+
 def test_one_row_update_writes_a_small_delta(tmp_path: Any) -> None:
     ds = plane.create(tmp_path / "d")
     ds.create_tensor("label", dtype="int64")

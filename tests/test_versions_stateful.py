@@ -136,7 +136,12 @@ class VersionMachine(RuleBasedStateMachine):
             self.head[self.branch] = theirs_c
             self.work[self.branch] = list(self.commits[theirs_c][0])
             return
-        base_c = min((d, c) for c, d in ours_anc.items() if c in theirs_anc)[1]
+        # the base: a best common ancestor (not an ancestor of another common ancestor);
+        # in criss-cross history the most recent of them, then the larger id
+        common = {c for c in ours_anc if c in theirs_anc}
+        stale = {a for c in common for a in self._ancestors(c) if a != c}
+        times = {e["id"]: float(e["time"]) for e in self.ds.log()}
+        base_c = max(common - stale, key=lambda c: (times[c], c))
         base = {r[0]: r for r in self.commits[base_c][0]}
         ours = {r[0]: r for r in self.rows}
         theirs_rows = self.commits[theirs_c][0]

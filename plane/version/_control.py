@@ -14,39 +14,52 @@ from plane.version._merge import MergeResult, merge_into
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
 
-__all__ = ["VersionControl", "merge_base"]
+__all__ = ["VersionControl", "merge_base", "merge_bases"]
 
 _STATE = "state:"
 
 
-def _ancestors(store: Any, commit_id: str) -> dict[str, int]:
-    """Every ancestor of a commit (itself included) with its BFS distance."""
+def _ancestors(store: Any, commit_id: str, parents: dict[str, tuple[str, ...]] | None = None
+               ) -> dict[str, int]:
+    """Every ancestor of a commit (itself included) with its BFS distance; `parents` memoises
+    commit loads across calls."""
+    memo = {} if parents is None else parents
     seen = {commit_id: 0}
     todo = deque([commit_id])
     while todo:
         c = todo.popleft()
-        for p in Commit.load(store, c).parents:
+        if c not in memo:
+            memo[c] = Commit.load(store, c).parents
+        for p in memo[c]:
             if p not in seen:
                 seen[p] = seen[c] + 1
                 todo.append(p)
     return seen
 
 
-def merge_base(store: Any, a: str, b: str) -> str | None:
-    """The nearest common ancestor of commits a and b (None if they share no history)."""
-    ours = _ancestors(store, a)
-    best: tuple[int, str] | None = None
-    seen = {b}
-    todo = deque([b])
+def merge_bases(store: Any, a: str, b: str) -> list[str]:
+    """The best common ancestors of commits a and b: those that are not an ancestor of another
+    common ancestor (Git's `merge-base --all`). More than one means criss-cross history."""
+    parents: dict[str, tuple[str, ...]] = {}
+    ours, theirs = _ancestors(store, a, parents), _ancestors(store, b, parents)
+    common = [c for c in theirs if c in ours]
+    stale: set[str] = set()
+    todo = deque(p for c in common for p in parents[c])
     while todo:
         c = todo.popleft()
-        if c in ours and (best is None or ours[c] < best[0]):
-            best = (ours[c], c)
-        for p in Commit.load(store, c).parents:
-            if p not in seen:
-                seen.add(p)
-                todo.append(p)
-    return best[1] if best else None
+        if c not in stale:
+            stale.add(c)
+            todo.extend(parents[c])
+    return [c for c in common if c not in stale]
+
+
+def merge_base(store: Any, a: str, b: str) -> str | None:
+    """The base of a three-way merge of a and b (None if they share no history): the best
+    common ancestor; in criss-cross history, the most recent of them (then the larger id)."""
+    best = merge_bases(store, a, b)
+    if not best:
+        return None
+    return max(best, key=lambda c: (float(Commit.load(store, c).time), c))
 
 
 class VersionControl:
