@@ -296,8 +296,10 @@ def run_plane(data: dict[str, Any], gt: dict[str, Any], root: str, res: dict[str
     order = np.argsort(rids, kind="stable")
     assert len(rids) == n
 
+    sorted_rids = rids[order]  # once: a 100k gather per query would evict the caches
+
     def to_pos(ids: Any) -> list[int]:  # stable row ids -> row positions (= truth's ids)
-        out_: list[int] = order[np.searchsorted(rids[order], np.asarray(ids))].tolist()
+        out_: list[int] = order[np.searchsorted(sorted_rids, np.asarray(ids))].tolist()
         return out_
     qv, qt = data["qvec"], data["qtext"]
     out = res["results"]

@@ -290,3 +290,65 @@ def test_optimize_index_rebuilds_at_the_current_commit(tmp_path: Path) -> None:
     plan = ds.explain(sql, params={"q": q})
     assert "added or changed since" not in plan and f"at commit {head[:12]}" in plan
     assert ds.query(sql, params={"q": q}).ids.tolist() == [int(ds.row_ids[-1])]
+
+
+@pytest.mark.parametrize("kind,metric", [("hnsw", "cosine"), ("ivf_flat", "l2"),
+                                         ("flat", "ip"), ("ivf_pq", "cosine")])
+def test_prepared_top_k_path_equals_the_general_executor(
+        tmp_path: Path, kind: str, metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plane.query import _fast, _parse_cached
+    from plane.query._builder import run_query
+
+    rng = np.random.default_rng(11)
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("embedding", htype="embedding", shape=(8,))
+    ds.create_tensor("width", dtype="int32")
+    x = rng.standard_normal((12_000, 8)).astype(np.float32)
+    x[100:140] = x[7]  # exact ties: ordered by row id on both paths
+    ds.extend({"embedding": x, "width": np.arange(12_000, dtype=np.int32)})
+    ds.commit("data")
+    ds.create_index("embedding", kind=kind, metric=metric, partition_rows=5000)
+    fn = {"cosine": "COSINE_SIMILARITY", "l2": "L2_DISTANCE", "ip": "INNER_PRODUCT"}[metric]
+    order = "ASC" if metric == "l2" else "DESC"
+    used = []
+    real_run = _fast.Prepared.run
+
+    def spy(self: Any, params: Any, text: str) -> Any:
+        out = real_run(self, params, text)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_fast.Prepared, "run", spy)
+    sqls = [f"SELECT id ORDER BY {fn}(embedding, $q) {order} LIMIT 10",
+            f"SELECT id, width ORDER BY {fn}(embedding, $q) {order} LIMIT 5 OFFSET 3"]
+    queries = [x[7], *rng.standard_normal((6, 8)).astype(np.float32)]
+    for sql in sqls:
+        for q in queries:
+            got = ds.query(sql, {"q": q})
+            want = run_query(ds, _parse_cached(sql, {"q": q}, list(ds._writers)), sql,
+                             prepared=False)
+            assert got.ids.tolist() == want.ids.tolist()
+            assert got.positions.tolist() == want.positions.tolist()
+            np.testing.assert_array_equal(got.scores, want.scores)
+            assert got.commit_id == want.commit_id and got.columns == want.columns
+            assert got["width"].tolist() == want["width"].tolist()
+    assert used and all(used)  # the prepared path answered every query above
+    used.clear()
+    b = ds.search().nearest("embedding", queries[1], metric=metric).limit(10).run()
+    assert used == [True] and b.ids.tolist() == ds.query(sqls[0], {"q": queries[1]}).ids.tolist()
+    if metric != "ip":
+        tied = ds.query(sqls[0], {"q": x[7]})  # 41 equal vectors: ties come out by row id
+        same = tied.scores[1:] == tied.scores[:-1]
+        assert same.sum() >= 5 and (np.diff(tied.ids)[same] > 0).all()
+    ds.extend({"embedding": x[:3] * 2, "width": np.zeros(3, np.int32)})  # index now stale
+    used.clear()
+    res = ds.query(sqls[0], {"q": x[0]})
+    assert not used or not any(used)  # the general executor answers for the new rows
+    assert len(res) == 10 and int(ds.row_ids[0 if metric == "l2" else 12_000]) in res.ids
+    ds.commit("more")
+    ds.create_index("embedding", kind=kind, metric=metric, partition_rows=5000)
+    with pytest.raises(plane.QueryError, match="3 numbers but 'embedding' holds vectors of "
+                       r"shape \(8,\)"):
+        ds.query(sqls[0], {"q": np.ones(3, np.float32)})  # the executor's error
+    with pytest.raises(plane.QueryError, match="not a list of numbers"):
+        ds.query(sqls[0], {"q": ["a", "b"]})

@@ -29,15 +29,20 @@ def parse(sql: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
 _PARSED: OrderedDict[Any, Any] = OrderedDict()
 
 
-def _parse_cached(sql: str, params: Mapping[str, Any] | None, tensors: list[str]) -> Any:
+def _key(sql: str, params: dict[str, Any], tensors: tuple[str, ...]) -> Any:
+    scalars = tuple(sorted((k, repr(v)) for k, v in params.items()
+                           if v is None or isinstance(v, bool | int | float | str)))
+    return (sql, scalars, tuple(sorted(params)), tensors)
+
+
+def _parse_cached(sql: str, params: Mapping[str, Any] | None, tensors: list[str],
+                  key: Any = None) -> Any:
     """Parsing costs ~1 ms: reuse the AST of a query text run again with new vectors (scalar
     parameter values are part of the key: LIMIT $n resolves at parse time)."""
     import dataclasses
 
     ps = dict(params or {})
-    scalars = tuple(sorted((k, repr(v)) for k, v in ps.items()
-                           if v is None or isinstance(v, bool | int | float | str)))
-    key = (sql, scalars, tuple(sorted(ps)), tuple(tensors))
+    key = key or _key(sql, ps, tuple(tensors))
     q = _PARSED.get(key)
     if q is None:
         q = parse(sql, ps, tensors=tensors)
@@ -49,8 +54,15 @@ def _parse_cached(sql: str, params: Mapping[str, Any] | None, tensors: list[str]
 
 def run_sql(ds: Dataset, sql: str, params: Mapping[str, Any] | None = None) -> View:
     from plane.query._builder import run_query
+    from plane.query._fast import run_prepared
 
-    return run_query(ds, _parse_cached(sql, params, list(ds.tensors)), sql)
+    ps = dict(params or {})
+    tensors = tuple(ds._writers)
+    key = _key(sql, ps, tensors)
+    view = run_prepared(ds, key, lambda: _parse_cached(sql, ps, list(tensors), key), ps, sql)
+    if view is not None:
+        return view
+    return run_query(ds, _parse_cached(sql, ps, list(tensors), key), sql, prepared=False)
 
 
 def explain_sql(ds: Dataset, sql: str | Search, params: Mapping[str, Any] | None = None

@@ -142,10 +142,20 @@ def _columns(ds: Dataset, q: Query) -> tuple[list[str] | None, str]:
     return (cols or None), score_name
 
 
-def run_query(ds: Dataset, q: Query, text: str) -> View:
+def run_query(ds: Dataset, q: Query, text: str, prepared: bool = True) -> View:
     from plane.query._exec import execute
+    from plane.query._fast import run_prepared
     from plane.query._view import View
 
+    if prepared:  # a pure top-k vector query: planned once per dataset state
+        try:
+            hash(q)
+        except TypeError:  # an unhashable literal in the query: no prepared path
+            pass
+        else:
+            view = run_prepared(ds, ("query", q), lambda: q, q.params, text)
+            if view is not None:
+                return view
     cols, score_name = _columns(ds, q)
     if not ds.read_only and ds._unflushed:
         ds.flush()  # the view names a durable state; positions are computed after this

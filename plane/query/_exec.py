@@ -353,10 +353,21 @@ def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray,
 
 def _vector_query(ctx: _Ctx, s: VectorScore) -> np.ndarray:
     q = ctx.value(s.query)
-    qv = np.asarray(q, np.float32).reshape(-1)
+    try:
+        qv = np.asarray(q, np.float32).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise QueryError(f"the query vector for {s.col.name!r} is not a list of numbers "
+                         f"({e})") from None
     meta = ctx.ds._writer(s.col.name).meta
     if meta.kind != "array":
         raise QueryError(f"{s.col.name!r} is {meta.htype}, not a vector tensor")
+    shape = meta.shape
+    if shape and all(d is not None for d in shape):
+        dim = int(np.prod([d for d in shape if d is not None]))
+        if qv.shape[0] != dim:
+            raise QueryError(f"the query vector has {qv.shape[0]} numbers but {s.col.name!r} "
+                             f"holds vectors of shape {tuple(shape)} ({dim} numbers); pass "
+                             f"a vector of {dim}")
     return qv
 
 

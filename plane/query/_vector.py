@@ -21,6 +21,7 @@ import numpy as np
 from plane._errors import QueryError
 
 __all__ = ["KINDS", "VectorPartition", "build_partition", "exact_search", "normalize",
+           "normalize_query",
            "higher_is_better", "merge_topk", "default_params"]
 
 KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
@@ -35,6 +36,14 @@ def normalize(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     n[n == 0] = 1.0
     out: np.ndarray = x / n
+    return out
+
+
+def normalize_query(q: np.ndarray) -> np.ndarray:
+    """One query row (shape (1, d)) scaled to unit length (a zero vector stays zero)."""
+    q = np.ascontiguousarray(q, np.float32)
+    n = float(np.sqrt(np.dot(q[0], q[0])))
+    out: np.ndarray = q / np.float32(n) if n else q
     return out
 
 
@@ -113,7 +122,7 @@ class VectorPartition:
             sel = faiss.IDSelectorBatch(np.ascontiguousarray(local, np.int64))
         kk = min(k, self.ntotal)
         sp = self._search_params(faiss, p, sel)
-        qq = normalize(q[None]) if self.metric == "cosine" else np.ascontiguousarray(
+        qq = normalize_query(q[None]) if self.metric == "cosine" else np.ascontiguousarray(
             q[None], np.float32)
         d, i = self.index.search(qq, kk, params=sp) if sp is not None else \
             self.index.search(qq, kk)

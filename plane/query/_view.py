@@ -42,6 +42,18 @@ class View:
         self.query = query
         self.score_name = score_name
 
+    @classmethod
+    def _prepared(cls, snapshot: Dataset, commit: str | None, store: Any,
+                  positions: np.ndarray, scores: np.ndarray | None,
+                  columns: list[str] | None, query: str, score_name: str,
+                  ids: np.ndarray | None = None) -> View:
+        """A view over an already-taken snapshot (the prepared query path)."""
+        v = cls.__new__(cls)
+        v._commit, v._store, v.ds, v.positions = commit, store, snapshot, positions
+        v._ids, v.scores, v.columns, v.query, v.score_name = ids, scores, columns, query, \
+            score_name
+        return v
+
     # ---- reading --------------------------------------------------------------------------
     @property
     def ids(self) -> np.ndarray:
