@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/loader_bench.py
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/query_bench.py
+	$(BIN)/python bench/scalar_index_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check plane actors jobs configs tests bench

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import plane
 from plane.query._text import TextIndex, tokenize
@@ -352,3 +354,116 @@ def test_prepared_top_k_path_equals_the_general_executor(
         ds.query(sqls[0], {"q": np.ones(3, np.float32)})  # the executor's error
     with pytest.raises(plane.QueryError, match="not a list of numbers"):
         ds.query(sqls[0], {"q": ["a", "b"]})
+
+
+_OPS = ["=", "<", "<=", ">", ">="]
+_TEXTS = ["", "a", "ab", "b", "ba", "é", "a b"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_btree_index_answers_like_a_scan_across_later_writes(data: st.DataObject) -> None:
+    """Every predicate a btree index answers gives the rows a plain scan gives, on the
+    indexed commit and after updates, deletes and appends that the index has not seen."""
+    n = data.draw(st.integers(1, 200), label="rows")
+    model = {
+        "i": data.draw(st.lists(st.integers(-20, 20), min_size=n, max_size=n)),
+        "f": data.draw(st.lists(st.floats(-5, 5, width=32) | st.just(float("nan")),
+                                min_size=n, max_size=n)),
+        "c": data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
+        "t": data.draw(st.lists(st.sampled_from(_TEXTS), min_size=n, max_size=n)),
+    }
+    ds = plane.create("mem://")
+    ds.create_tensor("i", dtype="int32", chunk_bytes=1024)  # several chunks
+    ds.create_tensor("f", dtype="float32")
+    ds.create_tensor("c", htype="class_label", class_names=["x", "y", "z"])
+    ds.create_tensor("t", htype="text")
+    ds.extend({"i": np.array(model["i"], np.int32), "f": np.array(model["f"], np.float32),
+               "c": np.array(model["c"]), "t": model["t"]})
+    ds.commit("data")
+    for name in model:
+        ds.create_index(name, kind="btree")
+    for _ in range(data.draw(st.integers(0, 4), label="later writes")):
+        op = data.draw(st.sampled_from(["update", "delete", "append"]))
+        if op == "append" or not len(ds):
+            ds.extend({"i": np.array([7], np.int32), "f": np.array([0.5], np.float32),
+                       "c": np.array([1]), "t": ["ab"]})
+            for k, v in (("i", 7), ("f", 0.5), ("c", 1), ("t", "ab")):
+                model[k].append(v)
+        else:
+            at = data.draw(st.integers(0, len(ds) - 1))
+            if op == "delete":
+                ds.delete([at])
+                for col in model.values():
+                    del col[at]
+            else:
+                ds["i"][at] = -20
+                ds["t"][at] = "zz"
+                model["i"][at], model["t"][at] = -20, "zz"
+        if data.draw(st.booleans(), label="commit"):
+            ds.commit("w")
+    f32 = np.array(model["f"], np.float32)
+    for _ in range(6):
+        col = data.draw(st.sampled_from(sorted(model)))
+        op = data.draw(st.sampled_from([*_OPS, "between", "in"]))
+        if col == "t":
+            vals = [data.draw(st.sampled_from([*_TEXTS, "zz", "c"])) for _ in range(2)]
+        elif col == "c":
+            vals = [data.draw(st.sampled_from(["x", "y", "z"])) for _ in range(2)]
+        else:
+            vals = [data.draw(st.integers(-21, 21) | st.floats(-6, 6, width=32)
+                              | st.floats(-6, 6) | st.floats(-6, 6).map(np.float64)
+                              | st.just(float("nan")) | st.integers(-2**40, 2**40))
+                    for _ in range(2)]
+        cmp = {"=": np.equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
+               ">=": np.greater_equal}
+        key = [["x", "y", "z"].index(v) for v in vals] if col == "c" else vals
+        have = np.array(model[col], dtype=object) if col == "t" else (
+            f32 if col == "f" else np.array(model[col]))
+        if op == "between":
+            where = f"{col} BETWEEN $a AND $b"
+            want = (have >= key[0]) & (have <= key[1])
+        elif op == "in":
+            where = f"{col} IN ($a, $b)"
+            want = (have == key[0]) | (have == key[1])
+        else:
+            where = f"{col} {op} $a"
+            want = cmp[op](have, key[0])
+        res = ds.query(f"SELECT id WHERE {where}", {"a": vals[0], "b": vals[1]})
+        at = {int(r): p for p, r in enumerate(ds.row_ids)}
+        got = sorted(at[int(r)] for r in res.ids)
+        assert got == np.flatnonzero(np.asarray(want, bool)).tolist(), (where, vals)
+        assert "btree index at commit" in ds.explain(f"SELECT id WHERE {where}",
+                                                     {"a": vals[0], "b": vals[1]})
+
+
+def test_btree_index_explains_and_rejects_what_it_cannot_hold(tmp_path: Path) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("w", dtype="int64")
+    ds.create_tensor("v", htype="embedding", shape=(2,))
+    ds.extend({"w": np.arange(1000) % 100, "v": np.zeros((1000, 2), np.float32)})
+    ds.commit("c")
+    info = ds.create_index("w", kind="btree")
+    assert info.kind == "btree" and "btree" in [i.kind for i in plane.query.list_indexes(ds)]
+    plan = ds.explain("SELECT id WHERE w = 5")
+    assert "w = 5: btree index at commit" in plan and "10 rows" in plan
+    ds.extend({"w": [5], "v": np.zeros((1, 2), np.float32)})
+    assert "1 rows changed since checked directly" in ds.explain("SELECT id WHERE w = 5")
+    assert len(ds.query("SELECT id WHERE w = 5")) == 11
+    ds.commit("more")
+    before = sorted(ds.store.list(""))
+    with pytest.raises(plane.QueryError, match="btree index needs a scalar numeric"):
+        ds.create_index("v", kind="btree")
+    assert sorted(ds.store.list("")) == before  # nothing written
+
+
+def test_a_query_after_an_unflushed_delete_sees_the_delete() -> None:
+    ds = plane.create("mem://")
+    ds.create_tensor("w", dtype="int64")
+    ds.extend({"w": [1, 2, 1, 3]})
+    ds.commit("c")
+    assert len(ds.query("SELECT id WHERE w = 1")) == 2  # caches derived from this state
+    ds.delete([0])
+    assert ds.has_changes
+    res = ds.query("SELECT id WHERE w = 1")
+    assert res.ids.tolist() == [int(ds.row_ids[1])]

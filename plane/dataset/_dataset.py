@@ -148,7 +148,9 @@ class Dataset:
     def _unflushed(self) -> bool:
         """True if the in-memory working state differs from `_base_key` (not yet flushed)."""
         return bool(any(w.dirty for w in self._writers.values()) or self._created
-                    or self._dropped)
+                    or self._dropped or (self._deleted is not self._base.deleted
+                                         and not np.array_equal(self._deleted,
+                                                                self._base.deleted)))
 
     @property
     def tensors(self) -> dict[str, Tensor]:

@@ -275,12 +275,91 @@ def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
     return m
 
 
+def _lookup_of(ctx: _Ctx, e: Any) -> tuple[Col, str, Any] | None:
+    """(column, description, how to query a btree index) when `e` is a predicate a sorted
+    index answers: col op literal (= < <= > >=), BETWEEN, IN of literals."""
+    def lit(x: Any, col: Col) -> Any:
+        return _class_id(ctx, col, ctx.value(x)) if isinstance(x, Lit | Param) else None
+
+    if isinstance(e, Cmp) and e.op in ("=", "<", "<=", ">", ">="):
+        left, right, op = e.left, e.right, e.op
+        if isinstance(right, Col) and isinstance(left, Lit | Param):
+            left, right = right, left
+            op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
+        if isinstance(left, Col) and not left.path and isinstance(right, Lit | Param):
+            v = lit(right, left)
+            return left, f"{left.name} {op} {v!r}", lambda ix: ix.lookup(op, v)
+    if isinstance(e, Between) and not e.negated and isinstance(e.expr, Col) \
+            and not e.expr.path and isinstance(e.low, Lit | Param) \
+            and isinstance(e.high, Lit | Param):
+        col = e.expr
+        a, b = lit(e.low, col), lit(e.high, col)
+        return col, f"{col.name} BETWEEN {a!r} AND {b!r}", lambda ix: ix.between(a, b)
+    if isinstance(e, In) and not e.negated and isinstance(e.expr, Col) and not e.expr.path \
+            and all(isinstance(v, Lit | Param) for v in e.values):
+        col = e.expr
+        vals = [lit(v, col) for v in e.values]
+
+        def many(ix: Any) -> np.ndarray | None:
+            hits = [ix.lookup("=", v) for v in vals]
+            if any(h is None for h in hits):
+                return None
+            return np.unique(np.concatenate(hits)) if hits else np.zeros(0, np.int64)
+        # (indexes into the sorted index: unique across values)
+        return col, f"{col.name} IN ({len(vals)} values)", many
+    return None
+
+
+def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
+    """The mask of `e` from a btree index of its tensor (rows changed since the index's
+    commit evaluated directly), or None when no index applies."""
+    from plane.query._indexes import find_index, load_partition
+
+    if ctx.n != len(ctx.ds):
+        return None
+    try:
+        found = _lookup_of(ctx, e)
+    except QueryError:
+        return None  # e.g. an unknown class name: the scan raises the full error
+    if found is None or found[0].name not in ctx.ds._writers:
+        return None
+    col, what, query = found
+    info = find_index(ctx.ds, col.name, ("btree",))
+    if info is None:
+        return None
+    index = load_partition(ctx.ds, info.partitions[0]["key"], "btree")
+    at = query(index)
+    if at is None:
+        return None  # a value the index cannot compare (the scan decides)
+    stale, fresh = _changed_since(ctx, info, col.name)
+    m = np.zeros(ctx.n, bool)
+    if info.state == ctx.ds._base_key and not ctx.ds._unflushed:
+        hits = index.pos[at]  # the indexed state: its positions are ours
+        m[hits] = True
+    else:
+        hits = index.ids[at]
+        if stale.shape[0]:
+            hits = np.setdiff1d(hits, stale, assume_unique=True)
+        m[_to_pos(ctx, hits)] = True
+    if fresh.shape[0]:
+        pos = np.sort(_to_pos(ctx, fresh))
+        sub = _Ctx(ctx.ds, ctx.q, ctx.plan)
+        sub.n, sub.pos, sub.ids, sub.prune = int(pos.shape[0]), pos, ctx.ids[pos], False
+        m[pos] = where_mask(sub, e)
+    ctx.plan.add(f"{what}: btree index at commit {info.commit[:12]}: {hits.shape[0]:,} rows"
+                 + (f", {fresh.shape[0]:,} rows changed since checked directly"
+                    if fresh.shape[0] else ""))
+    return m
+
+
 def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask over rows (positions) of rows satisfying `e`."""
-    if not isinstance(e, And | Or | Not):
-        pruned = _pruned(ctx, e) if ctx.prune else None
-        if pruned is not None:
-            return pruned
+    if not isinstance(e, And | Or | Not) and ctx.prune:
+        found = _indexed(ctx, e)
+        if found is None:
+            found = _pruned(ctx, e)
+        if found is not None:
+            return found
     if isinstance(e, And):
         m = np.ones(ctx.n, bool)
         for it in sorted(e.items, key=lambda x: isinstance(x, Contains)):  # cheap ones first
@@ -543,8 +622,8 @@ def execute(ds: Dataset, q: Query, plan: Plan | None = None) -> tuple[np.ndarray
              + f", {ctx.n:,} rows")
     if q.where is not None:
         cand = where_mask(ctx, q.where)
-        plan.add(f"filter: {int(cand.sum()):,} of {ctx.n:,} rows match "
-                 f"({cand.mean() if ctx.n else 0:.2%})")
+        hit = int(np.count_nonzero(cand))
+        plan.add(f"filter: {hit:,} of {ctx.n:,} rows match ({hit / ctx.n if ctx.n else 0:.2%})")
     else:
         cand = np.ones(ctx.n, bool)
         ctx.all_rows = True

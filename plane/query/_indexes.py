@@ -35,7 +35,7 @@ __all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_part
            "TEXT_KINDS"]
 
 TEXT_KINDS = ("bm25",)
-SCALAR_KINDS = ("minmax",)
+SCALAR_KINDS = ("minmax", "btree")
 DEFAULT_PARTITION_ROWS = 1_000_000
 
 
@@ -79,12 +79,14 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
         raise QueryError("indexes are bound to commits: commit first (ds.commit(...)), then "
                          "create the index")
     if kind in SCALAR_KINDS:
+        from plane.query._btree import build_sorted
         from plane.query._stats import build_minmax
 
-        blob = build_minmax(ds, tensor).to_bytes()
+        blob = (build_minmax(ds, tensor) if kind == "minmax" else build_sorted(ds, tensor)
+                ).to_bytes()
         key = f"indexes/data/{digest_hex(blob)}"
         ds.store.put(key, blob)
-        return _register(ds, tensor, kind, "minmax", {}, len(ds),
+        return _register(ds, tensor, kind, kind, {}, len(ds),
                          [{"key": key, "rows": len(ds), "start": 0}])
     text = kind in TEXT_KINDS
     if text and meta.kind != "text":
@@ -167,6 +169,10 @@ def load_partition(ds: Dataset, key: str, text: bool | str) -> Any:
         from plane.query._stats import ChunkStats
 
         part: Any = ChunkStats.from_bytes(raw)
+    elif text == "btree":
+        from plane.query._btree import SortedIndex
+
+        part = SortedIndex.from_bytes(raw)
     elif text:
         from plane.query._text import TextIndex
 
