@@ -236,6 +236,10 @@ def test_cli_query_and_index(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["query", url, "SELECT id, width WHERE width > 990 ORDER BY width DESC"]) == 0
     out = capsys.readouterr().out
     assert "width" in out.splitlines()[0] and len(out.splitlines()) >= 3
+    assert main(["index", "create", url, "width", "--kind", "btree"]) == 0
+    assert "btree index on 'width'" in capsys.readouterr().out
+    assert main(["query", url, "SELECT id, width WHERE width > 990", "--explain"]) == 0
+    assert "btree index at commit" in capsys.readouterr().out
     assert main(["index", "list", url]) == 0
     assert "caption" in capsys.readouterr().out
     assert main(["query", url, "SELEC nonsense"]) == 2
