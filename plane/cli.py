@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("action", choices=["create", "list"])
     common(s)
     s.add_argument("tensor", nargs="?", default=None)
-    s.add_argument("--kind", default="hnsw", help="flat, ivf_flat, ivf_pq, hnsw, bm25, minmax or btree")
+    s.add_argument("--kind", default="hnsw",
+                   help="flat, ivf_flat, ivf_pq, hnsw, bm25, minmax or btree")
     s.add_argument("--metric", default="cosine", help="cosine, l2 or ip")
     s.set_defaults(fn=_cmd_index)
     args = p.parse_args(argv)

@@ -6,6 +6,7 @@ the working state of one branch (or a read-only commit) and composes them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -55,6 +56,9 @@ __all__ = ["Dataset", "create", "open_dataset"]
 #: patch chunks up to this size are kept inside the tensor's part (one object fewer per
 #: small update; format version 2)
 INLINE_PATCH_BYTES = 2048
+#: a tensor's patches are folded into one (newest value per row) when there are this many,
+#: so a part (rewritten by every commit that touches the tensor) stays small
+PATCH_COMPACT_AT = 32
 
 _MAX_REBASES = 50
 
@@ -423,12 +427,33 @@ class Dataset:
         if not np.all(order == np.arange(order.shape[0])):
             block = _reorder(block, order)
             phys = phys[order]
+        self._add_patch(w, phys, block, meta)
+        if len(w.patches) >= PATCH_COMPACT_AT:
+            self._compact_patches(name)
+
+    def _add_patch(self, w: TensorWriter, phys: np.ndarray, block: Block, meta: TensorMeta
+                   ) -> None:
         patch, data = w.plan_patch(phys, block, meta)
         if len(data) <= INLINE_PATCH_BYTES and int(self._info.get("format_version", 1)) >= 2:
             patch = Patch(patch.key, patch.nbytes, patch.rows, data)  # lives in the part
         else:
             self._store.put(chunk_key(patch.key), data)
         w.apply_patch(patch, data, meta)
+
+    def _compact_patches(self, name: str) -> None:
+        """Fold every patch of `name` into one holding the newest value of each patched row.
+        Readers, diff and merge see the same values; a concurrent writer's rebase treats all
+        of its rows as changed here (a conflict where it changed one of them too)."""
+        w = self._writers[name]
+        pm = w.patch_map()
+        if pm is None:
+            return
+        raw = w.meta.sample_compression is not None
+        vals = list(read_samples(self._reader, w.meta, w.index, pm.rows, not raw, True, pm))
+        block, meta = encode_batch(w.meta, vals, 0)
+        w.set_patches([])
+        self._add_patch(w, pm.rows, block, meta)
+        self._base_npatches[name] = 0  # the folded patch is this working state's own
 
     def delete(self, rows: Any) -> None:
         """Delete rows (int, slice, list, mask) from every tensor; kept by older commits."""
@@ -491,6 +516,8 @@ class Dataset:
             if self._refs.advance(self._branch, self._seq + 1, rec):
                 self._seq += 1
                 self._commit_id = commit_id
+                if message is not None:  # a new commit: its state is the one just written
+                    self.__dict__.setdefault("_commit_states", {})[commit_id] = key
                 self._base_key, self._base = key, state
                 self._base_parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches))
                                     for n, w in self._writers.items()}
@@ -539,8 +566,11 @@ class Dataset:
         their_parts = {n: TensorPart.load(self._store, k) for n, k in theirs.tensors.items()}
         their_touched: dict[str, np.ndarray] = {}
         for name, tp in their_parts.items():
-            nb = len(self._base_parts[name].patches) if name in self._base_parts else 0
+            base_p = self._base_parts[name].patches if name in self._base_parts else []
+            nb = len(base_p)
             new = tp.patches[nb:]
+            if [p.key for p in tp.patches[:nb]] != [p.key for p in base_p]:
+                new = tp.patches  # they folded their patches: every row in them counts
             their_touched[name] = (np.concatenate([p.rows for p in new]) if new
                                    else np.zeros(0, np.int64))
         new_writers: dict[str, TensorWriter] = {}
@@ -764,6 +794,11 @@ def _author() -> str:
     env = os.environ.get("PLANE_AUTHOR")
     if env:
         return env
+    return _login()
+
+
+@functools.cache
+def _login() -> str:
     try:
         import getpass
 

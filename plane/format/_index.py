@@ -35,6 +35,9 @@ class ChunkIndex:
     keys: list[str] = field(default_factory=list)
     key_nbytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _ends: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: (rows, key_ptr, key_nbytes, number of keys, to_dict()) of the last encoding: mutators
+    #: replace the arrays, so an identical identity means an identical index
+    _encoded: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     # ---- construction -------------------------------------------------------------------
     def copy(self) -> ChunkIndex:
@@ -113,13 +116,22 @@ class ChunkIndex:
 
     # ---- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        e = self._encoded
+        if e is not None and e[0] is self.rows and e[1] is self.key_ptr \
+                and e[2] is self.key_nbytes and e[3] == len(self.keys):
+            return dict(e[4])
         raw_keys = b"".join(bytes.fromhex(k) for k in self.keys)
-        return {
+        d = {
             "rows": _b64(self.rows, "<i8"),
             "key_ptr": _b64(self.key_ptr, "<i8"),
             "keys": base64.b64encode(raw_keys).decode(),
             "key_nbytes": _b64(self.key_nbytes, "<i8"),
         }
+        self._remember(d)
+        return dict(d)
+
+    def _remember(self, d: dict[str, Any]) -> None:
+        self._encoded = (self.rows, self.key_ptr, self.key_nbytes, len(self.keys), dict(d))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChunkIndex:
@@ -130,4 +142,5 @@ class ChunkIndex:
         if idx.key_ptr.shape[0] != idx.num_entries + 1 or int(idx.key_ptr[-1]) != len(keys) \
                 or idx.key_nbytes.shape[0] != len(keys):
             raise ValueError("inconsistent chunk index arrays")
+        idx._remember({k: d[k] for k in ("rows", "key_ptr", "keys", "key_nbytes")})
         return idx

@@ -134,11 +134,14 @@ class TensorMeta:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("shape", "max_shape", "class_names"):
-            if d[k] is not None:
-                d[k] = list(d[k])
-        return d
+        cached: dict[str, Any] | None = self.__dict__.get("_dict")
+        if cached is None:  # frozen: the encoding never changes (every commit writes it)
+            cached = asdict(self)
+            for k in ("shape", "max_shape", "class_names"):
+                if cached[k] is not None:
+                    cached[k] = list(cached[k])
+            object.__setattr__(self, "_dict", cached)
+        return {k: list(v) if isinstance(v, list) else v for k, v in cached.items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorMeta:

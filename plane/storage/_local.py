@@ -20,22 +20,23 @@ class LocalStore(Store):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = self.root.as_uri()
-        self._made: set[Path] = set()
+        self._root = str(self.root)
+        self._made: set[str] = set()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/"):
             raise ValueError(f"invalid store key {key!r}: keys are relative paths without '..'")
-        return self.root / key
+        return f"{self._root}/{key}"  # plain strings: a commit writes several small files
 
-    def _mkdirs(self, path: Path) -> None:
-        parent = path.parent
+    def _mkdirs(self, path: str) -> str:
+        parent = os.path.dirname(path)
         if parent not in self._made:
-            parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
+        return parent
 
-    def _tmp(self, path: Path, data: bytes) -> Path:
-        self._mkdirs(path)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+    def _tmp(self, path: str, data: bytes) -> str:
+        tmp = f"{self._mkdirs(path)}/.tmp-{uuid.uuid4().hex}"
         with open(tmp, "wb") as f:
             f.write(data)
         return tmp

@@ -1,0 +1,127 @@
+"""Patch compaction: a tensor's update patches are folded into one so parts stay small, with
+the same values, diffs, merges and concurrent-writer rebases as before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from test_versions_stateful import VersionMachine
+
+import plane
+import plane.dataset._dataset as dsmod
+from plane.core._state import State, TensorPart
+
+
+def _patches(ds: plane.Dataset, tensor: str) -> int:
+    """How many patches the tensor's part holds in the stored (flushed) state."""
+    store = ds.store
+    state = State.load(store, ds._base_key)
+    return len(TensorPart.load(store, state.tensors[tensor]).patches)
+
+
+def test_many_small_updates_keep_the_part_small_and_every_version_right(tmp_path: Any) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("v", dtype="int64")
+    ds.create_tensor("t", htype="text")
+    n = 500
+    ds.extend({"v": np.arange(n), "t": [f"r{i}" for i in range(n)]})
+    first = ds.commit("base")
+    rng = np.random.default_rng(0)
+    model_v, model_t = list(range(n)), [f"r{i}" for i in range(n)]
+    commits = []
+    for k in range(3 * dsmod.PATCH_COMPACT_AT):
+        i = int(rng.integers(0, n))
+        ds["v"][i] = -k
+        ds["t"][i] = f"u{k}"
+        model_v[i], model_t[i] = -k, f"u{k}"
+        commits.append((ds.commit(f"u{k}"), list(model_v), list(model_t)))
+        assert _patches(ds, "v") < dsmod.PATCH_COMPACT_AT
+    sizes = [len(ds.store.get(k)) for k in ds._part_keys.values()]
+    assert max(sizes) < 64 * 1024  # never the sum of every patch ever written
+    for cid, v, t in commits[:: dsmod.PATCH_COMPACT_AT // 3]:
+        old = plane.open(tmp_path / "d", version=cid, read_only=True)
+        assert old["v"].numpy().tolist() == v and old["t"].numpy() == t
+    d = ds.diff(first, commits[-1][0])
+    changed = sorted({i for i in range(n) if model_v[i] != i})
+    assert sorted(ds.row_ids[changed].tolist()) == sorted(d.tensors["v"].updated.tolist())
+
+
+def test_images_fold_as_their_stored_bytes(tmp_path: Any) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    import io
+
+    def jpeg(c: int) -> bytes:
+        buf = io.BytesIO()
+        pil.new("RGB", (8, 8), (c, 0, 0)).save(buf, "JPEG")
+        return buf.getvalue()
+
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("img", htype="image", sample_compression="jpeg")
+    ds.extend({"img": [jpeg(0)] * 4})
+    ds.commit("base")
+    want = {}
+    for k in range(dsmod.PATCH_COMPACT_AT):  # the last update folds all of them into one
+        b = jpeg(k * 5)
+        ds["img"][k % 4] = b
+        want[k % 4] = b
+    ds.commit("folded")
+    assert _patches(ds, "img") == 1
+    got = plane.open(tmp_path / "d")
+    assert [got["img"][i].bytes() for i in range(4)] == [want[i] for i in range(4)]
+
+
+@pytest.mark.parametrize("folder", ["first", "second"])
+def test_a_folded_writer_still_rebases_or_conflicts(tmp_path: Any, folder: str) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("v", dtype="int64")
+    ds.extend({"v": np.arange(100)})
+    ds.commit("base")
+    a = plane.open(tmp_path / "d")
+    b = plane.open(tmp_path / "d")
+    busy, other = (a, b) if folder == "first" else (b, a)
+    for k in range(dsmod.PATCH_COMPACT_AT + 2):  # folds while updating rows 0..9
+        busy["v"][k % 10] = 1000 + k
+    other["v"][50] = -50  # a row the folding writer never touched
+    first, second = (busy, other) if folder == "first" else (other, busy)
+    first.commit("first")
+    second.commit("second")  # disjoint rows: the loser rebases
+    got = plane.open(tmp_path / "d")
+    want = list(range(100))
+    for k in range(dsmod.PATCH_COMPACT_AT + 2):
+        want[k % 10] = 1000 + k
+    want[50] = -50
+    assert got["v"].numpy().tolist() == want
+    # the same row on both sides is a conflict, whichever side folded
+    a = plane.open(tmp_path / "d")
+    b = plane.open(tmp_path / "d")
+    busy, other = (a, b) if folder == "first" else (b, a)
+    for k in range(dsmod.PATCH_COMPACT_AT + 2):
+        busy["v"][k % 10] = 2000 + k
+    other["v"][3] = -3
+    first, second = (busy, other) if folder == "first" else (other, busy)
+    head = first.commit("first")
+    with pytest.raises(plane.CommitConflictError, match="touch the same rows"):
+        second.commit("second")
+    assert plane.open(tmp_path / "d").commit_id == head
+
+
+class FoldingMachine(VersionMachine):
+    """The versioning state machine with patches folded after every third update."""
+
+    def __init__(self) -> None:
+        self._saved = dsmod.PATCH_COMPACT_AT
+        dsmod.PATCH_COMPACT_AT = 3
+        super().__init__()
+
+    def teardown(self) -> None:
+        dsmod.PATCH_COMPACT_AT = self._saved
+        super().teardown()
+
+
+FoldingMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=30, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestFoldingMachine = FoldingMachine.TestCase
