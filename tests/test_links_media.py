@@ -200,3 +200,30 @@ def test_linked_video_and_audio(tmp_path: Path) -> None:
     ds.materialize("clip")
     assert ds["clip"].meta.htype == "video" and ds["clip"].meta.sample_compression == "mp4"
     assert ds["clip"].shape == (1, 4, 32, 48, 3)
+
+
+def test_jpeg_batches_decode_in_place_exactly_like_one_by_one(tmp_path: Path) -> None:
+    """The batch path (decode straight into one array) equals decoding each image."""
+    from plane.format._media import decode_batch
+
+    rng = np.random.default_rng(3)
+    rgb = [encode(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), "jpeg") for _ in range(40)]
+    gray = [encode(rng.integers(0, 255, (24, 32), dtype=np.uint8), "jpeg") for _ in range(9)]
+    for datas, shape in ((rgb, (24, 32, 3)), (gray, (24, 32, 1))):
+        got = decode_batch(datas, "jpeg", shape)
+        assert got is not None and got.shape == (len(datas), *shape)
+        assert all((got[i] == decode(d, "jpeg")).all() for i, d in enumerate(datas))
+    for wrong in ((12, 32, 3), (48, 64, 3)):  # bytes that are not the recorded shape
+        with pytest.raises(plane.SampleError, match="not its recorded shape"):
+            decode_batch(rgb[:5], "jpeg", wrong)
+    assert decode_batch(rgb, "png", (24, 32, 3)) is None
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("img", htype="image", sample_compression="jpeg")
+    ds.create_tensor("y", dtype="int64")
+    ds.extend({"img": rgb, "y": np.arange(40)})
+    seen = 0
+    for b in ds.numpy(batch_size=16, shuffle=True, seed=1):
+        for img, y in zip(b["img"], b["y"]):
+            assert (img == decode(rgb[int(y)], "jpeg")).all()
+            seen += 1
+    assert seen == 40

@@ -20,6 +20,7 @@ import numpy as np
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, StoreError
 from plane.core._layout import is_chunk_key
+from plane.core._reader import unique_ints
 from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
 from plane.storage import CachingStore, Store
 
@@ -96,7 +97,7 @@ class BatchSource:
         self.state_key = state_key
         self.config = config
         #: only these rows (sorted positions; a query view), else every row
-        self.positions = None if positions is None else np.unique(
+        self.positions = None if positions is None else unique_ints(
             np.asarray(positions, np.int64))
         self.links = links  # the dataset's LinkResolver (options for linked objects)
         self.cache_bytes = cache_bytes or max(256 << 20, 3 * config.window_bytes)
@@ -186,7 +187,7 @@ class BatchSource:
         for name in self.tensors:
             wr = ds._writer(name)
             ent, _ = wr.index.locate(ds._to_physical(pos))
-            for e in np.unique(ent):
+            for e in unique_ints(ent):
                 keys.extend(wr.index.entry_keys(int(e)))
         from plane.core._reader import _io_pool
 

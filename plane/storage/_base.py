@@ -21,6 +21,8 @@ class Store(abc.ABC):
 
     #: a URL that reopens this store (``mem://x``, ``file:///p``, ``s3://b/p``)
     url: str = ""
+    #: concurrent reads that pay off: many to hide a remote store's latency, a few on a disk
+    io_threads: int = DEFAULT_IO_THREADS
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

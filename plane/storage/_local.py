@@ -17,6 +17,8 @@ __all__ = ["LocalStore"]
 class LocalStore(Store):
     """Objects are files under `root`; writes go to a temp file then `os.replace`/`os.link`."""
 
+    io_threads = 4  # reads are page-cache copies or local I/O: a few threads saturate them
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = self.root.as_uri()

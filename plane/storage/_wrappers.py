@@ -55,6 +55,10 @@ class WrapperStore(Store):
     def read_only(self) -> bool:
         return self.inner.read_only
 
+    @property
+    def io_threads(self) -> int:  # type: ignore[override]
+        return self.inner.io_threads
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
 
