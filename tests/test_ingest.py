@@ -344,3 +344,38 @@ def test_a_file_missing_a_mapped_column(tmp_path: Path) -> None:
     assert report.files == 3 and report.files_skipped == 1 and report.rows_written == 40
     rec = json.loads(ds.store.get(report.quarantine_key).decode().splitlines()[0])
     assert rec["source"].endswith("part-9.parquet") and rec["row"] is None
+
+
+def test_media_columns_go_in_as_the_arrow_buffer(tmp_path: Path) -> None:
+    """A JPEG column without nulls is ingested from Arrow's own buffer (EncodedBytes):
+    the same bytes, shapes and errors as a list of bytes, also for a sliced batch."""
+    from plane.format._codecs import EncodedBytes
+    from plane.ingest._infer import column_values
+
+    rng = np.random.default_rng(2)
+    jpgs = [encode(rng.integers(0, 255, (8 + i % 3, 12, 3), dtype=np.uint8), "jpeg")
+            for i in range(30)]
+    col = pa.array(jpgs, pa.binary()).slice(5, 20)  # an offset into the buffers
+    vals = column_values(col, "image", "array")
+    assert isinstance(vals, EncodedBytes) and len(vals) == 20
+    assert list(vals) == jpgs[5:25] and vals[-1] == jpgs[24]
+    assert list(vals[3:7]) == jpgs[8:12] and vals[::5] == jpgs[5:25:5]
+    with pytest.raises(IndexError):
+        vals[20]
+    assert isinstance(column_values(pa.array([jpgs[0], None]), "image", "array"), list)
+    for big in (False, True):
+        t = pa.table({"img": pa.array(jpgs, pa.large_binary() if big else pa.binary())})
+        ds = plane.create(tmp_path / f"d{big}")
+        ds.extend_from(arrow=t.slice(3), htypes={"img": "image"})
+        assert ds["img"].bytes() == jpgs[3:]
+        assert [tuple(ds["img"][i].shape) for i in range(3)] == [(8, 12, 3), (9, 12, 3),
+                                                                 (10, 12, 3)]
+    bad = list(jpgs)
+    bad[7] = b"\xff\xd8\xff" + b"\x00" * 40  # a JPEG signature, no image
+    ds = plane.create(tmp_path / "bad")
+    with pytest.raises(plane.IngestError, match=r"row 7, column 'img'"):
+        ds.extend_from(arrow=pa.table({"img": pa.array(bad)}), htypes={"img": "image"})
+    assert len(ds) == 0 and "img" not in ds.tensors
+    rep = ds.extend_from(arrow=pa.table({"img": pa.array(bad)}), htypes={"img": "image"},
+                         on_error="skip")
+    assert rep.rows_skipped == 1 and ds["img"].bytes() == jpgs[:7] + jpgs[8:]

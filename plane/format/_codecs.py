@@ -17,9 +17,35 @@ import numpy as np
 from plane._errors import PlaneError, SampleError
 from plane.format._meta import TensorMeta
 
-__all__ = ["Block", "encode_batch", "decode_sample", "empty_value"]
+__all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value"]
 
 _MEDIA_PROBED = ("jpeg", "png")
+
+
+class EncodedBytes(Sequence[bytes]):
+    """n encoded samples (image, video or audio files) as one buffer and n + 1 offsets: an
+    Arrow binary column's own memory, so ingesting it copies no bytes per row. Reads like a
+    list of bytes (an int index gives bytes, a slice another EncodedBytes)."""
+
+    def __init__(self, data: memoryview, offsets: np.ndarray) -> None:
+        self.data = data if data.format == "B" else data.cast("B")  # bytes compare as bytes
+        self.offsets = np.asarray(offsets, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            a, b, step = i.indices(len(self))
+            if step != 1:
+                return [self[j] for j in range(a, b, step)]
+            b = max(a, b)
+            o = self.offsets[a:b + 1]
+            return EncodedBytes(self.data[int(o[0]):int(o[-1])], o - o[0])
+        j = int(i) + len(self) if int(i) < 0 else int(i)
+        if not 0 <= j < len(self):
+            raise IndexError(i)
+        return bytes(self.data[int(self.offsets[j]):int(self.offsets[j + 1])])
 
 
 @dataclass(frozen=True)
@@ -241,6 +267,10 @@ def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
 
     comp = meta.sample_compression
     assert comp is not None
+    if isinstance(values, EncodedBytes):
+        if comp in _MEDIA_PROBED:
+            return _encode_encoded(meta, values, row0)
+        values = list(values)
     nd = meta.ndim or 3
     datas: list[bytes] = []
     shapes: list[tuple[int, ...]] = []
@@ -290,6 +320,41 @@ def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
     return (Block(memoryview(b"".join(datas)),
                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                   np.array(shapes, np.int64).reshape(len(datas), nd)), meta)
+
+
+def _encode_encoded(meta: TensorMeta, values: EncodedBytes, row0: int
+                    ) -> tuple[Block, TensorMeta]:
+    """JPEG / PNG files held in one buffer: each is checked (magic bytes, headers, shape)
+    and the buffer becomes the block as it is."""
+    import plane.format._media as _media
+
+    comp = meta.sample_compression
+    assert comp is not None
+    data, offs = values.data, values.offsets.tolist()
+    shapes: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
+    for i in range(len(offs) - 1):
+        x = data[offs[i]:offs[i + 1]]
+        kind = _media.sniff(x)
+        if kind != comp:
+            raise _err(meta, row0 + i, f"stores {comp} samples, got "
+                       f"{kind + ' bytes' if kind else 'bytes that are not an image'}",
+                       f"give {comp} bytes or create the tensor with "
+                       f"sample_compression={kind!r}" if kind else
+                       "check the file is a valid image")
+        try:
+            shape = _media.probe(x, comp)
+        except SampleError as e:
+            raise _err(meta, row0 + i, str(e), "re-export the image or skip this row") from None
+        if shape not in seen:
+            meta = _check_shape(meta, shape, row0 + i)
+            seen.add(shape)
+        shapes.append(shape)
+    if meta.dtype is None:
+        meta = meta.evolve(dtype=np.dtype("uint8").str)
+    nd = meta.ndim or 3
+    return Block(data, values.offsets - values.offsets[0],
+                 np.array(shapes, np.int64).reshape(len(shapes), nd)), meta
 
 
 def _probe_av(meta: TensorMeta, data: bytes, row: int, nd: int) -> tuple[int, ...]:

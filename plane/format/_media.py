@@ -7,6 +7,7 @@ both are optional (`tensorplane[media]`) and imported lazily.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import zlib
@@ -23,7 +24,7 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 
 
-def sniff(data: bytes) -> str | None:
+def sniff(data: bytes | memoryview) -> str | None:
     """'jpeg', 'png' or None, from the magic bytes."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
@@ -92,13 +93,37 @@ def _probe_png(data: bytes) -> tuple[int, int, int]:
     return h, w, _PNG_CHANNELS[color]
 
 
-def probe(data: bytes, compression: str) -> tuple[int, ...]:
+#: channels of a JPEG by the colour space libjpeg-turbo reports
+_JPEG_CHANNELS = {"Gray": 1, "CMYK": 4, "YCCK": 4}
+
+
+def _probe_jpeg_fast(data: bytes | memoryview) -> tuple[int, int, int]:
+    """`_probe_jpeg` with the marker walk done by libjpeg-turbo's header reader when
+    simplejpeg is installed (~1 µs instead of ~5 µs); the SOI / EOI checks stay ours, and
+    anything it refuses goes to `_probe_jpeg` for the precise error."""
+    sj: Any = _MODS.get("simplejpeg")
+    if sj is None:
+        try:
+            sj = _need("simplejpeg")
+        except PlaneError:
+            sj = _MODS["simplejpeg"] = False
+    if sj and data[:2] == b"\xff\xd8" and bytes(data[-16:]).rstrip(b"\x00\r\n ").endswith(
+            b"\xff\xd9"):
+        try:
+            h, w, cs, _ = sj.decode_jpeg_header(data)
+            return int(h), int(w), _JPEG_CHANNELS.get(cs, 3)
+        except ValueError:
+            pass
+    return _probe_jpeg(bytes(data))
+
+
+def probe(data: bytes | memoryview, compression: str) -> tuple[int, ...]:
     """The decoded (H, W, C) from the headers only; SampleError if the bytes are broken."""
     try:
         if compression == "jpeg":
-            return _probe_jpeg(data)
+            return _probe_jpeg_fast(data)
         if compression == "png":
-            return _probe_png(data)
+            return _probe_png(bytes(data))
     except (struct.error, IndexError) as e:
         raise SampleError(f"corrupt {compression}: {e}") from None
     raise SampleError(f"cannot probe {compression!r} samples")
@@ -181,8 +206,11 @@ def decode_batch(datas: list[bytes | memoryview], compression: str,
     out = np.empty((len(datas), h, w, c), np.uint8)
     cs = "RGB" if c == 3 else "GRAY"
 
-    def run(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
+    n = len(datas)
+    take = itertools.count().__next__  # threads pull images one at a time: balanced
+
+    def run() -> None:
+        while (i := take()) < n:
             try:
                 got = sj.decode_jpeg(datas[i], colorspace=cs, buffer=out[i])
                 ok = got.shape[:2] == (h, w)
@@ -196,16 +224,14 @@ def decode_batch(datas: list[bytes | memoryview], compression: str,
                                   f"its recorded shape {(h, w, c)}: the stored bytes are not "
                                   "what was written")
 
-    n = len(datas)
     k = max(1, min(os.cpu_count() or 1, n // 4))
-    cuts = [n * j // k for j in range(k + 1)]
     if k == 1:
-        run(0, n)
+        run()
         return out
     from plane.core._reader import _io_pool
 
-    futs = [_io_pool().submit(run, cuts[j], cuts[j + 1]) for j in range(1, k)]
-    run(cuts[0], cuts[1])
+    futs = [_io_pool().submit(run) for _ in range(k - 1)]
+    run()
     for f in futs:
         f.result()
     return out

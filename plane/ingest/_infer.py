@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from plane._errors import SchemaError
+from plane.format._codecs import EncodedBytes
 from plane.format._media import sniff
 
 __all__ = ["TensorSpec", "infer_spec", "column_values"]
@@ -157,6 +158,15 @@ def column_values(col: pa.Array, htype: str, kind: str) -> Any:
                 return [flat[a - offs[0]:b - offs[0]] for a, b in itertools.pairwise(offs)]
         if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
             return col.to_pylist()  # class names (strings) -> ids in the codec
+        if htype in ("image", "video", "audio") and col.null_count == 0 and (
+                pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            # encoded media files: the column's own buffer and offsets, no copy per row
+            offs = np.frombuffer(col.buffers()[1], np.int64 if pa.types.is_large_binary(t)
+                                 else np.int32)[col.offset:col.offset + len(col) + 1]
+            data = col.buffers()[2]
+            view = memoryview(data).cast("B") if data is not None else memoryview(b"")
+            return EncodedBytes(view[int(offs[0]):int(offs[-1])],
+                                offs.astype(np.int64) - int(offs[0]))
         vals = col.to_pylist()
         if htype in ("image", "video", "audio") and vals and isinstance(vals[0], bytes | None):
             return vals  # encoded media bytes, kept as they are

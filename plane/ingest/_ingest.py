@@ -23,7 +23,7 @@ import pyarrow as pa
 from plane._errors import IngestError, PlaneError, SampleError, SchemaError
 from plane._progress import progress_bar
 from plane.core._fragment import Fragment, FragmentWriter
-from plane.format._codecs import encode_batch
+from plane.format._codecs import EncodedBytes, encode_batch
 from plane.format._media import decode
 from plane.format._meta import TensorMeta
 from plane.ingest._infer import TensorSpec, column_values, infer_spec
@@ -202,7 +202,8 @@ def _values(piece: Piece, mapping: Mapping[str, str], metas: Mapping[str, Tensor
 def _verify_media(metas: Mapping[str, TensorMeta], cols: Mapping[str, Any], row0: int) -> None:
     for tensor, vals in cols.items():
         m = metas[tensor]
-        if m.htype == "image" and m.sample_compression and isinstance(vals, list):
+        if m.htype == "image" and m.sample_compression and isinstance(vals,
+                                                                      list | EncodedBytes):
             for i, v in enumerate(vals):
                 if v is None:
                     continue
@@ -236,7 +237,7 @@ def _bad_rows(fw: FragmentWriter, cols: Mapping[str, Any], verify: bool,
 def _take(cols: Mapping[str, Any], keep: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for t, v in cols.items():
-        out[t] = v[keep] if isinstance(v, np.ndarray) else [v[int(i)] for i in keep]
+        out[t] = v[keep] if isinstance(v, np.ndarray) else [v[int(i)] for i in keep.tolist()]
     return out
 
 
