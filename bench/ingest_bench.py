@@ -14,6 +14,8 @@ writing to local disk:
   * pyarrow read+write    `ParquetFile.iter_batches` -> one `ParquetWriter` (the ceiling:
                           just reading and rewriting the bytes)
   * Lance                 `lance.write_dataset(dataset(src).scanner().to_reader(), dest)`
+  * Deeplake 4            `deeplake.create(dest)`, typed columns (Image jpeg, Int64,
+                          Array float32[128], Text), `ds.append` per pyarrow batch, `commit()`
 
 plus, local source only, tensorplane and pyarrow in a "warm" process (after an untimed run on
 the first file: lazy imports and allocator growth paid before the timer), and tensorplane
@@ -66,7 +68,7 @@ TXT = 50            # text length (chars)
 BUCKET = "ingest-bench"
 BATCH_ROWS = 4096   # tensorplane's default batch_rows; also the pyarrow batch size
 SYSTEMS = {"tp": "tensorplane", "ray": "tensorplane Ray (2 workers)",
-           "pa": "pyarrow read+write", "lance": "Lance",
+           "pa": "pyarrow read+write", "lance": "Lance", "dl": "Deeplake",
            "tp_warm": "tensorplane, warm process", "pa_warm": "pyarrow read+write, warm process"}
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -329,6 +331,33 @@ def _run_lance(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0}
 
 
+def _run_deeplake(spec: dict[str, Any]) -> dict[str, Any]:
+    import deeplake
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    fs, paths = _source_files(spec["source"], spec["options"])
+    ds = deeplake.create("file://" + spec["dest"])
+    ds.add_column("img", deeplake.types.Image(dtype="uint8", sample_compression="jpeg"))
+    ds.add_column("label", deeplake.types.Int64())
+    ds.add_column("emb", deeplake.types.Array("float32", shape=[D]))
+    ds.add_column("txt", deeplake.types.Text())
+    for p in paths:
+        fh = fs.open(p, "rb") if fs is not None else None
+        try:
+            for b in pq.ParquetFile(fh if fh is not None else p).iter_batches(
+                    batch_size=spec["batch_rows"]):
+                ds.append({"img": b.column("img").to_pylist(),
+                           "label": b.column("label").to_numpy(),
+                           "emb": b.column("emb").flatten().to_numpy().reshape(-1, D),
+                           "txt": b.column("txt").to_pylist()})
+        finally:
+            if fh is not None:
+                fh.close()
+    ds.commit()
+    return {"seconds": time.perf_counter() - t0}
+
+
 def _check(spec: dict[str, Any]) -> int:
     """Untimed: rows at the destination, and the first and last JPEG are the source's bytes."""
     import pyarrow.parquet as pq
@@ -345,6 +374,12 @@ def _check(spec: dict[str, Any]) -> int:
         ds = plane.open(spec["dest"], read_only=True)
         n = len(ds)
         got = (ds["img"][0].bytes(), ds["img"][n - 1].bytes())
+    elif system == "dl":
+        import deeplake
+
+        d = deeplake.open_read_only("file://" + spec["dest"])
+        n = len(d)
+        got = (bytes(d["img"].get_bytes(0)), bytes(d["img"].get_bytes(n - 1)))
     elif system == "lance":
         import lance
 
@@ -372,7 +407,8 @@ def child(spec: dict[str, Any]) -> None:
         import plane  # noqa: F401
     rss0 = _rss_mb()
     base = spec["system"].removesuffix("_warm")
-    fn = {"tp": _run_tp, "ray": _run_ray, "pa": _run_pa, "lance": _run_lance}[base]
+    fn = {"tp": _run_tp, "ray": _run_ray, "pa": _run_pa, "lance": _run_lance,
+          "dl": _run_deeplake}[base]
     if base != spec["system"]:  # warm: the same work on the first file first, untimed
         scratch = spec["dest"] + "-warmup"
         fn({**spec, "source": spec["check_paths"][:1], "dest": scratch, "options": None})
@@ -388,6 +424,9 @@ def child(spec: dict[str, Any]) -> None:
 
 
 def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    # every system starts with no pending writeback: the 0.5 GB that the previous run (or
+    # the lake generation) wrote would otherwise be flushed to disk during the next one
+    os.sync()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [REPO, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]),
         RAY_USAGE_STATS_ENABLED="0")
@@ -510,9 +549,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             o.setdefault("rows_s", []).append(rows / out["seconds"])
             o.setdefault("MB_s", []).append(nbytes / 1e6 / out["seconds"])
 
+        if "pa" in systems and "local" in sources:  # untimed: settle the machine after the
+            measure("pa", *sources["local"], lake["rows"], lake["paths"])  # lake was written
         for rep in range(args.reps):
+            # each rep starts with a different system: the first run after the lake is
+            # written (or after the S3 phase) is slower for whichever system comes first
+            order = systems[rep % len(systems):] + systems[:rep % len(systems)]
             for sname, (source, options) in sources.items():
-                for system in systems:
+                for system in order:
                     key = f"{sname}/{system}"
                     if key in res["errors"] or (sname != "local" and system.endswith("_warm")):
                         continue
@@ -596,7 +640,8 @@ def report(res: dict[str, Any]) -> str:
     import pyarrow
 
     extra = {"pyarrow": pyarrow.__version__}
-    for mod, name in (("lance", "pylance"), ("ray", "ray"), ("moto", "moto"), ("s3fs", "s3fs")):
+    for mod, name in (("lance", "pylance"), ("deeplake", "deeplake"), ("ray", "ray"),
+                      ("moto", "moto"), ("s3fs", "s3fs")):
         try:
             extra[name] = __import__(mod).__version__
         except Exception:
@@ -687,8 +732,13 @@ def report(res: dict[str, Any]) -> str:
              "Ray startup excluded, reported separately); pyarrow open + `iter_batches("
              f"batch_size={BATCH_ROWS})` + `ParquetWriter.write_batch` into one file "
              "(snappy); Lance dataset discovery + `write_dataset` of the scanner's reader "
-             "(default settings). The untimed check afterwards compares row counts and the "
-             "first and last JPEG with the source.")
+             "(default settings); Deeplake `create` + typed columns + `append` per pyarrow "
+             "batch + `commit`. Before every measurement the parent calls `os.sync()`, so no "
+             "system pays for flushing the previous one's output; one untimed pyarrow run "
+             "follows the lake's generation, and each rep starts with a different system (the "
+             "first run after a heavy write phase was ~1 s slower for whichever system came "
+             "first). The untimed check "
+             "afterwards compares row counts and the first and last JPEG with the source.")
     L.append("* MB/s = source Parquet bytes / seconds. Peak RSS = VmHWM of the fresh process "
              "(`ru_maxrss` is not used: Linux carries it over fork+exec from the parent), "
              "imports included; \"RSS at start\" is after importing pyarrow (and plane), "
@@ -737,8 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     ap.add_argument("--rg-per-task", type=int, default=8,
                     help="Ray job row_groups_per_task (default 8, the job's default)")
-    ap.add_argument("--systems", default="tp,ray,pa,lance,tp_warm,pa_warm",
-                    help="comma list of tp, ray, pa, lance, tp_warm, pa_warm (default all; "
+    ap.add_argument("--systems", default="tp,ray,pa,lance,dl,tp_warm,pa_warm",
+                    help="comma list of tp, ray, pa, lance, dl, tp_warm, pa_warm (default all; "
                          "*_warm: local source only, after an untimed run on the first file "
                          "in the same process)")
     ap.add_argument("--no-s3", action="store_true", help="local source only")
