@@ -268,11 +268,16 @@ def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
     pos, kept, total = candidate_positions(ctx.ds, col.name, stats, lo, hi, ctx._live_phys)
     ctx.plan.add(f"{col.name} in [{lo:g}, {hi:g}]: minmax statistics keep {kept} of {total} "
                  f"chunk(s), {pos.shape[0]:,} rows read")
+    m = np.zeros(ctx.n, bool)
+    m[pos] = _mask_at(ctx, e, pos)
+    return m
+
+
+def _mask_at(ctx: _Ctx, e: Any, pos: np.ndarray) -> np.ndarray:
+    """`e` evaluated at the sorted positions `pos` only (by a scan: no index below)."""
     sub = _Ctx(ctx.ds, ctx.q, ctx.plan)
     sub.n, sub.pos, sub.ids, sub.prune = int(pos.shape[0]), pos, ctx.ids[pos], False
-    m = np.zeros(ctx.n, bool)
-    m[pos] = where_mask(sub, e)
-    return m
+    return where_mask(sub, e)
 
 
 def _lookup_of(ctx: _Ctx, e: Any) -> tuple[Col, str, Any] | None:
@@ -343,9 +348,7 @@ def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
         m[_to_pos(ctx, hits)] = True
     if fresh.shape[0]:
         pos = np.sort(_to_pos(ctx, fresh))
-        sub = _Ctx(ctx.ds, ctx.q, ctx.plan)
-        sub.n, sub.pos, sub.ids, sub.prune = int(pos.shape[0]), pos, ctx.ids[pos], False
-        m[pos] = where_mask(sub, e)
+        m[pos] = _mask_at(ctx, e, pos)
     ctx.plan.add(f"{what}: btree index at commit {info.commit[:12]}: {hits.shape[0]:,} rows"
                  + (f", {fresh.shape[0]:,} rows changed since checked directly"
                     if fresh.shape[0] else ""))
