@@ -477,7 +477,8 @@ def iter_lance_take(root: str, data: str, batch: int, workers: int, seed: int) -
 
 
 # ---- registry (labels, workers and formats are in loader_bench.LOADERS) --------------------
-_LIBS = {"tensorplane": ("plane",), "tensorplane-numpy": ("plane",), "litdata": ("litdata",),
+_LIBS = {"tensorplane": ("plane", "plane.loader"), "tensorplane-numpy": ("plane", "plane.loader"),
+         "litdata": ("litdata",),
          "mosaic": ("streaming",), "wds": ("webdataset",), "parquet": ("pyarrow.parquet",),
          "lance-torch": ("lance", "lance.torch.data"), "lance-take": ("lance",)}
 
