@@ -319,8 +319,8 @@ def test_prepared_top_k_path_equals_the_general_executor(
     used = []
     real_run = _fast.Prepared.run
 
-    def spy(self: Any, params: Any, text: str) -> Any:
-        out = real_run(self, params, text)
+    def spy(self: Any, params: Any, text: str, commit: Any = None) -> Any:
+        out = real_run(self, params, text, commit)
         used.append(out is not None)
         return out
 
@@ -471,3 +471,30 @@ def test_a_query_after_an_unflushed_delete_sees_the_delete() -> None:
     assert ds.has_changes
     res = ds.query("SELECT id WHERE w = 1")
     assert res.ids.tolist() == [int(ds.row_ids[1])]
+
+
+def test_review_regressions_commit_id_big_ints_and_numpy_limits(tmp_path: Path) -> None:
+    """A prepared query's view names the current commit; huge integer literals work on a
+    btree index; numpy scalar parameters are part of the parse-cache key."""
+    rng = np.random.default_rng(4)
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("embedding", htype="embedding", shape=(4,))
+    ds.create_tensor("x", dtype="int8")
+    ds.create_tensor("f", dtype="float32")
+    ds.extend({"embedding": rng.standard_normal((50, 4)).astype(np.float32),
+               "x": np.arange(50, dtype=np.int8), "f": np.linspace(0, 1, 50, dtype=np.float32)})
+    ds.commit("c1")
+    ds.create_index("embedding", kind="flat", metric="cosine")
+    sql = "SELECT id ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 5"
+    q = np.ones(4, np.float32)
+    assert ds.query(sql, {"q": q}).commit_id == ds.commit_id
+    c2 = ds.commit("same state", allow_empty=True)
+    assert ds.query(sql, {"q": q}).commit_id == c2  # not the commit it was prepared on
+    ds.create_index("x", kind="btree")
+    ds.create_index("f", kind="btree")
+    big = 2 ** 70
+    assert len(ds.query("SELECT id WHERE x < $b", {"b": big})) == 50
+    assert len(ds.query("SELECT id WHERE f > $b", {"b": big})) == 0
+    assert "btree index" in ds.explain("SELECT id WHERE x < $b", {"b": big})
+    lim = "SELECT id WHERE x >= 0 LIMIT $k"
+    assert [len(ds.query(lim, {"k": np.int64(k)})) for k in (3, 7)] == [3, 7]

@@ -1,5 +1,6 @@
-"""Patch compaction: a tensor's update patches are folded into one so parts stay small, with
-the same values, diffs, merges and concurrent-writer rebases as before."""
+"""Patch folding: when a working state first updates a tensor whose base lists many patches,
+those base patches are folded into one, so parts stay small, with the same values, diffs,
+merges and concurrent-writer rebases as before."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def test_many_small_updates_keep_the_part_small_and_every_version_right(tmp_path
         ds["t"][i] = f"u{k}"
         model_v[i], model_t[i] = -k, f"u{k}"
         commits.append((ds.commit(f"u{k}"), list(model_v), list(model_t)))
-        assert _patches(ds, "v") < dsmod.PATCH_COMPACT_AT
+        assert _patches(ds, "v") <= dsmod.PATCH_COMPACT_AT
     sizes = [len(ds.store.get(k)) for k in ds._part_keys.values()]
     assert max(sizes) < 64 * 1024  # never the sum of every patch ever written
     for cid, v, t in commits[:: dsmod.PATCH_COMPACT_AT // 3]:
@@ -49,7 +50,7 @@ def test_many_small_updates_keep_the_part_small_and_every_version_right(tmp_path
     assert sorted(ds.row_ids[changed].tolist()) == sorted(d.tensors["v"].updated.tolist())
 
 
-def test_images_fold_as_their_stored_bytes(tmp_path: Any) -> None:
+def test_images_fold_as_their_stored_bytes_and_emptied_rows_stay_empty(tmp_path: Any) -> None:
     pil = pytest.importorskip("PIL.Image")
     import io
 
@@ -60,51 +61,60 @@ def test_images_fold_as_their_stored_bytes(tmp_path: Any) -> None:
 
     ds = plane.create(tmp_path / "d")
     ds.create_tensor("img", htype="image", sample_compression="jpeg")
-    ds.extend({"img": [jpeg(0)] * 4})
+    ds.extend({"img": [jpeg(0)] * 5})
     ds.commit("base")
-    want = {}
-    for k in range(dsmod.PATCH_COMPACT_AT):  # the last update folds all of them into one
+    ds["img"][4] = None  # an emptied sample is folded as empty, not as broken bytes
+    ds.commit("empty 4")
+    want = {i: jpeg(0) for i in range(4)}
+    for k in range(dsmod.PATCH_COMPACT_AT + 2):  # a commit per update: the base folds once
         b = jpeg(k * 5)
         ds["img"][k % 4] = b
         want[k % 4] = b
-    ds.commit("folded")
-    assert _patches(ds, "img") == 1
+        ds.commit(f"u{k}")
+    assert _patches(ds, "img") == 4  # [fold of 32, then 3 more]
     got = plane.open(tmp_path / "d")
     assert [got["img"][i].bytes() for i in range(4)] == [want[i] for i in range(4)]
+    assert got["img"][4].bytes() == b""
 
 
-@pytest.mark.parametrize("folder", ["first", "second"])
-def test_a_folded_writer_still_rebases_or_conflicts(tmp_path: Any, folder: str) -> None:
+def test_writers_that_fold_the_same_base_still_rebase_or_conflict(tmp_path: Any) -> None:
     ds = plane.create(tmp_path / "d")
     ds.create_tensor("v", dtype="int64")
     ds.extend({"v": np.arange(100)})
     ds.commit("base")
+    for k in range(dsmod.PATCH_COMPACT_AT):  # a base with many patches (rows 0..31)
+        ds["v"][k] = 1000 + k
+        ds.commit(f"u{k}")
+    want = ds["v"].numpy().tolist()
+    for folder in ("both", "a", "b"):  # who updates (and so folds); the other appends
+        a = plane.open(tmp_path / "d")
+        b = plane.open(tmp_path / "d")
+        if folder in ("both", "a"):
+            a["v"][60] = -60  # a's first update of "v" folds the base's patches
+            want[60] = -60
+        else:
+            a.extend({"v": [7]})  # no patch: a's part keeps the base's patches
+        if folder in ("both", "b"):
+            b["v"][70] = -70
+            want[70] = -70
+        else:
+            b.extend({"v": [8]})
+        a.commit("a")
+        b.commit("b")  # disjoint rows: b rebases, whoever folded
+        want += [v for v, who in ((7, "a"), (8, "b")) if folder != "both" and who != folder]
+        got = plane.open(tmp_path / "d")
+        assert got["v"].numpy().tolist() == want, folder
+        for k in range(dsmod.PATCH_COMPACT_AT):  # grow the base again for the next round
+            got["v"][k] = 2000 + k
+            got.commit(f"again {k}")
+            want[k] = 2000 + k
     a = plane.open(tmp_path / "d")
     b = plane.open(tmp_path / "d")
-    busy, other = (a, b) if folder == "first" else (b, a)
-    for k in range(dsmod.PATCH_COMPACT_AT + 2):  # folds while updating rows 0..9
-        busy["v"][k % 10] = 1000 + k
-    other["v"][50] = -50  # a row the folding writer never touched
-    first, second = (busy, other) if folder == "first" else (other, busy)
-    first.commit("first")
-    second.commit("second")  # disjoint rows: the loser rebases
-    got = plane.open(tmp_path / "d")
-    want = list(range(100))
-    for k in range(dsmod.PATCH_COMPACT_AT + 2):
-        want[k % 10] = 1000 + k
-    want[50] = -50
-    assert got["v"].numpy().tolist() == want
-    # the same row on both sides is a conflict, whichever side folded
-    a = plane.open(tmp_path / "d")
-    b = plane.open(tmp_path / "d")
-    busy, other = (a, b) if folder == "first" else (b, a)
-    for k in range(dsmod.PATCH_COMPACT_AT + 2):
-        busy["v"][k % 10] = 2000 + k
-    other["v"][3] = -3
-    first, second = (busy, other) if folder == "first" else (other, busy)
-    head = first.commit("first")
+    a["v"][5] = -5
+    b["v"][5] = 5  # the same row on both sides: a conflict, never a lost update
+    head = a.commit("a sets 5")
     with pytest.raises(plane.CommitConflictError, match="touch the same rows"):
-        second.commit("second")
+        b.commit("b sets 5")
     assert plane.open(tmp_path / "d").commit_id == head
 
 

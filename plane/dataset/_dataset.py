@@ -110,6 +110,7 @@ class Dataset:
         self._base_npatches = {n: len(w.patches) for n, w in self._writers.items()}
         self._created: set[str] = set()
         self._dropped: set[str] = set()
+        self.__dict__.pop("_base_folds", None)  # folds of the previous base's patches
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -427,9 +428,10 @@ class Dataset:
         if not np.all(order == np.arange(order.shape[0])):
             block = _reorder(block, order)
             phys = phys[order]
+        if len(w.patches) >= PATCH_COMPACT_AT and \
+                len(w.patches) == self._base_npatches.get(name, -1):
+            self._fold_base_patches(name)  # before our first patch of this working state
         self._add_patch(w, phys, block, meta)
-        if len(w.patches) >= PATCH_COMPACT_AT:
-            self._compact_patches(name)
 
     def _add_patch(self, w: TensorWriter, phys: np.ndarray, block: Block, meta: TensorMeta
                    ) -> None:
@@ -440,20 +442,37 @@ class Dataset:
             self._store.put(chunk_key(patch.key), data)
         w.apply_patch(patch, data, meta)
 
-    def _compact_patches(self, name: str) -> None:
-        """Fold every patch of `name` into one holding the newest value of each patched row.
-        Readers, diff and merge see the same values; a concurrent writer's rebase treats all
-        of its rows as changed here (a conflict where it changed one of them too)."""
+    def _fold_base_patches(self, name: str) -> None:
+        """Replace the patches this working state started from with one patch holding the
+        newest value of each row they touch (same values; a bounded part). Only the base's
+        patches are folded, so what this writer changed stays a patch list of its own, and a
+        concurrent writer that folded the same base produced the same patch (same key)."""
         w = self._writers[name]
-        pm = w.patch_map()
-        if pm is None:
+        folded = _fold(self._reader, w.meta, w.index, w.patches)
+        if folded is None:
             return
-        raw = w.meta.sample_compression is not None
-        vals = list(read_samples(self._reader, w.meta, w.index, pm.rows, not raw, True, pm))
-        block, meta = encode_batch(w.meta, vals, 0)
+        rows, block, meta = folded
         w.set_patches([])
-        self._add_patch(w, pm.rows, block, meta)
-        self._base_npatches[name] = 0  # the folded patch is this working state's own
+        self._add_patch(w, rows, block, meta)
+        self._base_npatches[name] = 1
+        self.__dict__.setdefault("_base_folds", {})[name] = w.patches[0].key
+
+    def _base_fold_key(self, name: str) -> str | None:
+        """The key of the fold of this working state's base patches of `name`."""
+        known: dict[str, str] = self.__dict__.get("_base_folds", {})
+        if name in known:
+            return known[name]
+        part = self._base_parts.get(name)
+        if part is None or not part.patches:
+            return None
+        w = self._writers.get(name)
+        if w is None:
+            return None
+        folded = _fold(self._reader, part.meta, part.index, part.patches)
+        if folded is None:
+            return None
+        rows, block, meta = folded
+        return w.plan_patch(rows, block, meta)[0].key
 
     def delete(self, rows: Any) -> None:
         """Delete rows (int, slice, list, mask) from every tensor; kept by older commits."""
@@ -570,7 +589,10 @@ class Dataset:
             nb = len(base_p)
             new = tp.patches[nb:]
             if [p.key for p in tp.patches[:nb]] != [p.key for p in base_p]:
-                new = tp.patches  # they folded their patches: every row in them counts
+                if tp.patches and tp.patches[0].key == self._base_fold_key(name):
+                    new = tp.patches[1:]  # they folded our base's patches: same values
+                else:  # an unknown rewrite of the base's patches: every row in them counts
+                    new = tp.patches
             their_touched[name] = (np.concatenate([p.rows for p in new]) if new
                                    else np.zeros(0, np.int64))
         new_writers: dict[str, TensorWriter] = {}
@@ -632,6 +654,7 @@ class Dataset:
         self._part_keys = {}
         # what is "ours" stays ours: entries/patches past the new base, created/dropped tensors
         self._base_entries, self._base_npatches = base_entries, base_npatches
+        self.__dict__.pop("_base_folds", None)
         self._physical = theirs.physical + ours_n
         self._row_ids = row_ids
         self._deleted = np.union1d(theirs.deleted, moved(our_del)).astype(np.int64)
@@ -805,6 +828,23 @@ def _login() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def _fold(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex, patches: list[Patch]
+          ) -> tuple[np.ndarray, Block, TensorMeta] | None:
+    """(rows, block, meta) of one patch holding the newest value of every row `patches`
+    touch, encoded deterministically (the same patches give the same bytes)."""
+    if not patches:
+        return None
+    from plane.core._reader import PatchMap
+
+    pm = PatchMap.build(patches)
+    raw = meta.sample_compression is not None
+    vals = list(read_samples(reader, meta, index, pm.rows, not raw, True, pm))
+    if raw:  # an emptied sample reads as no bytes: it is written back as empty
+        vals = [None if not len(v) else v for v in vals]
+    block, meta = encode_batch(meta, vals, 0)
+    return pm.rows, block, meta
 
 
 def _reorder(block: Block, order: np.ndarray) -> Block:

@@ -9,6 +9,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from plane.query._builder import Search
 from plane.query._indexes import IndexInfo, list_indexes
 from plane.query._view import View, load_view
@@ -30,8 +32,9 @@ _PARSED: OrderedDict[Any, Any] = OrderedDict()
 
 
 def _key(sql: str, params: dict[str, Any], tensors: tuple[str, ...]) -> Any:
-    scalars = tuple(sorted((k, repr(v)) for k, v in params.items()
-                           if v is None or isinstance(v, bool | int | float | str)))
+    scalars = tuple(sorted((k, repr(v.item() if isinstance(v, np.generic) else v))
+                           for k, v in params.items()
+                           if v is None or isinstance(v, bool | int | float | str | np.generic)))
     return (sql, scalars, tuple(sorted(params)), tensors)
 
 

@@ -56,7 +56,7 @@ class SortedIndex:
             return None
         if not self.text and not isinstance(v, int | float | np.integer | np.floating):
             return None
-        if not self.text and np.isnan(v):
+        if isinstance(v, float | np.floating) and np.isnan(v):
             return 0, 0  # NaN satisfies no comparison
         lo, hi = {"=": ("l", "r"), "<": (None, "l"), "<=": (None, "r"), ">": ("r", None),
                   ">=": ("l", None)}[op]

@@ -11,6 +11,7 @@ returns None and the general executor answers, with its errors.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = ["Prepared", "prepare", "run_prepared"]
 
 #: prepared queries kept per dataset state (least recently used dropped first)
 MAX_PREPARED = 256
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -45,12 +47,12 @@ class Prepared:
     offset: int
     parts: list[tuple[Any, Any, np.ndarray, int]]  # (faiss index, search params, ids, start)
     snapshot: Dataset
-    commit: str | None
     store: Any
     columns: list[str] | None
     score_name: str
 
-    def run(self, params: dict[str, Any], text: str) -> View | None:
+    def run(self, params: dict[str, Any], text: str, commit: str | None = None
+            ) -> View | None:
         """The query's view, or None where the general executor must answer."""
         from plane.query._view import View
 
@@ -83,7 +85,7 @@ class Prepared:
                 np.concatenate(pos), np.concatenate(ids), np.concatenate(sc))
             order = np.lexsort((rid, -s if self.higher else s))[self.offset:self.take]
             p, rid, s = p[order], rid[order], s[order]
-        return View._prepared(self.snapshot, self.commit, self.store, p, s, self.columns,
+        return View._prepared(self.snapshot, commit, self.store, p, s, self.columns,
                               text, self.score_name, rid)
 
 
@@ -94,14 +96,20 @@ def run_prepared(ds: Dataset, key: Hashable, query: Callable[[], Query],
     if ds._unflushed:
         return None
     held: OrderedDict[Hashable, Prepared | None] = state_cached(ds, "prepared", OrderedDict)
-    if key in held:
-        fast = held[key]
-        held.move_to_end(key)
-    else:
-        fast = held[key] = prepare(ds, query())
-        if len(held) > MAX_PREPARED:
-            held.popitem(last=False)
-    return fast.run(params, text) if fast is not None else None
+    with _LOCK:
+        found = key in held
+        fast = held.get(key)
+        if found:
+            held.move_to_end(key)
+    if not found:
+        fast = prepare(ds, query())
+        with _LOCK:
+            held[key] = fast
+            while len(held) > MAX_PREPARED:
+                held.popitem(last=False)
+    if fast is None:
+        return None
+    return fast.run(params, text, None if ds.has_changes else ds.commit_id)
 
 
 def prepare(ds: Dataset, q: Query) -> Prepared | None:
@@ -143,8 +151,7 @@ def prepare(ds: Dataset, q: Query) -> Prepared | None:
         return None
     dim = int(parts[0][0].d)
     return Prepared(s.query.name, dim, s.metric == "cosine", higher, take, q.offset, parts,
-                    _snapshot(ds), None if ds.has_changes else ds.commit_id, ds.store,
-                    columns, score_name)
+                    _snapshot(ds), ds.store, columns, score_name)
 
 
 def _own_params(part: Any) -> Any:
