@@ -193,6 +193,14 @@ def decode_many(datas: list[bytes | memoryview], compression: str,
     return [a for part in done for a in part]
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def decode_batch(datas: list[bytes | memoryview], compression: str,
                  shape: tuple[int, ...]) -> np.ndarray | None:
     """JPEGs that all decode to `shape` (h, w, c), decoded straight into one (n, h, w, c)
@@ -224,7 +232,7 @@ def decode_batch(datas: list[bytes | memoryview], compression: str,
                                   f"its recorded shape {(h, w, c)}: the stored bytes are not "
                                   "what was written")
 
-    k = max(1, min(os.cpu_count() or 1, n // 4))
+    k = max(1, min(_usable_cpus(), n // 4))
     if k == 1:
         run()
         return out
