@@ -227,3 +227,28 @@ def test_jpeg_batches_decode_in_place_exactly_like_one_by_one(tmp_path: Path) ->
             assert (img == decode(rgb[int(y)], "jpeg")).all()
             seen += 1
     assert seen == 40
+
+
+def test_without_simplejpeg_jpeg_still_probes_decodes_and_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """simplejpeg is optional: without it, headers are parsed in Python, images decode with
+    Pillow, and the batch path steps aside (a failed import is remembered, never a module)."""
+    import sys
+
+    import plane.format._media as media
+
+    img = np.arange(24 * 32 * 3, dtype=np.uint8).reshape(24, 32, 3)
+    jpg = encode(img, "jpeg")
+    want = decode(jpg, "jpeg")
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)  # import simplejpeg -> ImportError
+    monkeypatch.setattr(media, "_MODS", {})
+    monkeypatch.setattr(media, "_MISSING", set())
+    assert media.probe(jpg, "jpeg") == (24, 32, 3)
+    assert media.decode_batch([jpg, jpg], "jpeg", (24, 32, 3)) is None
+    got = media.decode(jpg, "jpeg")
+    assert got.shape == (24, 32, 3) and np.abs(got.astype(int) - want).max() <= 8
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("img", htype="image", sample_compression="jpeg")
+    ds.extend({"img": [jpg] * 10})
+    batch = next(iter(ds.numpy(batch_size=10)))
+    assert batch["img"].shape == (10, 24, 32, 3)

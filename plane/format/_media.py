@@ -101,14 +101,9 @@ def _probe_jpeg_fast(data: bytes | memoryview) -> tuple[int, int, int]:
     """`_probe_jpeg` with the marker walk done by libjpeg-turbo's header reader when
     simplejpeg is installed (~1 µs instead of ~5 µs); the SOI / EOI checks stay ours, and
     anything it refuses goes to `_probe_jpeg` for the precise error."""
-    sj: Any = _MODS.get("simplejpeg")
-    if sj is None:
-        try:
-            sj = _need("simplejpeg")
-        except PlaneError:
-            sj = _MODS["simplejpeg"] = False
-    if sj and data[:2] == b"\xff\xd8" and bytes(data[-16:]).rstrip(b"\x00\r\n ").endswith(
-            b"\xff\xd9"):
+    sj = _optional("simplejpeg")
+    ends = bytes(data[-16:]).rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+    if sj is not None and data[:2] == b"\xff\xd8" and ends:
         try:
             h, w, cs, _ = sj.decode_jpeg_header(data)
             return int(h), int(w), _JPEG_CHANNELS.get(cs, 3)
@@ -130,19 +125,31 @@ def probe(data: bytes | memoryview, compression: str) -> tuple[int, ...]:
 
 
 _MODS: dict[str, Any] = {}
+_MISSING: set[str] = set()  # imports that failed once (not retried per image)
 
 
 def _need(pkg: str) -> Any:
     mod = _MODS.get(pkg)
     if mod is None:
         try:
+            if pkg in _MISSING:
+                raise ImportError(pkg)
             import importlib
 
             mod = _MODS[pkg] = importlib.import_module(pkg)
         except ImportError:
+            _MISSING.add(pkg)
             raise PlaneError(f"decoding images needs {pkg}: pip install 'tensorplane[media]'"
                              ) from None
     return mod
+
+
+def _optional(pkg: str) -> Any | None:
+    """The module, or None when it is not installed."""
+    try:
+        return _need(pkg)
+    except PlaneError:
+        return None
 
 
 def decode(data: bytes | memoryview, compression: str,
@@ -206,15 +213,15 @@ def decode_batch(datas: list[bytes | memoryview], compression: str,
     """JPEGs that all decode to `shape` (h, w, c), decoded straight into one (n, h, w, c)
     array: no per-image allocation and no stacking copy. Threads split the batch (the
     calling thread takes a share). None when this path does not apply (not JPEG, an unusual
-    channel count); an image that is not `shape` raises SampleError."""
-    if compression != "jpeg" or len(shape) != 3 or shape[2] not in (1, 3) or not datas:
+    channel count, no simplejpeg); an image that is not `shape` raises SampleError."""
+    sj = _optional("simplejpeg")
+    if compression != "jpeg" or len(shape) != 3 or shape[2] not in (1, 3) or not datas \
+            or sj is None:
         return None
-    sj = _need("simplejpeg")
     h, w, c = (int(x) for x in shape)
-    out = np.empty((len(datas), h, w, c), np.uint8)
-    cs = "RGB" if c == 3 else "GRAY"
-
     n = len(datas)
+    out = np.empty((n, h, w, c), np.uint8)
+    cs = "RGB" if c == 3 else "GRAY"
     take = itertools.count().__next__  # threads pull images one at a time: balanced
 
     def run() -> None:
