@@ -293,17 +293,7 @@ def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
                     x = _media.encode(x, comp)
                 except SampleError as e:
                     raise _err(meta, row, str(e), "give HxW, HxWx1 or HxWx3 uint8") from None
-            kind = _media.sniff(x)
-            if kind != comp:
-                raise _err(meta, row, f"stores {comp} samples, got "
-                           f"{kind + ' bytes' if kind else 'bytes that are not an image'}",
-                           f"give {comp} bytes or create the tensor with "
-                           f"sample_compression={kind!r}" if kind else
-                           "check the file is a valid image")
-            try:
-                shape = tuple(int(s) for s in _media.probe(x, comp))
-            except SampleError as e:
-                raise _err(meta, row, str(e), "re-export the image or skip this row") from None
+            shape = _image_shape(meta, x, row)
             meta = _check_shape(meta, shape, row)
             datas.append(x)
             shapes.append(shape)
@@ -322,30 +312,35 @@ def _encode_media(meta: TensorMeta, values: Sequence[Any], row0: int
                   np.array(shapes, np.int64).reshape(len(datas), nd)), meta)
 
 
-def _encode_encoded(meta: TensorMeta, values: EncodedBytes, row0: int
-                    ) -> tuple[Block, TensorMeta]:
-    """JPEG / PNG files held in one buffer: each is checked (magic bytes, headers, shape)
-    and the buffer becomes the block as it is."""
+def _image_shape(meta: TensorMeta, x: bytes | memoryview, row: int) -> tuple[int, ...]:
+    """The decoded shape of one image file, from its headers; SampleError (naming the row)
+    when the bytes are not an image of the tensor's compression or are broken."""
     import plane.format._media as _media
 
     comp = meta.sample_compression
     assert comp is not None
+    kind = _media.sniff(x)
+    if kind != comp:
+        raise _err(meta, row, f"stores {comp} samples, got "
+                   f"{kind + ' bytes' if kind else 'bytes that are not an image'}",
+                   f"give {comp} bytes or create the tensor with "
+                   f"sample_compression={kind!r}" if kind else
+                   "check the file is a valid image")
+    try:
+        return tuple(int(s) for s in _media.probe(x, comp))
+    except SampleError as e:
+        raise _err(meta, row, str(e), "re-export the image or skip this row") from None
+
+
+def _encode_encoded(meta: TensorMeta, values: EncodedBytes, row0: int
+                    ) -> tuple[Block, TensorMeta]:
+    """JPEG / PNG files held in one buffer: each is checked (magic bytes, headers, shape)
+    and the buffer becomes the block as it is."""
     data, offs = values.data, values.offsets.tolist()
     shapes: list[tuple[int, ...]] = []
     seen: set[tuple[int, ...]] = set()
     for i in range(len(offs) - 1):
-        x = data[offs[i]:offs[i + 1]]
-        kind = _media.sniff(x)
-        if kind != comp:
-            raise _err(meta, row0 + i, f"stores {comp} samples, got "
-                       f"{kind + ' bytes' if kind else 'bytes that are not an image'}",
-                       f"give {comp} bytes or create the tensor with "
-                       f"sample_compression={kind!r}" if kind else
-                       "check the file is a valid image")
-        try:
-            shape = _media.probe(x, comp)
-        except SampleError as e:
-            raise _err(meta, row0 + i, str(e), "re-export the image or skip this row") from None
+        shape = _image_shape(meta, data[offs[i]:offs[i + 1]], row0 + i)
         if shape not in seen:
             meta = _check_shape(meta, shape, row0 + i)
             seen.add(shape)
