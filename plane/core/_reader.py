@@ -179,9 +179,8 @@ class ChunkReader:
                 return [self.chunk(k, where(k)) for k in ks]
 
             groups = [missing[i::threads] for i in range(threads)]
-            got = dict(zip((k for g in groups for k in g),
-                           (c for cs in _io_pool().map(some, groups) for c in cs)))
-            out.update((k, got[k]) for k in missing)
+            for g, cs in zip(groups, _io_pool().map(some, groups)):
+                out.update(zip(g, cs))
         return out
 
     def footer(self, key: str, nbytes: int, ndim_hint: int, where: str) -> ChunkFooter:

@@ -56,8 +56,9 @@ __all__ = ["Dataset", "create", "open_dataset"]
 #: patch chunks up to this size are kept inside the tensor's part (one object fewer per
 #: small update; format version 2)
 INLINE_PATCH_BYTES = 2048
-#: a tensor's patches are folded into one (newest value per row) when there are this many,
-#: so a part (rewritten by every commit that touches the tensor) stays small
+#: when a working state first updates a tensor whose base lists this many patches, they are
+#: folded into one (newest value per row), so a part (rewritten by every commit that touches
+#: the tensor) stays small
 PATCH_COMPACT_AT = 32
 
 _MAX_REBASES = 50
