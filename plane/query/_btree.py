@@ -115,9 +115,9 @@ def build_sorted(ds: Dataset, tensor: str) -> SortedIndex:
         texts = ds._read(tensor, pos, True, True)
         order = np.asarray(sorted(range(n), key=texts.__getitem__), np.int64)
         return SortedIndex([texts[i] for i in order.tolist()], ids[order], order)
-    scalar = meta.kind == "array" and not meta.sample_compression and (
-        meta.htype == "class_label" or meta.shape == () or meta.ndim == 0)
-    if not scalar or meta.np_dtype.kind not in "iuf":
+    from plane.query._stats import is_scalar
+
+    if not is_scalar(ds, tensor) or meta.np_dtype.kind not in "iuf":
         raise QueryError(f"a btree index needs a scalar numeric, class_label or text tensor; "
                          f"{tensor!r} is {meta.htype} ({meta.dtype}, shape {meta.shape})")
     vals = ds._read(tensor, pos, True, False)

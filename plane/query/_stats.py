@@ -18,7 +18,7 @@ from plane._errors import QueryError
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
 
-__all__ = ["ChunkStats", "build_minmax", "candidate_positions"]
+__all__ = ["ChunkStats", "build_minmax", "candidate_positions", "is_scalar"]
 
 
 class ChunkStats:
@@ -41,7 +41,8 @@ class ChunkStats:
         return cls([k.decode() for k in z["keys"].tolist()], z["mins"], z["maxs"])
 
 
-def _scalar(ds: Dataset, tensor: str) -> bool:
+def is_scalar(ds: Dataset, tensor: str) -> bool:
+    """One number per row: a class_label, or an uncompressed array tensor of shape ()."""
     m = ds._writer(tensor).meta
     return m.kind == "array" and not m.sample_compression and \
         (m.htype == "class_label" or m.shape == () or m.ndim == 0)
@@ -49,7 +50,7 @@ def _scalar(ds: Dataset, tensor: str) -> bool:
 
 def build_minmax(ds: Dataset, tensor: str) -> ChunkStats:
     """Min and max of every chunk of `tensor` in the current version."""
-    if not _scalar(ds, tensor):
+    if not is_scalar(ds, tensor):
         m = ds._writer(tensor).meta
         raise QueryError(f"a minmax index needs a scalar numeric tensor (shape ()); {tensor!r} "
                          f"is {m.htype} with shape {m.shape}")
