@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plane._errors import QueryError
+from plane.core._reader import unique_ints
 from plane.query._ast import (
     And,
     Between,
@@ -154,6 +155,8 @@ _NP = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
 _PY: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+#: the comparison that holds when the operands swap sides
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
 
 def _class_id(ctx: _Ctx, col: Any, v: Any) -> Any:
@@ -173,8 +176,7 @@ def _cmp(ctx: _Ctx, op: str, left: Any, right: Any) -> np.ndarray:
     a, ka = _operand(ctx, left)
     b, kb = _operand(ctx, right)
     if ka == "lit" and kb != "lit":  # literal on the left: flip
-        flip = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
-        return _cmp(ctx, flip, right, left)
+        return _cmp(ctx, _FLIP.get(op, op), right, left)
     if kb == "lit":
         b = _class_id(ctx, left, b)
     if ka == "col" and kb in ("col", "lit"):
@@ -223,31 +225,47 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
     return mask
 
 
+def _column_predicate(e: Any, flip: bool = True) -> tuple[Col, str, tuple[Any, ...]] | None:
+    """(column, op, literal operands) when `e` compares one tensor (no json path) with
+    literals or parameters: op is = < <= > >= (one operand), "between" (two) or "in" (any).
+    `flip` also takes `literal op column`, as `column op' literal`."""
+    if isinstance(e, Cmp) and e.op in ("=", "<", "<=", ">", ">="):
+        col, lit, op = e.left, e.right, e.op
+        if flip and isinstance(lit, Col) and isinstance(col, Lit | Param):
+            col, lit, op = lit, col, _FLIP.get(op, op)
+        if isinstance(col, Col) and not col.path and isinstance(lit, Lit | Param):
+            return col, op, (lit,)
+        return None
+    if isinstance(e, Between) and not e.negated and isinstance(e.expr, Col) \
+            and not e.expr.path and isinstance(e.low, Lit | Param) \
+            and isinstance(e.high, Lit | Param):
+        return e.expr, "between", (e.low, e.high)
+    if isinstance(e, In) and not e.negated and isinstance(e.expr, Col) and not e.expr.path \
+            and all(isinstance(v, Lit | Param) for v in e.values):
+        return e.expr, "in", tuple(e.values)
+    return None
+
+
 def _range_of(ctx: _Ctx, e: Any) -> tuple[Col, float, float] | None:
     """(column, low, high) when `e` keeps only values in [low, high] of a tensor (a superset
     is fine: the predicate is re-checked on the rows read)."""
-    def num(x: Any) -> float | None:
-        if isinstance(x, Lit | Param):
-            v = ctx.value(x)
-            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    found = _column_predicate(e, flip=False)
+    if found is None:
         return None
-    if isinstance(e, Cmp) and isinstance(e.left, Col) and not e.left.path:
-        v = num(e.right)
-        if v is None:
-            return None
-        lo, hi = {"=": (v, v), "<": (-np.inf, v), "<=": (-np.inf, v), ">": (v, np.inf),
-                  ">=": (v, np.inf)}.get(e.op, (None, None))
-        return None if lo is None or hi is None else (e.left, lo, hi)
-    if isinstance(e, Between) and not e.negated and isinstance(e.expr, Col) \
-            and not e.expr.path:
-        a, b = num(e.low), num(e.high)
-        return None if a is None or b is None else (e.expr, a, b)
-    if isinstance(e, In) and not e.negated and isinstance(e.expr, Col) and not e.expr.path:
-        vals = [x for x in (num(v) for v in e.values) if x is not None]
-        if len(vals) != len(e.values) or not vals:
-            return None
-        return e.expr, min(vals), max(vals)
-    return None
+    col, op, operands = found
+    vals = [ctx.value(x) for x in operands]
+    if not vals or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in vals):
+        return None
+    nums = [float(v) for v in vals]
+    if op == "between":
+        return col, nums[0], nums[1]
+    if op == "in":
+        return col, min(nums), max(nums)
+    v = nums[0]
+    lo, hi = {"=": (v, v), "<": (-np.inf, v), "<=": (-np.inf, v), ">": (v, np.inf),
+              ">=": (v, np.inf)}[op]
+    return col, lo, hi
 
 
 def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
@@ -283,36 +301,23 @@ def _mask_at(ctx: _Ctx, e: Any, pos: np.ndarray) -> np.ndarray:
 def _lookup_of(ctx: _Ctx, e: Any) -> tuple[Col, str, Any] | None:
     """(column, description, how to query a btree index) when `e` is a predicate a sorted
     index answers: col op literal (= < <= > >=), BETWEEN, IN of literals."""
-    def lit(x: Any, col: Col) -> Any:
-        return _class_id(ctx, col, ctx.value(x)) if isinstance(x, Lit | Param) else None
-
-    if isinstance(e, Cmp) and e.op in ("=", "<", "<=", ">", ">="):
-        left, right, op = e.left, e.right, e.op
-        if isinstance(right, Col) and isinstance(left, Lit | Param):
-            left, right = right, left
-            op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
-        if isinstance(left, Col) and not left.path and isinstance(right, Lit | Param):
-            v = lit(right, left)
-            return left, f"{left.name} {op} {v!r}", lambda ix: ix.lookup(op, v)
-    if isinstance(e, Between) and not e.negated and isinstance(e.expr, Col) \
-            and not e.expr.path and isinstance(e.low, Lit | Param) \
-            and isinstance(e.high, Lit | Param):
-        col = e.expr
-        a, b = lit(e.low, col), lit(e.high, col)
-        return col, f"{col.name} BETWEEN {a!r} AND {b!r}", lambda ix: ix.between(a, b)
-    if isinstance(e, In) and not e.negated and isinstance(e.expr, Col) and not e.expr.path \
-            and all(isinstance(v, Lit | Param) for v in e.values):
-        col = e.expr
-        vals = [lit(v, col) for v in e.values]
-
+    found = _column_predicate(e)
+    if found is None:
+        return None
+    col, op, operands = found
+    vals = [_class_id(ctx, col, ctx.value(x)) for x in operands]
+    if op == "between":
+        return col, f"{col.name} BETWEEN {vals[0]!r} AND {vals[1]!r}", \
+            lambda ix: ix.between(vals[0], vals[1])
+    if op == "in":
         def many(ix: Any) -> np.ndarray | None:
             hits = [ix.lookup("=", v) for v in vals]
             if any(h is None for h in hits):
                 return None
-            return np.unique(np.concatenate(hits)) if hits else np.zeros(0, np.int64)
-        # (indexes into the sorted index: unique across values)
+            # indexes into the sorted index; a value given twice would repeat its rows
+            return unique_ints(np.concatenate(hits)) if hits else np.zeros(0, np.int64)
         return col, f"{col.name} IN ({len(vals)} values)", many
-    return None
+    return col, f"{col.name} {op} {vals[0]!r}", lambda ix: ix.lookup(op, vals[0])
 
 
 def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
