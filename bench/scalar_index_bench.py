@@ -25,20 +25,20 @@ import numpy as np
 
 os.environ.setdefault("LANCE_LOG", "error")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import command_line, env_line, md_table, rmtree
+from _common import command_line, env_line, md_table, rmtree, timed
 
 FILTERS = {"width < 10": ("width", "<", 10), "width = 500": ("width", "=", 500),
            "tag = 'tag17'": ("tag", "=", "tag17")}
 
 
-def timed(fn: Callable[[], int], budget_s: float = 2.0) -> tuple[float, int]:
-    """(median ms per call, rows returned), at least 3 calls and up to `budget_s`."""
+def median_ms(fn: Callable[[], int], budget_s: float = 2.0) -> tuple[float, int]:
+    """(median ms per call, rows returned), after a warm-up call: at least 3 calls, more up
+    to `budget_s` (at most 50)."""
     rows = fn()
     lat: list[float] = []
     while len(lat) < 3 or (sum(lat) < budget_s and len(lat) < 50):
-        t0 = time.perf_counter()
-        rows = fn()
-        lat.append(time.perf_counter() - t0)
+        dt, rows = timed(fn)
+        lat.append(dt)
     return float(np.median(lat) * 1e3), rows
 
 
@@ -64,13 +64,14 @@ def main() -> None:
         ds.extend({"width": width, "tag": tag})
         ds.commit("data")
         for f in FILTERS:
-            res[("tensorplane scan", f)] = timed(lambda f=f: len(ds.query(f"SELECT id WHERE {f}")))
+            res[("tensorplane scan", f)] = median_ms(
+                lambda f=f: len(ds.query(f"SELECT id WHERE {f}")))
         t0 = time.perf_counter()
         for col in ("width", "tag"):
             ds.create_index(col, kind="btree")
         build["tensorplane btree (width + tag)"] = f"{time.perf_counter() - t0:.2f} s"
         for f in FILTERS:
-            res[("tensorplane btree", f)] = timed(
+            res[("tensorplane btree", f)] = median_ms(
                 lambda f=f: len(ds.query(f"SELECT id WHERE {f}")))
         try:
             import lance
@@ -83,14 +84,14 @@ def main() -> None:
             def lq(f: str) -> int:
                 return int(lds.to_table(filter=f, columns=[], with_row_id=True).num_rows)
             for f in FILTERS:
-                res[("Lance scan", f)] = timed(lambda f=f: lq(f))
+                res[("Lance scan", f)] = median_ms(lambda f=f: lq(f))
             t0 = time.perf_counter()
             for col in ("width", "tag"):
                 lds.create_scalar_index(col, "BTREE")
             lds = lance.dataset(path)
             build["Lance BTREE (width + tag)"] = f"{time.perf_counter() - t0:.2f} s"
             for f in FILTERS:
-                res[("Lance BTREE", f)] = timed(lambda f=f: lq(f))
+                res[("Lance BTREE", f)] = median_ms(lambda f=f: lq(f))
         except ImportError as e:
             print(f"Lance not installed ({e}); tensorplane only", file=sys.stderr)
     finally:
