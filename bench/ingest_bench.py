@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -294,27 +295,35 @@ def _run_ray(spec: dict[str, Any]) -> dict[str, Any]:
         ray.shutdown()
 
 
-def _run_pa(spec: dict[str, Any]) -> dict[str, Any]:
+def _source_batches(spec: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """(the file's Arrow schema, record batch) for every batch of every source file, read
+    with `ParquetFile.iter_batches` (an s3fs file handle for S3 sources)."""
     import pyarrow.parquet as pq
 
-    t0 = time.perf_counter()
     fs, paths = _source_files(spec["source"], spec["options"])
-    os.makedirs(spec["dest"])
-    writer = None
-    rows = 0
     for p in paths:
         fh = fs.open(p, "rb") if fs is not None else None
         try:
             pf = pq.ParquetFile(fh if fh is not None else p)
-            if writer is None:
-                writer = pq.ParquetWriter(os.path.join(spec["dest"], "data.parquet"),
-                                          pf.schema_arrow)
             for b in pf.iter_batches(batch_size=spec["batch_rows"]):
-                writer.write_batch(b)
-                rows += b.num_rows
+                yield pf.schema_arrow, b
         finally:
             if fh is not None:
                 fh.close()
+
+
+def _run_pa(spec: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    os.makedirs(spec["dest"])
+    writer = None
+    rows = 0
+    for schema, b in _source_batches(spec):
+        if writer is None:
+            writer = pq.ParquetWriter(os.path.join(spec["dest"], "data.parquet"), schema)
+        writer.write_batch(b)
+        rows += b.num_rows
     assert writer is not None
     writer.close()
     return {"seconds": time.perf_counter() - t0, "rows_written": rows}
@@ -333,27 +342,18 @@ def _run_lance(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _run_deeplake(spec: dict[str, Any]) -> dict[str, Any]:
     import deeplake
-    import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    fs, paths = _source_files(spec["source"], spec["options"])
     ds = deeplake.create("file://" + spec["dest"])
     ds.add_column("img", deeplake.types.Image(dtype="uint8", sample_compression="jpeg"))
     ds.add_column("label", deeplake.types.Int64())
     ds.add_column("emb", deeplake.types.Array("float32", shape=[D]))
     ds.add_column("txt", deeplake.types.Text())
-    for p in paths:
-        fh = fs.open(p, "rb") if fs is not None else None
-        try:
-            for b in pq.ParquetFile(fh if fh is not None else p).iter_batches(
-                    batch_size=spec["batch_rows"]):
-                ds.append({"img": b.column("img").to_pylist(),
-                           "label": b.column("label").to_numpy(),
-                           "emb": b.column("emb").flatten().to_numpy().reshape(-1, D),
-                           "txt": b.column("txt").to_pylist()})
-        finally:
-            if fh is not None:
-                fh.close()
+    for _, b in _source_batches(spec):
+        ds.append({"img": b.column("img").to_pylist(),
+                   "label": b.column("label").to_numpy(),
+                   "emb": b.column("emb").flatten().to_numpy().reshape(-1, D),
+                   "txt": b.column("txt").to_pylist()})
     ds.commit()
     return {"seconds": time.perf_counter() - t0}
 
