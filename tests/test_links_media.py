@@ -108,7 +108,8 @@ def test_links_to_s3_objects(tmp_path: Path, s3_bucket: tuple[str, Any]) -> None
     reopened = plane.open(tmp_path / "ds", read_only=True,
                           link_storage_options={f"s3://{bucket}": opts})
     assert reopened["img"].bytes() == [d for _, d in files]
-    rows = [b["img"] for b in reopened.pytorch(batch_size=5, num_workers=2, shuffle=False)]
+    rows = [b["img"] for b in reopened.pytorch(batch_size=5, num_workers=2, shuffle=False,
+                                               worker_mode="process")]
     assert len(rows) == 1 and len(rows[0]) == 5  # forked workers fetch through s3 too
     on_s3 = plane.create(url, storage_options=opts)  # same protocol: the dataset's options
     on_s3.create_tensor("img", htype="link[image]")
@@ -212,6 +213,7 @@ def test_jpeg_batches_decode_in_place_exactly_like_one_by_one(tmp_path: Path) ->
     for datas, shape in ((rgb, (24, 32, 3)), (gray, (24, 32, 1))):
         got = decode_batch(datas, "jpeg", shape)
         assert got is not None and got.shape == (len(datas), *shape)
+        assert got.ctypes.data % 32 == 16  # rows off 32-byte boundaries: cached stores
         assert all((got[i] == decode(d, "jpeg")).all() for i, d in enumerate(datas))
     for wrong in ((12, 32, 3), (48, 64, 3)):  # bytes that are not the recorded shape
         with pytest.raises(plane.SampleError, match="not its recorded shape"):
@@ -227,6 +229,13 @@ def test_jpeg_batches_decode_in_place_exactly_like_one_by_one(tmp_path: Path) ->
             assert (img == decode(rgb[int(y)], "jpeg")).all()
             seen += 1
     assert seen == 40
+    # batches decode in reader threads (one per CPU by default) or worker processes: the
+    # same batches in the same order either way
+    ref = [b["y"].tolist() for b in ds.numpy(batch_size=6, seed=2)]
+    for workers, mode in ((1, "thread"), (3, "thread"), (2, "process")):
+        got_rows = [b["y"].tolist() for b in ds.pytorch(batch_size=6, seed=2,
+                                                        num_workers=workers, worker_mode=mode)]
+        assert got_rows == ref, (workers, mode)
 
 
 def test_without_simplejpeg_jpeg_still_probes_decodes_and_loads(

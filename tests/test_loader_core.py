@@ -82,7 +82,12 @@ def test_epoch_covers_rows_once_and_mixes_chunks(dataset: str) -> None:
 def test_order_is_the_same_for_any_workers_and_world_size(dataset: str) -> None:
     ds = plane.open(dataset, read_only=True)
     ref = _rows(ds.pytorch(batch_size=32, seed=1))
-    assert _rows(ds.pytorch(batch_size=32, seed=1, num_workers=2)) == ref
+    for workers in (1, 2):
+        for mode in ("thread", "process"):
+            got = _rows(ds.pytorch(batch_size=32, seed=1, num_workers=workers,
+                                   worker_mode=mode))
+            assert got == ref, (workers, mode)
+    assert _rows(ds.numpy(batch_size=32, seed=1, num_workers=3)) == ref
     for world in (2, 4):
         per_rank = [list(ds.numpy(batch_size=32, seed=1, rank=r, world_size=world))
                     for r in range(world)]
@@ -130,6 +135,41 @@ def test_resume_in_a_new_process_continues_the_same_order(dataset: str) -> None:
         other.load_state_dict(state)
 
 
+def test_resume_with_reader_threads(dataset: str) -> None:
+    ds = plane.open(dataset, read_only=True)
+    full = [b["row"].tolist() for b in ds.pytorch(batch_size=50, seed=4)]
+    loader = ds.pytorch(batch_size=50, seed=4, num_workers=2)
+    it = iter(loader)
+    head = [next(it)["row"].tolist() for _ in range(5)]
+    it.close()  # stopping early leaves no reader thread behind to block the next epoch
+    state = loader.state_dict()
+    again = ds.pytorch(batch_size=50, seed=4, num_workers=2)
+    again.load_state_dict(state)
+    assert head + [b["row"].tolist() for b in again] == full
+
+
+def test_worker_mode(dataset: str) -> None:
+    ds = plane.open(dataset, read_only=True)
+
+    def add_one(row: dict[str, Any]) -> dict[str, Any]:
+        return {"row": row["row"] + 1}
+
+    assert ds.pytorch(num_workers=2).config.process_workers is False
+    assert ds.pytorch(num_workers=2, transform=add_one).config.process_workers is True
+    assert ds.pytorch(num_workers=2, transform=add_one, worker_mode="thread"
+                      ).config.process_workers is False
+    # a transform in reader threads gives the same batches as inline
+    ref = [b["row"].tolist() for b in ds.numpy(batch_size=40, seed=3, transform=add_one,
+                                               tensors=["row"])]
+    got = [b["row"].tolist() for b in ds.numpy(batch_size=40, seed=3, transform=add_one,
+                                               tensors=["row"], num_workers=2)]
+    assert got == ref and sorted(r for b in got for r in b) == list(range(1, 3001))
+    with pytest.raises(plane.PlaneError, match="worker_mode must be"):
+        ds.pytorch(worker_mode="fork")
+    with pytest.raises(plane.PlaneError, match="torch DataLoader workers"):
+        ds.numpy(num_workers=2, worker_mode="process")
+
+
 def test_corrupt_chunk_raises_or_is_skipped(tmp_path: Any) -> None:
     ds = plane.create(tmp_path / "d")
     ds.create_tensor("v", dtype="float32", shape=(16,), chunk_bytes=64 * 64)
@@ -146,6 +186,72 @@ def test_corrupt_chunk_raises_or_is_skipped(tmp_path: Any) -> None:
     loader = ds.numpy(batch_size=32, on_error="skip")
     seen = sum(len(b["v"]) for b in loader)
     assert loader.skipped_rows > 0 and seen + loader.skipped_rows == 640
+    for workers in (0, 2):  # inline and in reader threads: the same batches are skipped
+        with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+            list(ds.pytorch(batch_size=32, num_workers=workers))
+        threaded = ds.pytorch(batch_size=32, on_error="skip", num_workers=workers)
+        assert sum(len(b["v"]) for b in threaded) == seen
+        assert threaded.skipped_rows == loader.skipped_rows
+        assert threaded.state_dict()["epoch"] == 1  # the epoch ran to its end
+
+
+def _kilobyte_rows(path: Any) -> tuple[str, bytearray]:
+    """640 rows of 1 KiB (big enough to carry per-sample sums), 64 per chunk; returns the
+    key and bytes of the third chunk, to corrupt."""
+    ds = plane.create(path)
+    ds.create_tensor("x", dtype="uint8", shape=(32, 32), chunk_bytes=64 * 1024)
+    ds.extend({"x": np.broadcast_to((np.arange(640) % 251).astype(np.uint8)[:, None, None],
+                                    (640, 32, 32))})
+    ds.flush()
+    key = sorted(open_store(path).list("chunks/"))[2]
+    return key, bytearray(open_store(path).get(key))
+
+
+def _intact(batch: dict[str, Any]) -> bool:
+    x = batch["x"]
+    return bool((x == x[:, :1, :1]).all())
+
+
+def test_samples_of_chunks_being_verified_are_checked_one_by_one(tmp_path: Any) -> None:
+    """Batches use chunks before their whole checksum is done, checking each sample taken:
+    a corrupt sample is never served, and the error names its chunk."""
+    key, data = _kilobyte_rows(tmp_path / "d")
+    data[5 * 1024 + 7] ^= 0xFF  # inside sample 5 of that chunk
+    open_store(tmp_path / "d").put(key, bytes(data))
+    ds = plane.open(tmp_path / "d", read_only=True)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+        list(ds.numpy(batch_size=32, seed=1))
+    loader = ds.numpy(batch_size=32, seed=1, on_error="skip")
+    batches = list(loader)
+    assert all(_intact(b) for b in batches)
+    assert loader.skipped_rows >= 32  # that batch, and any that met the chunk once refused
+    assert sum(len(b["x"]) for b in batches) + loader.skipped_rows == 640
+
+
+def test_footer_that_disagrees_with_the_index_is_verified_before_use(tmp_path: Any) -> None:
+    key, data = _kilobyte_rows(tmp_path / "d")
+    flen = int.from_bytes(data[-8:-4], "little")
+    shape_at = len(data) - 8 - flen + 16  # the chunk's one (uniform) sample shape
+    data[shape_at] = 16  # (32, 32) -> (16, 32): sample sums alone would not notice
+    open_store(tmp_path / "d").put(key, bytes(data))
+    ds = plane.open(tmp_path / "d", read_only=True)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1] + ".*checksum mismatch"):
+        list(ds.numpy(batch_size=640, seed=2))
+
+
+def test_background_verification_failure_is_raised_on_next_use(tmp_path: Any) -> None:
+    """Damage that only the whole-chunk checksum sees (here the footer's version byte):
+    the intact samples may be served, then the chunk is refused."""
+    key, data = _kilobyte_rows(tmp_path / "d")
+    flen = int.from_bytes(data[-8:-4], "little")
+    data[len(data) - 8 - flen] = 0  # version 1 -> 0: still parses
+    open_store(tmp_path / "d").put(key, bytes(data))
+    loader = plane.open(tmp_path / "d", read_only=True).numpy(batch_size=640, seed=2)
+    first = list(loader)
+    assert len(first) == 1 and _intact(first[0])
+    assert loader.source.ds._reader.settle(timeout=60)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1] + ".*checksum mismatch"):
+        list(loader)  # the next epoch
 
 
 def test_embedded_loading_never_imports_ray(dataset: str) -> None:

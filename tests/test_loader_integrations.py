@@ -69,18 +69,22 @@ def test_s3_fetches_each_chunk_at_most_once_per_epoch_per_worker(
     ref = _rows(ds.numpy(batch_size=50, seed=5, tensors=["row", "img"]))
     assert sorted(ref) == list(range(N))
 
-    for workers in (0, 2):
+    for workers, mode in ((0, "auto"), (2, "thread"), (2, "process")):
         chunk_gets.clear()
-        loader = ds.pytorch(batch_size=50, seed=5, num_workers=workers, tensors=["row", "img"])
+        loader = ds.pytorch(batch_size=50, seed=5, num_workers=workers, tensors=["row", "img"],
+                            worker_mode=mode)
         assert _rows(loader) == ref
-        assert max(chunk_gets.values()) <= max(1, workers), chunk_gets.most_common(3)
+        # reader threads share one process's fetches; each worker process fetches its own
+        most = workers if mode == "process" else 1
+        assert max(chunk_gets.values()) <= most, chunk_gets.most_common(3)
         # every chunk of the two tensors was read in the epoch
         assert len(chunk_gets) == len([k for k in ds.store.list("chunks/")
                                        if k.split("/")[1] in chunk_gets])
 
     # without a cache, new worker processes read every chunk again in the next epoch
     chunk_gets.clear()
-    loader = ds.pytorch(batch_size=50, seed=5, num_workers=2, tensors=["row", "img"])
+    loader = ds.pytorch(batch_size=50, seed=5, num_workers=2, tensors=["row", "img"],
+                        worker_mode="process")
     list(loader)
     chunk_gets.clear()
     list(loader)
@@ -89,7 +93,7 @@ def test_s3_fetches_each_chunk_at_most_once_per_epoch_per_worker(
     # with cache_dir, epoch 2 (fresh worker processes) reads no chunk from S3
     cache = tmp_path / "cache"
     loader = ds.pytorch(batch_size=50, seed=5, num_workers=2, tensors=["row", "img"],
-                        cache_dir=cache)
+                        cache_dir=cache, worker_mode="process")
     chunk_gets.clear()
     first = _rows(loader)
     assert max(chunk_gets.values()) <= 2 and sorted(first) == list(range(N))
@@ -242,7 +246,8 @@ def test_ragged_batches_from_workers_arrive_whole_and_in_order(local_ds: str) ->
 
     ds = plane.open(local_ds, read_only=True)
     ref = list(ds.pytorch(batch_size=32, seed=6, tensors=["input_ids", "row"]))
-    got = list(ds.pytorch(batch_size=32, seed=6, tensors=["input_ids", "row"], num_workers=2))
+    got = list(ds.pytorch(batch_size=32, seed=6, tensors=["input_ids", "row"], num_workers=2,
+                          worker_mode="process"))
     assert [b["row"].tolist() for b in got] == [b["row"].tolist() for b in ref]
     for a, b in zip(got, ref):
         assert isinstance(a["input_ids"], list)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xxhash
 
-from plane._errors import ChecksumError, ObjectNotFoundError
+from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError
 from plane.core._layout import chunk_key
 from plane.format._chunk import (
     CODEC_NONE,
@@ -83,6 +83,45 @@ def unique_ints(a: np.ndarray) -> np.ndarray:
     return out
 
 
+_VERIFY: Any = None  # (pid, SimpleQueue) of the background verifier threads
+
+
+def _verify_soon(task: Callable[[], None]) -> None:
+    """Run `task` on a background verifier thread: half the usable CPUs (at least one), so
+    readers using the chunks meanwhile keep the rest. (A bare queue: a ThreadPoolExecutor's
+    submit takes a semaphore that stalled a busy reader ~1 ms per call.)"""
+    global _VERIFY
+    import os
+    import queue
+
+    if _VERIFY is None or _VERIFY[0] != os.getpid():
+        with _POOL_LOCK:
+            if _VERIFY is None or _VERIFY[0] != os.getpid():
+                from plane.format._media import _usable_cpus
+
+                q: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+                for i in range(max(1, _usable_cpus() // 2)):
+                    threading.Thread(target=_verifier, args=(q,), daemon=True,
+                                     name=f"plane-verify-{i}").start()
+                _VERIFY = (os.getpid(), q)
+    _VERIFY[1].put(task)
+
+
+def _verifier(q: Any) -> None:
+    while True:
+        q.get()()
+
+
+def check_samples(c: ParsedChunk, rows: Iterable[int], where: str) -> None:
+    """Check samples `rows` of a chunk not verified whole yet against their footer sums."""
+    sums, offs, p = c.footer.crcs, c.offsets_list(), c.payload
+    assert sums is not None
+    for li in rows:
+        if sample_sum(p[offs[li]: offs[li + 1]]) != int(sums[li]):
+            raise ChecksumError(f"chunk {chunk_key(c.key)} ({where}) is corrupt: sample {li} "
+                                "fails its checksum")
+
+
 def _io_pool() -> Any:
     """One shared I/O thread pool per process (recreated after fork)."""
     global _POOL, _POOL_PID
@@ -111,6 +150,11 @@ class ChunkReader:
         #: fetches in progress: a second reader of the same chunk waits for the first
         self._inflight: dict[str, Future[ParsedChunk]] = {}
         self._inflight_lock = threading.Lock()
+        #: open chunks early (`chunks_early`): set by readers that check samples one by one
+        self.verify_early = False
+        self._early: dict[str, ParsedChunk] = {}  # opened, whole checksum not yet verified
+        self._bad: dict[str, PlaneError] = {}  # chunks whose background verification failed
+        self._settled = threading.Condition()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "cache_bytes": self.cache.max_bytes}
@@ -182,6 +226,69 @@ class ChunkReader:
             for g, cs in zip(groups, _io_pool().map(some, groups)):
                 out.update(zip(g, cs))
         return out
+
+    def chunks_early(self, keys: Iterable[str], where: Callable[[str], str]
+                     ) -> tuple[dict[str, ParsedChunk], set[str]]:
+        """Like `chunks`, without waiting for whole-chunk checksums where the store's buffers
+        are local (a memory map) and the chunk has per-sample checksums: such a chunk is
+        opened at once and its hash runs in the background. Returns (chunks, keys of those
+        not verified yet): the caller must check every sample it takes from them
+        (`check_samples`). A chunk whose background hash failed raises here next time."""
+        if not (self.verify_early and self.store.local_buffers):
+            return self.chunks(keys, where), set()
+        out: dict[str, ParsedChunk] = {}
+        unchecked: set[str] = set()
+        later: list[str] = []
+        for k in dict.fromkeys(keys):
+            c = self.local.get(k) or self.cache.get(k)
+            if c is None:
+                bad = self._bad.get(k)
+                if bad is not None:
+                    raise bad
+                c = self._early.get(k) or self._open_early(k, where(k))
+                if c is None:
+                    later.append(k)
+                    continue
+                unchecked.add(k)
+            out[k] = c
+        if later:
+            out.update(self.chunks(later, where))
+        return out, unchecked
+
+    def _open_early(self, key: str, where: str) -> ParsedChunk | None:
+        if key in self.inline:
+            return None
+        data = self._fetch(key, where)
+        f = parse_footer(data, len(data), f"{chunk_key(key)} ({where})")
+        if f.codec != CODEC_NONE or f.crcs is None:
+            return None  # compressed, or samples too small to carry sums: verify it whole
+        c = ParsedChunk(key, f, memoryview(data)[: f.payload_len])
+        if c.payload.nbytes != f.raw_len:
+            return None  # truncated or padded: let the whole checksum name the problem
+        with self._inflight_lock:
+            got = self._early.setdefault(key, c)
+        if got is c:
+            _verify_soon(lambda: self._verify_later(c, data, where))
+        return got
+
+    def _verify_later(self, c: ParsedChunk, data: bytes | memoryview, where: str) -> None:
+        try:
+            if digest_hex(data) != c.key:
+                raise ChecksumError(f"chunk {chunk_key(c.key)} ({where}) is corrupt: checksum "
+                                    f"mismatch in {self.store.url}")
+            self.cache.put(c.key, c)
+        except PlaneError as e:
+            self._bad[c.key] = e
+        finally:
+            with self._settled:
+                self._early.pop(c.key, None)
+                self._settled.notify_all()
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until every chunk opened early has been verified whole (or found corrupt);
+        False if `timeout` passed first."""
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._early, timeout)
 
     def footer(self, key: str, nbytes: int, ndim_hint: int, where: str) -> ChunkFooter:
         f = self.footers.get(key)
@@ -394,12 +501,18 @@ def _read_base(
     single = [int(e) for e in uniq if index.key_ptr[e + 1] - index.key_ptr[e] == 1]
     tiled = [int(e) for e in uniq if index.key_ptr[e + 1] - index.key_ptr[e] > 1]
     wanted = [index.keys[int(index.key_ptr[e])] for e in single]
-    for e in tiled:
-        wanted.extend(index.entry_keys(e))
-    parsed = reader.chunks(wanted, where)
+    parsed, unchecked = reader.chunks_early(wanted, where)
+    if unchecked:  # a footer that disagrees with what we trust is verified whole first
+        for e in single:
+            k = index.keys[int(index.key_ptr[e])]
+            if k in unchecked and not _footer_fits(parsed[k], meta, int(index.rows[e])):
+                parsed[k] = reader.chunk(k, where(k))
+                unchecked.discard(k)
+    if tiled:
+        parsed.update(reader.chunks([k for e in tiled for k in index.entry_keys(e)], where))
 
     if numeric and not aslist:
-        out = _gather_array(meta, index, parsed, ent, local, uniq)
+        out = _gather_array(meta, index, parsed, ent, local, uniq, unchecked, where)
         if out is not None:
             return out
     values: list[Any] = [None] * n
@@ -417,6 +530,8 @@ def _read_base(
                 shapes[s] = "empty"
         elif len(keys) == 1:
             c = parsed[keys[0]]
+            if unchecked and c.key in unchecked:
+                check_samples(c, (local_l[s] for s in sel), where(c.key))
             payload, offs = c.payload, c.offsets_list()
             for s in sel:
                 li = local_l[s]
@@ -489,24 +604,46 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
     return raws
 
 
+def _footer_fits(c: ParsedChunk, meta: TensorMeta, rows: int) -> bool:
+    """Whether a chunk's footer (not covered by the sample sums) agrees with the index and
+    the tensor: its sample count, and for raw arrays each sample's size and fixed shape."""
+    f = c.footer
+    if f.n != rows or f.tile is not None:
+        return False
+    if meta.kind != "array" or meta.sample_compression:
+        return True  # bytes are per-sample checked; decoders check decoded shapes
+    need = np.prod(f.shapes, axis=1) * meta.np_dtype.itemsize
+    if not np.array_equal(np.diff(f.offsets), need):
+        return False
+    fixed = meta.fixed_shape
+    return fixed is None or bool((f.shapes == np.asarray(fixed)).all())
+
+
 def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedChunk],
-                  ent: np.ndarray, local: np.ndarray, uniq: np.ndarray) -> np.ndarray | None:
-    """Vectorised gather when every touched chunk holds one uniform shape; else None."""
+                  ent: np.ndarray, local: np.ndarray, uniq: np.ndarray,
+                  unchecked: set[str], where: Callable[[str], str]) -> np.ndarray | None:
+    """Vectorised gather when every touched chunk holds one uniform shape; else None. Rows
+    taken from `unchecked` chunks are checked against their sample sums first."""
     dtype = meta.np_dtype
     ptr, keys = index.key_ptr, index.keys
+    chunks = []
     views = []
     for e in uniq.tolist():
         if ptr[e + 1] - ptr[e] != 1:
             return None
-        v = parsed[keys[ptr[e]]].uniform_view(dtype)
+        c = parsed[keys[ptr[e]]]
+        v = c.uniform_view(dtype)
         if v is None:
             return None
+        chunks.append(c)
         views.append(v)
     shape = views[0].shape[1:]
     if any(v.shape[1:] != shape for v in views):
         return None
     n = ent.shape[0]
     if len(views) == 1:
+        if chunks[0].key in unchecked:
+            check_samples(chunks[0], local.tolist(), where(chunks[0].key))
         out: np.ndarray = views[0][local]
         return out
     out = np.empty((n, *shape), dtype)
@@ -515,6 +652,8 @@ def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedC
     lo = local[order]
     for j, v in enumerate(views):
         a, b = bounds[j], bounds[j + 1]
+        if unchecked and chunks[j].key in unchecked:
+            check_samples(chunks[j], lo[a:b].tolist(), where(chunks[j].key))
         out[order[a:b]] = v[lo[a:b]]
     return out
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.random import default_rng
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, StoreError
 from plane.core._layout import is_chunk_key
@@ -50,6 +53,7 @@ class LoaderConfig:
     world_size: int | None = None
     num_workers: int = 0
     prefetch: bool = True
+    worker_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -58,6 +62,19 @@ class LoaderConfig:
             raise PlaneError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if self.num_workers < 0:
             raise PlaneError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.worker_mode not in ("auto", "thread", "process"):
+            raise PlaneError("worker_mode must be 'auto', 'thread' or 'process', got "
+                             f"{self.worker_mode!r}")
+
+    @property
+    def process_workers(self) -> bool:
+        """Whether workers are DataLoader processes rather than reader threads: asked for, or
+        ("auto") when a transform or collate_fn runs Python per sample, which threads would
+        serialise on the GIL. Without them, reading is numpy gathers and GIL-free decoding,
+        and threads skip the inter-process copy of every batch."""
+        if self.worker_mode == "auto":
+            return self.transform is not None or self.collate_fn is not None
+        return self.worker_mode == "process"
 
 
 def detect_rank(rank: int | None, world: int | None) -> tuple[int, int]:
@@ -122,6 +139,8 @@ class BatchSource:
 
             self._ds = Dataset(self.store, "state:" + self.state_key, read_only=True,
                                cache_bytes=self.cache_bytes)
+            # batches start from chunks still being hashed, checking each sample they take
+            self._ds._reader.verify_early = True
             if self.links is not None:
                 self._ds._links = self.links
         return self._ds
@@ -163,7 +182,7 @@ class BatchSource:
         # window id of each position in `order` (for read-ahead)
         sizes = []
         if cfg.shuffle:
-            rng = np.random.default_rng([cfg.seed, epoch])
+            rng = default_rng([cfg.seed, epoch])
             perm = rng.permutation(len(units))
             sizes = [sum(units[i].shape[0] for i in perm[s:s + window])
                      for s in range(0, len(perm), window)]
@@ -206,26 +225,71 @@ class BatchSource:
             return (cfg.collate_fn or _default_collate)(rows)  # type: ignore[return-value]
         return out
 
-    def batches(self, epoch: int, start: int = 0, step: int = 1, offset: int = 0
-                ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(batch index, batch) for batch indices start + offset, start + offset + step, ..."""
+    def batches(self, epoch: int, start: int = 0, step: int = 1, offset: int = 0,
+                threads: int = 0, depth: int = 2) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(batch index, batch) for batch indices start + offset, start + offset + step, ...
+
+        With `threads` > 0, that many reader threads each read (and decode) whole batches,
+        up to `threads * depth` batches ahead, handed out in order; else batches are read
+        inline, when asked for."""
         plan = self.plan(epoch)
-        cur_window = -1
-        for i in range(start + offset, len(plan.batches), step):
-            a, b = plan.batches[i]
+        todo = iter(range(start + offset, len(plan.batches), step))
+        window = [-1]
+
+        def positions(i: int) -> np.ndarray:
             w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
-            if w != cur_window:
-                cur_window = w
+            if w != window[0]:  # entering window w: fetch the next one meanwhile
+                window[0] = w
                 self._prefetch_window(plan, w + 1)
-            pos = plan.order[a:b]
-            try:
-                batch = self.read(pos)
-            except (ChecksumError, ObjectNotFoundError, StoreError):
-                if self.config.on_error == "raise":
-                    raise
-                self.skipped_rows += int(pos.shape[0])
-                continue
-            yield i, batch
+            a, b = plan.batches[i]
+            return plan.order[a:b]
+
+        if threads <= 0:
+            for i in todo:
+                pos = positions(i)
+                batch = self._read_or_skip(partial(self.read, pos), pos)
+                if batch is not None:
+                    yield i, batch
+            return
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from plane.format._media import decode_in_caller
+
+        self.tensors  # resolve the tensors once, before threads share the dataset  # noqa: B018
+        pool = ThreadPoolExecutor(threads, "plane-batch", initializer=decode_in_caller)
+        pending: deque[tuple[int, np.ndarray, Future[dict[str, Any]]]] = deque()
+
+        def submit() -> None:
+            i = next(todo, None)
+            if i is not None:
+                pos = positions(i)
+                pending.append((i, pos, pool.submit(self.read, pos)))
+
+        try:
+            for _ in range(threads * max(1, depth)):
+                submit()
+            while pending:
+                i, pos, fut = pending.popleft()
+                batch = self._read_or_skip(fut.result, pos)
+                submit()
+                if batch is not None:
+                    yield i, batch
+        finally:
+            for _, _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False)
+
+    def _read_or_skip(self, read: Callable[[], dict[str, Any]], pos: np.ndarray
+                      ) -> dict[str, Any] | None:
+        """`read()`, or None (rows counted as skipped) if it meets a corrupt or missing chunk
+        with on_error="skip"."""
+        try:
+            return read()
+        except (ChecksumError, ObjectNotFoundError, StoreError):
+            if self.config.on_error == "raise":
+                raise
+            self.skipped_rows += int(pos.shape[0])
+            return None
 
 
 def _default_collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,13 +434,24 @@ class Loader:
         return make_torch_iterable(self.source, self.epoch, self.position, samples)
 
     def _decodes_media(self) -> bool:
-        """True when batches need decoding (JPEG/PNG/video/links): worth a producer thread,
-        as the decoders release the GIL; plain arrays are gathered faster inline."""
-        if not self.config.decode or not self.config.prefetch:
+        """True when batches need decoding (JPEG/PNG/video/links)."""
+        if not self.config.decode:
             return False
         ds = self.source.ds
         metas = [ds._writer(n).meta for n in self.source.tensors]
         return any(m.sample_compression or m.link for m in metas)
+
+    def reader_threads(self) -> int:
+        """Threads that read whole batches ahead of the consumer (0: read inline). Batches
+        that decode media get `num_workers` readers (thread workers), else one per usable
+        CPU: the decoders release the GIL. Plain arrays are gathered inline, which beats
+        threads contending for the GIL (measured: 133k vs 86k samples/s on 2 cores)."""
+        cfg = self.config
+        if not cfg.prefetch or not self._decodes_media():
+            return 0
+        from plane.format._media import _usable_cpus
+
+        return cfg.num_workers or _usable_cpus()
 
     def _convert(self, batch: Any) -> Any:
         if self.kind == "torch":
@@ -391,7 +466,7 @@ class Loader:
     def __iter__(self) -> Iterator[Any]:
         epoch, start = self.epoch, self.position
         nw = self.config.num_workers
-        if nw and self.kind == "torch":
+        if nw and self.config.process_workers:
             import torch.utils.data as tud
 
             it: Any = iter(tud.DataLoader(
@@ -402,11 +477,9 @@ class Loader:
                 self.position += 1
                 yield _unpack_ragged(batch)
         else:
-            batches: Iterator[tuple[int, dict[str, Any]]] = self.source.batches(epoch, start)
-            if self._decodes_media():  # decode the next batches while this one is used
-                batches = _read_ahead(batches, self.prefetch_factor)
-            for _, batch in batches:
-                self.position += 1
+            for i, batch in self.source.batches(epoch, start, threads=self.reader_threads(),
+                                                depth=self.prefetch_factor):
+                self.position = i + 1  # a batch skipped (on_error="skip") is passed too
                 yield self._convert(batch)
         if self.epoch == epoch:
             self.epoch, self.position = epoch + 1, 0
@@ -452,43 +525,6 @@ def _unpack_ragged(batch: Any) -> Any:
     return out
 
 
-def _read_ahead(it: Iterator[Any], depth: int) -> Iterator[Any]:
-    """Run `it` in a thread, `depth` items ahead (a memory bound); order and errors kept."""
-    import queue
-    import threading
-
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", None))
-        except BaseException as e:  # handed to the consumer, raised there
-            q.put(("error", e))
-
-    t = threading.Thread(target=produce, name="plane-read-ahead", daemon=True)
-    t.start()
-    try:
-        while True:
-            kind, val = q.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise val
-            yield val
-    finally:
-        stop.set()
-
-
 def _mp_context() -> str | None:
     """fork where available (fast, our readers are fork-safe), else the platform default."""
     import multiprocessing as mp
@@ -503,8 +539,13 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
                 decode: bool = True, on_error: str = "raise", rank: int | None = None,
                 world_size: int | None = None, pin_memory: bool = False,
                 prefetch: bool = True, cache_dir: str | os.PathLike[str] | None = None,
-                cache_max_bytes: int = 64 << 30, positions: np.ndarray | None = None) -> Loader:
+                cache_max_bytes: int = 64 << 30, positions: np.ndarray | None = None,
+                worker_mode: str = "auto") -> Loader:
     """Build a Loader over the current version of `ds` (pending writes are flushed first).
+
+    `num_workers` are reader threads, or torch DataLoader processes (`worker_mode=
+    "process"`, or "auto" with a transform/collate_fn: Python per sample); see
+    `LoaderConfig.process_workers`.
 
     `cache_dir` keeps fetched chunks on local disk (LRU, `cache_max_bytes`), so later epochs
     over a remote store (s3://...) read them locally; worker processes share the directory.
@@ -530,7 +571,11 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
         ds.flush()
     cfg = LoaderConfig(batch_size, shuffle, tuple(tensors) if tensors else None, seed,
                        drop_last, window_bytes, decode, transform, collate_fn, on_error, rank,
-                       world_size, num_workers if kind == "torch" else 0, prefetch)
+                       world_size, num_workers, prefetch,
+                       "thread" if kind != "torch" and worker_mode == "auto" else worker_mode)
+    if cfg.num_workers and cfg.process_workers and kind != "torch":
+        raise PlaneError(f"worker processes are torch DataLoader workers: use ds.pytorch(), or "
+                         f"num_workers with worker_mode='thread' for ds.{kind}()")
     store = ds.store
     if cache_dir is not None:
         store = CachingStore(store, max_bytes=0, disk_dir=cache_dir,

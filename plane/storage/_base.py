@@ -23,6 +23,9 @@ class Store(abc.ABC):
     url: str = ""
     #: concurrent reads that pay off: many to hide a remote store's latency, a few on a disk
     io_threads: int = DEFAULT_IO_THREADS
+    #: get_buffer is a local map or copy, as cheap as a range read: readers may open a chunk
+    #: and use samples checked one by one while its whole checksum is computed
+    local_buffers: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

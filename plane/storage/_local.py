@@ -18,6 +18,7 @@ class LocalStore(Store):
     """Objects are files under `root`; writes go to a temp file then `os.replace`/`os.link`."""
 
     io_threads = 4  # reads are page-cache copies or local I/O: a few threads saturate them
+    local_buffers = True  # get_buffer memory-maps
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()

@@ -23,6 +23,8 @@ def _restore_anonymous(data: dict[str, bytes]) -> MemoryStore:
 class MemoryStore(Store):
     """A dict of bytes. Stores opened with the same name in one process share their data."""
 
+    local_buffers = True
+
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         if name is None:

@@ -59,6 +59,10 @@ class WrapperStore(Store):
     def io_threads(self) -> int:  # type: ignore[override]
         return self.inner.io_threads
 
+    @property
+    def local_buffers(self) -> bool:  # type: ignore[override]
+        return self.inner.local_buffers
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
 
@@ -97,6 +101,8 @@ class CachingStore(WrapperStore):
     objects (content-addressed chunks) and never mutable ones. Ranges are served from a cached
     whole object when present, otherwise passed through uncached.
     """
+
+    local_buffers = False  # a miss fetches the whole object from the inner store
 
     def __init__(
         self,
