@@ -521,10 +521,13 @@ def _read_base(
     order = np.argsort(ent, kind="stable")
     bounds = np.append(np.searchsorted(ent[order], uniq), n).tolist()
     local_l = local.tolist()
+    empty = False
+    common: Any = ()  # the one shape of every sample, when each chunk's footer has one
     for j, e in enumerate(uniq.tolist()):
         sel = order[bounds[j]: bounds[j + 1]].tolist()
         keys = index.entry_keys(e)
         if not keys:
+            empty, common = True, None
             for s in sel:
                 values[s] = empty_value(meta)
                 shapes[s] = "empty"
@@ -540,21 +543,30 @@ def _read_base(
                 shp = c.footer.shapes
                 for s in sel:
                     shapes[s] = shp[local_l[s]]
+                if common is not None:  # one shape per footer: a broadcast, stride 0
+                    one = tuple(shp[0].tolist()) if shp.strides[0] == 0 else None
+                    common = one if common in ((), one) else None
         else:
+            common = None
             pieces = [parsed[k] for k in keys]
             raw = memoryview(b"".join(p.payload for p in pieces))
             for s in sel:
                 values[s] = raw
                 shapes[s] = pieces[0].footer.shapes[0]
-    return _finish(meta, values, shapes, decode, aslist)
+    return _finish(meta, values, shapes, decode, aslist, empty, common or None)
 
 
 def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
-            aslist: bool) -> np.ndarray | list[Any]:
-    """Raw sample buffers -> values, one conversion per tensor kind (no per-sample dispatch)."""
+            aslist: bool, empty: bool | None = None,
+            uniform: tuple[int, ...] | None = None) -> np.ndarray | list[Any]:
+    """Raw sample buffers -> values, one conversion per tensor kind (no per-sample dispatch).
+    `empty`: whether any shape is the "empty" marker (None: look); `uniform`: the one shape
+    of every sample, when the caller knows it."""
     kind, comp = meta.kind, meta.sample_compression
-    live = [i for i, s in enumerate(shapes) if not isinstance(s, str)] \
-        if any(isinstance(s, str) for s in shapes) else range(len(raws))
+    if empty is None:
+        empty = any(isinstance(s, str) for s in shapes)
+    live = [i for i, s in enumerate(shapes) if not isinstance(s, str)] if empty \
+        else range(len(raws))
     if kind == "text":
         for i in live:
             raws[i] = bytes(raws[i]).decode("utf-8", "surrogatepass")
@@ -571,11 +583,14 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
     elif comp:
         if decode and not aslist and kind == "array" and comp == "jpeg" \
                 and len(live) == len(raws) and raws:
-            same = np.asarray(shapes)
-            if same.ndim == 2 and bool((same == same[0]).all()):
+            if uniform is None:
+                same = np.asarray(shapes)
+                if same.ndim == 2 and bool((same == same[0]).all()):
+                    uniform = tuple(int(x) for x in same[0])
+            if uniform is not None:
                 from plane.format import _media
 
-                batch = _media.decode_batch(raws, comp, tuple(int(x) for x in same[0]))
+                batch = _media.decode_batch(raws, comp, uniform)
                 if batch is not None:
                     return batch
         todo = [i for i in live if len(raws[i])]
