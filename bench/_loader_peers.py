@@ -267,14 +267,15 @@ def iter_gather(root: str, data: str, batch: int, workers: int, seed: int) -> Ba
 
 
 # ---- tensorplane ---------------------------------------------------------------------------
-def _plane_iter(root: str, data: str, batch: int, workers: int, seed: int, kind: str
-                ) -> Batches:
+def _plane_iter(root: str, data: str, batch: int, workers: int, seed: int, kind: str,
+                mode: str = "auto") -> Batches:
     import plane
 
     ds = plane.open(_path(root, "tensorplane", data), read_only=True)
     key = "tokens" if data == "C" else "images"
     loader = (ds.numpy(batch_size=batch, shuffle=True, seed=seed) if kind == "numpy" else
-              ds.pytorch(batch_size=batch, shuffle=True, num_workers=workers, seed=seed))
+              ds.pytorch(batch_size=batch, shuffle=True, num_workers=workers, seed=seed,
+                         worker_mode=mode))
     for b in loader:
         yield b[key], b["labels"]
 
@@ -285,6 +286,10 @@ def iter_plane(root: str, data: str, batch: int, workers: int, seed: int) -> Bat
 
 def iter_plane_numpy(root: str, data: str, batch: int, workers: int, seed: int) -> Batches:
     return _plane_iter(root, data, batch, workers, seed, "numpy")
+
+
+def iter_plane_proc(root: str, data: str, batch: int, workers: int, seed: int) -> Batches:
+    return _plane_iter(root, data, batch, workers, seed, "torch", "process")
 
 
 # ---- 2. LitData ----------------------------------------------------------------------------
@@ -478,6 +483,7 @@ def iter_lance_take(root: str, data: str, batch: int, workers: int, seed: int) -
 
 # ---- registry (labels, workers and formats are in loader_bench.LOADERS) --------------------
 _LIBS = {"tensorplane": ("plane", "plane.loader"), "tensorplane-numpy": ("plane", "plane.loader"),
+         "tensorplane-proc": ("plane", "plane.loader"),
          "litdata": ("litdata",),
          "mosaic": ("streaming",), "wds": ("webdataset",), "parquet": ("pyarrow.parquet",),
          "lance-torch": ("lance", "lance.torch.data"), "lance-take": ("lance",)}
@@ -494,6 +500,7 @@ def preimport(loader: str) -> None:
 
 
 ITERS: dict[str, Callable[..., Batches]] = {
-    "tensorplane": iter_plane, "tensorplane-numpy": iter_plane_numpy, "memmap": iter_memmap,
+    "tensorplane": iter_plane, "tensorplane-numpy": iter_plane_numpy,
+    "tensorplane-proc": iter_plane_proc, "memmap": iter_memmap,
     "gather": iter_gather, "litdata": iter_litdata, "mosaic": iter_mosaic, "wds": iter_wds,
     "parquet": iter_parquet, "lance-torch": iter_lance_torch, "lance-take": iter_lance_take}

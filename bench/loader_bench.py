@@ -58,6 +58,8 @@ FORMATS = ("tensorplane", "litdata", "mosaic", "wds", "parquet", "lance")
 LOADERS: dict[str, tuple[str, tuple[int, ...], str | None, str]] = {
     "tensorplane": ("tensorplane ds.pytorch()", (0, 2), "tensorplane", "main"),
     "tensorplane-numpy": ("tensorplane ds.numpy()", (0,), "tensorplane", "main"),
+    "tensorplane-proc": ("tensorplane ds.pytorch(worker_mode=\"process\")", (2,), "tensorplane",
+                         "main"),
     "memmap": ("memmap + DataLoader, per sample (ceiling)", (0, 2), None, "main"),
     "gather": ("memmap, one gather per batch (physical ceiling)", (0,), None, "main"),
     "litdata": ("LitData StreamingDataLoader", (0, 2), "litdata", "main"),
@@ -509,8 +511,11 @@ NOTES = """\
   mismatch).
 * tensorplane: A with `chunk_bytes=320*12288`, B `sample_compression="jpeg"` and C int32 ragged
   with the default 4 MiB chunks; labels are `class_label` (uint32); `ds.pytorch(batch_size=B,
-  shuffle=True, num_workers=W, seed=0)` (its workers fork); B is decoded by the loader
-  (simplejpeg in its I/O thread pool).
+  shuffle=True, num_workers=W, seed=0)`. With no transform its W workers are reader threads
+  (batches of plain arrays are gathered inline; JPEG batches are read and decoded whole by one
+  reader thread per CPU at 0 workers, W at W); the `worker_mode="process"` row makes them
+  forked torch DataLoader processes, as a transform would. B is decoded by simplejpeg into one
+  array per batch.
 * memmap + DataLoader: map-style Dataset over .npy memmaps (B: a flat JPEG byte array +
   offsets, decoded in `__getitem__`), `DataLoader(shuffle=True, batch_size=B, num_workers=W)`.
   "one gather per batch" fancy-indexes the memmap with a permutation slice (B, C: a per-row
