@@ -489,10 +489,12 @@ def uniform_quality(n: int, batches: list[int], rows: int = ROWS_PER_CHUNK) -> s
 NOTES = """\
 * Protocol: one epoch per run, every run in a fresh process: a child of a multiprocessing
   forkserver that has imported only numpy and torch (Mosaic: a `--one` subprocess of its own
-  venv's python). The loader's library is imported before the timer starts; the timer starts
-  before the loader (or dataset handle) is built, so samples/s includes the time to the first
-  batch, and torch workers are started and joined inside it. Warm page cache (every format was
-  just written). Shuffle on everywhere, seed 0 where the loader takes one. Medians over reps,
+  venv's python), with bytecode caching on (a module first imported during the epoch is not
+  compiled from source in every run). The loader's library is imported before the timer
+  starts; the timer starts before the loader (or dataset handle) is built, so samples/s
+  includes the time to the first batch, and torch workers are started and joined inside it.
+  Warm page cache (every format was just written). Shuffle on everywhere, seed 0 where the
+  loader takes one. Medians over reps,
   interleaved (rep 1 of everything, then rep 2, ...). This 2-core VM was shared with other
   jobs during the run (load average above), so single figures move by up to ~2×: compare
   within a rep block and read the min–max ranges.
@@ -550,6 +552,10 @@ NOTES = """\
 
 
 def main() -> None:
+    # Runs cache bytecode, as an installed package does: where the environment turns that off
+    # (PYTHONDONTWRITEBYTECODE), a module first imported inside an epoch would be compiled
+    # from source in the timed region of every fresh process.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 rep, batch 64 only")
     ap.add_argument("--only", help="comma-separated loaders: " + ",".join(ORDER))
