@@ -229,6 +229,21 @@ def _child(spec: dict[str, Any], conn: Any, log: str) -> None:
 _CTX: Any = None
 
 
+def warm(root: str, loader: str, data: str) -> None:
+    """Read every file a run will read, untimed, just before it: each run starts with its data
+    in the page cache (on this VM, pages read minutes ago were often gone, which penalised
+    whichever loader ran first after another dataset's runs)."""
+    fmt = LOADERS[loader][2]
+    sub = os.path.join(root, "npy") if fmt is None else os.path.join(root, fmt, data)
+    for path in (sub, sub + ".parquet", sub + ".lance"):
+        files = [path] if os.path.isfile(path) else \
+            [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+        for f in files:
+            with open(f, "rb", buffering=0) as fh:
+                while fh.read(8 << 20):
+                    pass
+
+
 def spawn(spec: dict[str, Any], python: str = sys.executable, timeout: float = 300
           ) -> dict[str, Any]:
     """Run one spec in a fresh process; {'error': why} instead of raising.
@@ -238,6 +253,8 @@ def spawn(spec: dict[str, Any], python: str = sys.executable, timeout: float = 3
     a subprocess running `loader_bench.py --one SPEC`."""
     global _CTX
     log = os.path.join(spec["root"], "runs.log")
+    if spec.get("op", "run") == "run":
+        warm(spec["root"], spec["loader"], spec.get("data", "A"))
     if python != sys.executable:
         cmd = [python, os.path.abspath(__file__), "--one", json.dumps(spec)]
         try:
@@ -493,8 +510,8 @@ NOTES = """\
   compiled from source in every run). The loader's library is imported before the timer
   starts; the timer starts before the loader (or dataset handle) is built, so samples/s
   includes the time to the first batch, and torch workers are started and joined inside it.
-  Warm page cache (every format was just written). Shuffle on everywhere, seed 0 where the
-  loader takes one. Medians over reps,
+  Warm page cache: the files of each run are read (untimed) just before it. Shuffle on
+  everywhere, seed 0 where the loader takes one. Medians over reps,
   interleaved (rep 1 of everything, then rep 2, ...). This 2-core VM was shared with other
   jobs during the run (load average above), so single figures move by up to ~2×: compare
   within a rep block and read the min–max ranges.

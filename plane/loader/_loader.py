@@ -10,10 +10,11 @@ threads while the current window is consumed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["LoaderConfig", "BatchSource", "Loader", "detect_rank"]
 
 DEFAULT_WINDOW_BYTES = 256 << 20
+#: reader threads read batches smaller than this many rows in units of consecutive batches
+UNIT_ROWS = 128
 
 
 @dataclass(frozen=True)
@@ -256,28 +259,49 @@ class BatchSource:
         from plane.format._media import decode_in_caller
 
         self.tensors  # resolve the tensors once, before threads share the dataset  # noqa: B018
+        cfg = self.config
+        # small batches are read in units of consecutive batches (one gather, one decode into
+        # one array, then split): the per-read Python work is paid once per unit
+        unit = 1 if cfg.transform is not None or cfg.collate_fn is not None else \
+            max(1, -(-UNIT_ROWS // cfg.batch_size))
         pool = ThreadPoolExecutor(threads, "plane-batch", initializer=decode_in_caller)
-        pending: deque[tuple[int, np.ndarray, Future[dict[str, Any]]]] = deque()
+        pending: deque[tuple[list[int], list[np.ndarray], Future[list[dict[str, Any]]]]] = \
+            deque()
 
         def submit() -> None:
-            i = next(todo, None)
-            if i is not None:
-                pos = positions(i)
-                pending.append((i, pos, pool.submit(self.read, pos)))
+            idx = list(itertools.islice(todo, unit))
+            if idx:
+                poss = [positions(i) for i in idx]
+                pending.append((idx, poss, pool.submit(self._read_unit, poss)))
 
         try:
             for _ in range(threads * max(1, depth)):
                 submit()
             while pending:
-                i, pos, fut = pending.popleft()
-                batch = self._read_or_skip(fut.result, pos)
+                idx, poss, fut = pending.popleft()
+                got: Iterable[dict[str, Any] | None]
+                try:
+                    got = fut.result()
+                except (ChecksumError, ObjectNotFoundError, StoreError):
+                    # again batch by batch: intact batches are served, in order, until the
+                    # damaged one raises (or is skipped)
+                    got = (self._read_or_skip(partial(self.read, p), p) for p in poss)
                 submit()
-                if batch is not None:
-                    yield i, batch
+                for i, batch in zip(idx, got):
+                    if batch is not None:
+                        yield i, batch
         finally:
             for _, _, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=False)
+
+    def _read_unit(self, poss: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Consecutive batches read as one, then split (views of the unit's arrays)."""
+        if len(poss) == 1:
+            return [self.read(poss[0])]
+        whole = self.read(np.concatenate(poss))
+        ends = np.cumsum([p.shape[0] for p in poss]).tolist()
+        return [{k: v[a:b] for k, v in whole.items()} for a, b in zip([0, *ends], ends)]
 
     def _read_or_skip(self, read: Callable[[], dict[str, Any]], pos: np.ndarray
                       ) -> dict[str, Any] | None:
