@@ -447,7 +447,7 @@ def plot(summ: dict[tuple[str, str, int, int], dict[str, Any]], labels: dict[str
     datas = [d for d in DATASETS if any(k[1] == d for k in summ)]
     names = [n for n in ORDER if any(k[0] == n for k in summ)]
     fig, axes = plt.subplots(len(datas), 1, figsize=(13, 4.2 * len(datas)), squeeze=False)
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab20")
     for ax, data in zip(axes[:, 0], datas):
         keys = sorted({(b, w) for (_, d, b, w) in summ if d == data})
         width = 0.85 / len(names)
@@ -462,7 +462,7 @@ def plot(summ: dict[tuple[str, str, int, int], dict[str, Any]], labels: dict[str
                     lo.append(m["median"] - m["min"])
                     hi.append(m["max"] - m["median"])
             if xs:
-                ax.bar(xs, hs, width, yerr=[lo, hi], capsize=2, color=colors(j % 10),
+                ax.bar(xs, hs, width, yerr=[lo, hi], capsize=2, color=colors(j % 20),
                        label=labels[name])
         ax.set_xticks(range(len(keys)), [f"batch {b}, {w} workers" for b, w in keys])
         ax.set_yscale("log")

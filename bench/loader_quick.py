@@ -28,15 +28,17 @@ def main(n: int = 20_000) -> None:
         ds.flush()
         print("| loader | workers | epoch 0 samples/s | epoch 1 samples/s |")
         print("|---|---:|---:|---:|")
-        for kind, workers in (("numpy", 0), ("torch", 0), ("torch", 2)):
+        for kind, workers, mode in (("numpy", 0, "auto"), ("torch", 0, "auto"),
+                                    ("torch", 2, "auto"), ("torch", 2, "process")):
             loader = (ds.numpy(batch_size=64) if kind == "numpy"
-                      else ds.pytorch(batch_size=64, num_workers=workers))
+                      else ds.pytorch(batch_size=64, num_workers=workers, worker_mode=mode))
             rates = []
             for _ in range(2):
                 t = time.perf_counter()
                 seen = sum(len(b["labels"]) for b in loader)
                 rates.append(seen / (time.perf_counter() - t))
-            print(f"| ds.{'pytorch' if kind == 'torch' else 'numpy'}() | {workers} | "
+            arg = "" if mode == "auto" else f'worker_mode="{mode}"'
+            print(f"| ds.{'pytorch' if kind == 'torch' else 'numpy'}({arg}) | {workers} | "
                   f"{rates[0]:,.0f} | {rates[1]:,.0f} |")
         plan = ds.numpy(batch_size=64).source.plan(0)
         ent, _ = ds._writer("images").index.locate(plan.order)
