@@ -261,3 +261,80 @@ def test_without_simplejpeg_jpeg_still_probes_decodes_and_loads(
     ds.extend({"img": [jpg] * 10})
     batch = next(iter(ds.numpy(batch_size=10)))
     assert batch["img"].shape == (10, 24, 32, 3)
+
+
+def _jpeg_rows(path: Path, n: int = 90) -> tuple[plane.Dataset, list[bytes]]:
+    """JPEGs of two sizes in runs of 7 (so some batches share one shape and some do not), in
+    several chunks, with the row number as a label."""
+    rng = np.random.default_rng(7)
+    jpgs = [encode(rng.integers(0, 255, (16 + 8 * ((i // 7) % 2), 16, 3), np.uint8), "jpeg")
+            for i in range(n)]
+    ds = plane.create(path)
+    ds.create_tensor("img", htype="image", sample_compression="jpeg", chunk_bytes=8 << 10)
+    ds.create_tensor("y", dtype="int64")
+    ds.extend({"img": jpgs, "y": np.arange(n)})
+    ds.commit("jpegs")
+    return ds, jpgs
+
+
+def _summary(batches: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    out = []
+    for b in batches:
+        img = b["img"]
+        kind = "array" if isinstance(img, np.ndarray) else type(img).__name__
+        out.append((kind, b["y"].tolist(), [np.asarray(x).tobytes() for x in img]))
+    return out
+
+
+@pytest.mark.parametrize("batch", [2, 5, 64])
+def test_reader_threads_give_inline_batches(tmp_path: Path, batch: int) -> None:
+    """Reader threads (units of several batches, split again) hand out exactly the batches,
+    types and order of reading inline, one batch at a time."""
+    ds, jpgs = _jpeg_rows(tmp_path / "d")
+    inline = _summary(list(ds.numpy(batch_size=batch, seed=4, prefetch=False)))
+    kinds = {k for k, _, _ in inline}
+    assert sum(len(y) for _, y, _ in inline) == len(jpgs)
+    if batch == 5:
+        assert kinds == {"array", "list"}  # both cases occur
+    for workers in (0, 1, 3):
+        threaded = list(ds.pytorch(batch_size=batch, seed=4, num_workers=workers))
+        got = _summary([{k: (v.numpy() if hasattr(v, "numpy") else
+                             [t.numpy() for t in v] if isinstance(v, list) else v)
+                         for k, v in b.items()} for b in threaded])
+        assert got == inline, workers
+    # stopping early leaves nothing behind; a restored loader continues the same order
+    loader = ds.numpy(batch_size=batch, seed=4, num_workers=2)
+    it = iter(loader)
+    head = [next(it) for _ in range(min(3, len(inline) - 1))]
+    it.close()
+    rest = ds.numpy(batch_size=batch, seed=4, num_workers=2)
+    rest.load_state_dict(loader.state_dict())
+    assert _summary(head + list(rest)) == inline
+
+
+def test_jpeg_footer_damage_is_a_checksum_error(tmp_path: Path) -> None:
+    """A JPEG chunk's footer steers the decoder (channel count), so such chunks are verified
+    whole before use: a damaged footer is a ChecksumError, skippable."""
+    from plane.storage import open_store
+
+    _jpeg_rows(tmp_path / "d")
+    store = open_store(tmp_path / "d")
+    img_keys = []
+    for key in sorted(store.list("chunks/")):
+        data = bytearray(store.get(key))
+        if b"\xff\xd8" in data[:4]:
+            img_keys.append((key, data))
+    key, data = img_keys[1]
+    flen = int.from_bytes(data[-8:-4], "little")
+    at = len(data) - 8 - flen + 16
+    shapes = np.frombuffer(bytes(data[at:at + 12]), "<u4")
+    assert shapes[2] == 3
+    data[at + 8] = 1  # first sample's channels 3 -> 1: would decode as grayscale
+    store.put(key, bytes(data))
+    ds = plane.open(tmp_path / "d", read_only=True)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+        list(ds.numpy(batch_size=90, seed=1))
+    loader = ds.numpy(batch_size=10, seed=1, on_error="skip")
+    seen = [b["img"] for b in loader]
+    assert loader.skipped_rows > 0
+    assert all(np.asarray(x).shape[-1] == 3 for b in seen for x in b)

@@ -219,6 +219,10 @@ def test_samples_of_chunks_being_verified_are_checked_one_by_one(tmp_path: Any) 
     data[5 * 1024 + 7] ^= 0xFF  # inside sample 5 of that chunk
     open_store(tmp_path / "d").put(key, bytes(data))
     ds = plane.open(tmp_path / "d", read_only=True)
+    # one batch of every row: the chunk is opened early and the bad sample found by its sum
+    with pytest.raises(plane.ChecksumError,
+                       match=key.split("/")[1] + r".*sample 5 fails its checksum"):
+        list(ds.numpy(batch_size=640, seed=1))
     with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
         list(ds.numpy(batch_size=32, seed=1))
     loader = ds.numpy(batch_size=32, seed=1, on_error="skip")
@@ -237,6 +241,18 @@ def test_footer_that_disagrees_with_the_index_is_verified_before_use(tmp_path: A
     ds = plane.open(tmp_path / "d", read_only=True)
     with pytest.raises(plane.ChecksumError, match=key.split("/")[1] + ".*checksum mismatch"):
         list(ds.numpy(batch_size=640, seed=2))
+
+
+def test_unparsable_footer_is_a_checksum_error(tmp_path: Any) -> None:
+    key, data = _kilobyte_rows(tmp_path / "d")
+    data[-8:-4] = (1 << 30).to_bytes(4, "little")  # footer length beyond the object
+    open_store(tmp_path / "d").put(key, bytes(data))
+    ds = plane.open(tmp_path / "d", read_only=True)
+    with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
+        list(ds.numpy(batch_size=640, seed=2))
+    loader = ds.numpy(batch_size=32, seed=2, on_error="skip")
+    assert sum(len(b["x"]) for b in loader) == 640 - loader.skipped_rows
+    assert loader.skipped_rows >= 64  # every batch that met the chunk
 
 
 def test_background_verification_failure_is_raised_on_next_use(tmp_path: Any) -> None:

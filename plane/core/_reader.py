@@ -109,7 +109,11 @@ def _verify_soon(task: Callable[[], None]) -> None:
 
 def _verifier(q: Any) -> None:
     while True:
-        q.get()()
+        task = q.get()
+        try:
+            task()
+        except BaseException:  # _verify_later records its own failures
+            pass
 
 
 def check_samples(c: ParsedChunk, rows: Iterable[int], where: str) -> None:
@@ -243,8 +247,8 @@ class ChunkReader:
             c = self.local.get(k) or self.cache.get(k)
             if c is None:
                 bad = self._bad.get(k)
-                if bad is not None:
-                    raise bad
+                if bad is not None:  # a fresh instance: a stored one would pile up tracebacks
+                    raise type(bad)(*bad.args)
                 c = self._early.get(k) or self._open_early(k, where(k))
                 if c is None:
                     later.append(k)
@@ -259,7 +263,10 @@ class ChunkReader:
         if key in self.inline:
             return None
         data = self._fetch(key, where)
-        f = parse_footer(data, len(data), f"{chunk_key(key)} ({where})")
+        try:
+            f = parse_footer(data, len(data), f"{chunk_key(key)} ({where})")
+        except Exception:  # damaged: the whole checksum names the problem
+            return None
         if f.codec != CODEC_NONE or f.crcs is None:
             return None  # compressed, or samples too small to carry sums: verify it whole
         c = ParsedChunk(key, f, memoryview(data)[: f.payload_len])
@@ -279,6 +286,9 @@ class ChunkReader:
             self.cache.put(c.key, c)
         except PlaneError as e:
             self._bad[c.key] = e
+        except Exception as e:  # never leave a chunk unverified and usable
+            self._bad[c.key] = ChecksumError(f"chunk {chunk_key(c.key)} ({where}) could not "
+                                             f"be verified: {type(e).__name__}: {e}")
         finally:
             with self._settled:
                 self._early.pop(c.key, None)
@@ -621,12 +631,13 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
 
 def _footer_fits(c: ParsedChunk, meta: TensorMeta, rows: int) -> bool:
     """Whether a chunk's footer (not covered by the sample sums) agrees with the index and
-    the tensor: its sample count, and for raw arrays each sample's size and fixed shape."""
+    the tensor: its sample count, and for raw arrays each sample's size and fixed shape.
+    Sample-compressed chunks never qualify: their footer shapes steer the decoder."""
     f = c.footer
-    if f.n != rows or f.tile is not None:
-        return False
-    if meta.kind != "array" or meta.sample_compression:
-        return True  # bytes are per-sample checked; decoders check decoded shapes
+    if f.n != rows or f.tile is not None or meta.sample_compression:
+        return False  # (a decoder is told the channel count from the footer: not checked)
+    if meta.kind != "array":
+        return True  # text, json, bytes: the bytes are all there is, checked per sample
     need = np.prod(f.shapes, axis=1) * meta.np_dtype.itemsize
     if not np.array_equal(np.diff(f.offsets), need):
         return False

@@ -232,9 +232,9 @@ class BatchSource:
                 threads: int = 0, depth: int = 2) -> Iterator[tuple[int, dict[str, Any]]]:
         """(batch index, batch) for batch indices start + offset, start + offset + step, ...
 
-        With `threads` > 0, that many reader threads each read (and decode) whole batches,
-        up to `threads * depth` batches ahead, handed out in order; else batches are read
-        inline, when asked for."""
+        With `threads` > 0, that many reader threads each read (and decode) whole batches
+        (small ones in units of >= UNIT_ROWS rows), up to `threads + depth` units ahead,
+        handed out in order; else batches are read inline, when asked for."""
         plan = self.plan(epoch)
         todo = iter(range(start + offset, len(plan.batches), step))
         window = [-1]
@@ -275,14 +275,14 @@ class BatchSource:
                 pending.append((idx, poss, pool.submit(self._read_unit, poss)))
 
         try:
-            for _ in range(threads * max(1, depth)):
+            for _ in range(threads + max(1, depth)):  # each reader busy, `depth` units queued
                 submit()
             while pending:
                 idx, poss, fut = pending.popleft()
                 got: Iterable[dict[str, Any] | None]
                 try:
                     got = fut.result()
-                except (ChecksumError, ObjectNotFoundError, StoreError):
+                except PlaneError:
                     # again batch by batch: intact batches are served, in order, until the
                     # damaged one raises (or is skipped)
                     got = (self._read_or_skip(partial(self.read, p), p) for p in poss)
@@ -296,12 +296,15 @@ class BatchSource:
             pool.shutdown(wait=False)
 
     def _read_unit(self, poss: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Consecutive batches read as one, then split (views of the unit's arrays)."""
+        """Consecutive batches read as one, then split (views of the unit's arrays). A column
+        the unit returns as a list (shapes differ across it) is stacked again in each batch
+        whose rows share a shape, as reading that batch alone would."""
         if len(poss) == 1:
             return [self.read(poss[0])]
         whole = self.read(np.concatenate(poss))
         ends = np.cumsum([p.shape[0] for p in poss]).tolist()
-        return [{k: v[a:b] for k, v in whole.items()} for a, b in zip([0, *ends], ends)]
+        return [{k: _restack(v[a:b]) for k, v in whole.items()}
+                for a, b in zip([0, *ends], ends)]
 
     def _read_or_skip(self, read: Callable[[], dict[str, Any]], pos: np.ndarray
                       ) -> dict[str, Any] | None:
@@ -314,6 +317,15 @@ class BatchSource:
                 raise
             self.skipped_rows += int(pos.shape[0])
             return None
+
+
+def _restack(v: Any) -> Any:
+    """A batch's slice of a unit's column: the rows stacked when they are arrays of one shape
+    (the rule `read` applies to a batch of array samples), else as they are."""
+    if isinstance(v, list) and v and all(isinstance(x, np.ndarray) for x in v) \
+            and len({(x.shape, x.dtype) for x in v}) == 1:
+        return np.stack(v)
+    return v
 
 
 def _default_collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -364,6 +376,8 @@ class _TorchIterable:
 
         info = tud.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:  # a forked worker opens its own dataset: no inherited locks,
+            self.source._ds = None  # caches or chunks waiting for the parent's verifier
         for _, batch in self.source.batches(self.epoch, self.start, nw, wid):
             if self.samples:
                 yield from _unbatch(batch)
