@@ -544,7 +544,11 @@ def _read_base(
         elif len(keys) == 1:
             c = parsed[keys[0]]
             if unchecked and c.key in unchecked:
-                check_samples(c, (local_l[s] for s in sel), where(c.key))
+                rows = [local_l[s] for s in sel]
+                check_samples(c, rows, where(c.key))
+                comp = meta.sample_compression
+                if comp and not _media_fits(c, rows, comp):
+                    c = parsed[c.key] = reader.chunk(c.key, where(c.key))  # verified whole
             payload, offs = c.payload, c.offsets_list()
             for s in sel:
                 li = local_l[s]
@@ -632,17 +636,38 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
 def _footer_fits(c: ParsedChunk, meta: TensorMeta, rows: int) -> bool:
     """Whether a chunk's footer (not covered by the sample sums) agrees with the index and
     the tensor: its sample count, and for raw arrays each sample's size and fixed shape.
-    Sample-compressed chunks never qualify: their footer shapes steer the decoder."""
+    Media shapes steer the decoder: `_media_fits` checks them sample by sample."""
     f = c.footer
-    if f.n != rows or f.tile is not None or meta.sample_compression:
-        return False  # (a decoder is told the channel count from the footer: not checked)
-    if meta.kind != "array":
-        return True  # text, json, bytes: the bytes are all there is, checked per sample
+    if f.n != rows or f.tile is not None:
+        return False
+    if meta.kind != "array" or meta.sample_compression:
+        return True  # bytes checked per sample; media shapes against headers (_media_fits)
     need = np.prod(f.shapes, axis=1) * meta.np_dtype.itemsize
     if not np.array_equal(np.diff(f.offsets), need):
         return False
     fixed = meta.fixed_shape
     return fixed is None or bool((f.shapes == np.asarray(fixed)).all())
+
+
+def _media_fits(c: ParsedChunk, rows: list[int], compression: str) -> bool:
+    """Whether each of these (already checksummed) media samples has the shape its footer
+    records, read from its own header: the footer tells the decoder what to produce (e.g. the
+    channel count), and no sample sum covers it. Any doubt (an empty sample, a header that
+    cannot be probed, a mismatch) is False: the caller verifies the chunk whole instead."""
+    from plane.format._media import probe
+
+    shapes, offs, p = c.footer.shapes, c.offsets_list(), c.payload
+    for li in rows:
+        a, b = offs[li], offs[li + 1]
+        if a == b:
+            return False
+        try:
+            got = probe(p[a:b], compression)
+        except PlaneError:
+            return False
+        if tuple(got) != tuple(shapes[li].tolist()):
+            return False
+    return True
 
 
 def _gather_array(meta: TensorMeta, index: ChunkIndex, parsed: dict[str, ParsedChunk],
