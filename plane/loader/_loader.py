@@ -36,6 +36,8 @@ __all__ = ["LoaderConfig", "BatchSource", "Loader", "detect_rank"]
 DEFAULT_WINDOW_BYTES = 256 << 20
 #: reader threads read batches smaller than this many rows in units of consecutive batches
 UNIT_ROWS = 128
+#: a worker process's stand-in for a batch it skipped: {SKIPPED: rows}
+SKIPPED = "__plane_skipped__"
 
 
 @dataclass(frozen=True)
@@ -229,8 +231,11 @@ class BatchSource:
         return out
 
     def batches(self, epoch: int, start: int = 0, step: int = 1, offset: int = 0,
-                threads: int = 0, depth: int = 2) -> Iterator[tuple[int, dict[str, Any]]]:
+                threads: int = 0, depth: int = 2, skips: bool = False
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
         """(batch index, batch) for batch indices start + offset, start + offset + step, ...
+        A batch skipped (on_error="skip") is left out, or with `skips` given as
+        {SKIPPED: its row count}, so that a worker still answers for every batch it owns.
 
         With `threads` > 0, that many reader threads each read (and decode) whole batches
         (small ones in units of >= UNIT_ROWS rows), up to `threads + depth` units ahead,
@@ -253,6 +258,8 @@ class BatchSource:
                 batch = self._read_or_skip(partial(self.read, pos), pos)
                 if batch is not None:
                     yield i, batch
+                elif skips:
+                    yield i, {SKIPPED: int(pos.shape[0])}
             return
         from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -287,9 +294,11 @@ class BatchSource:
                     # damaged one raises (or is skipped)
                     got = (self._read_or_skip(partial(self.read, p), p) for p in poss)
                 submit()
-                for i, batch in zip(idx, got):
+                for i, p, batch in zip(idx, poss, got):
                     if batch is not None:
                         yield i, batch
+                    elif skips:
+                        yield i, {SKIPPED: int(p.shape[0])}
         finally:
             for _, _, fut in pending:
                 fut.cancel()
@@ -378,8 +387,13 @@ class _TorchIterable:
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         if info is not None:  # a forked worker opens its own dataset: no inherited locks,
             self.source._ds = None  # caches or chunks waiting for the parent's verifier
-        for _, batch in self.source.batches(self.epoch, self.start, nw, wid):
-            if self.samples:
+        # our Loader's workers report skipped batches: DataLoader's round robin then keeps the
+        # planned order, and the main process counts the skipped rows
+        for _, batch in self.source.batches(self.epoch, self.start, nw, wid,
+                                            skips=self.pack and info is not None):
+            if isinstance(batch, dict) and SKIPPED in batch:
+                yield batch
+            elif self.samples:
                 yield from _unbatch(batch)
             else:
                 # torch tensors cross process boundaries through shared memory; numpy is pickled.
@@ -513,6 +527,9 @@ class Loader:
                 prefetch_factor=self.prefetch_factor, multiprocessing_context=_mp_context()))
             for batch in it:
                 self.position += 1
+                if isinstance(batch, dict) and SKIPPED in batch:
+                    self.source.skipped_rows += int(batch[SKIPPED])
+                    continue
                 yield _unpack_ragged(batch)
         else:
             for i, batch in self.source.batches(epoch, start, threads=self.reader_threads(),
