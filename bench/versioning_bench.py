@@ -77,27 +77,24 @@ def bench_plane(root: str, labels: np.ndarray, vecs: np.ndarray, reps: int) -> d
     res: dict[str, Any] = {"write_s": time.perf_counter() - t,
                            "size": sum(listing(path).values())}
     rng = np.random.default_rng(1)
-    a = []
-    for i in range(reps):
-        row = int(rng.integers(0, labels.shape[0]))
 
-        def one(row: int = row, i: int = i) -> str:
-            ds["label"][row] = -1 - i
-            return ds.commit(f"update row {row}")
-        a.append(timed(one, path))
-    res["a"] = a
+    def updates(message: str) -> list[Any]:
+        """`reps` timed commits, each of one random row."""
+        out = []
+        for i in range(reps):
+            row = int(rng.integers(0, labels.shape[0]))
+
+            def one(row: int = row, i: int = i) -> str:
+                ds["label"][row] = -1 - i
+                return ds.commit(f"{message} {row}")
+            out.append(timed(one, path))
+        return out
+
+    res["a"] = updates("update row")
     for i in range(LATE):  # a long-lived dataset: many small commits before the timed ones
         ds["label"][int(rng.integers(0, labels.shape[0]))] = i
         ds.commit(f"earlier {i}")
-    late = []
-    for i in range(reps):
-        row = int(rng.integers(0, labels.shape[0]))
-
-        def one_late(row: int = row, i: int = i) -> str:
-            ds["label"][row] = -1 - i
-            return ds.commit(f"late update row {row}")
-        late.append(timed(one_late, path))
-    res["a_late"] = late
+    res["a_late"] = updates("late update row")
     res["b"] = [timed(lambda i=i: ds.branch(f"b{i}"), path) for i in range(reps)]
     # (c) two commits differing in 1,000 rows
     idx = np.sort(rng.choice(labels.shape[0], 1000, replace=False))

@@ -116,14 +116,19 @@ def _verifier(q: Any) -> None:
             pass
 
 
+def _check_sum(data: bytes | memoryview, expected: int, key: str, i: int, where: str) -> None:
+    """Sample `i` of chunk `key` against its footer sum; ChecksumError naming both if not."""
+    if sample_sum(data) != expected:
+        raise ChecksumError(f"chunk {chunk_key(key)} ({where}) is corrupt: sample {i} fails "
+                            "its checksum")
+
+
 def check_samples(c: ParsedChunk, rows: Iterable[int], where: str) -> None:
     """Check samples `rows` of a chunk not verified whole yet against their footer sums."""
     sums, offs, p = c.footer.crcs, c.offsets_list(), c.payload
     assert sums is not None
     for li in rows:
-        if sample_sum(p[offs[li]: offs[li + 1]]) != int(sums[li]):
-            raise ChecksumError(f"chunk {chunk_key(c.key)} ({where}) is corrupt: sample {li} "
-                                "fails its checksum")
+        _check_sum(p[offs[li]: offs[li + 1]], int(sums[li]), c.key, li, where)
 
 
 def _io_pool() -> Any:
@@ -325,9 +330,7 @@ class ChunkReader:
             return None
         a, b = int(f.offsets[i]), int(f.offsets[i + 1])
         data = self.store.get_range(chunk_key(key), a, b) if b > a else b""
-        if sample_sum(data) != int(f.crcs[i]):
-            raise ChecksumError(f"chunk {chunk_key(key)} ({where}) is corrupt: sample {i} fails "
-                                "its checksum")
+        _check_sum(data, int(f.crcs[i]), key, i, where)
         return data, f.shapes[i]
 
 

@@ -72,13 +72,18 @@ class LoaderConfig:
                              f"{self.worker_mode!r}")
 
     @property
+    def per_sample_python(self) -> bool:
+        """A transform or collate_fn runs Python for every sample."""
+        return self.transform is not None or self.collate_fn is not None
+
+    @property
     def process_workers(self) -> bool:
         """Whether workers are DataLoader processes rather than reader threads: asked for, or
-        ("auto") when a transform or collate_fn runs Python per sample, which threads would
-        serialise on the GIL. Without them, reading is numpy gathers and GIL-free decoding,
-        and threads skip the inter-process copy of every batch."""
+        ("auto") when Python runs per sample, which threads would serialise on the GIL.
+        Without it, reading is numpy gathers and GIL-free decoding, and threads skip the
+        inter-process copy of every batch."""
         if self.worker_mode == "auto":
-            return self.transform is not None or self.collate_fn is not None
+            return self.per_sample_python
         return self.worker_mode == "process"
 
 
@@ -269,8 +274,7 @@ class BatchSource:
         cfg = self.config
         # small batches are read in units of consecutive batches (one gather, one decode into
         # one array, then split): the per-read Python work is paid once per unit
-        unit = 1 if cfg.transform is not None or cfg.collate_fn is not None else \
-            max(1, -(-UNIT_ROWS // cfg.batch_size))
+        unit = 1 if cfg.per_sample_python else max(1, -(-UNIT_ROWS // cfg.batch_size))
         pool = ThreadPoolExecutor(threads, "plane-batch", initializer=decode_in_caller)
         pending: deque[tuple[list[int], list[np.ndarray], Future[list[dict[str, Any]]]]] = \
             deque()

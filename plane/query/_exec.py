@@ -270,17 +270,17 @@ def _range_of(ctx: _Ctx, e: Any) -> tuple[Col, float, float] | None:
 
 def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
     """The mask of `e` computed from only the chunks whose min/max statistics can match."""
-    from plane.query._indexes import find_index, load_partition
+    from plane.query._indexes import scalar_index
     from plane.query._stats import candidate_positions
 
     r = _range_of(ctx, e)
     if r is None or r[0].name not in ctx.ds.tensors or r[0].name in ctx._cols:
         return None
     col, lo, hi = r
-    info = find_index(ctx.ds, col.name, ("minmax",))
-    if info is None:
+    found = scalar_index(ctx.ds, col.name, "minmax")
+    if found is None:
         return None
-    stats = load_partition(ctx.ds, info.partitions[0]["key"], "minmax")
+    stats = found[1]
     if ctx._live_phys is None:
         ctx._live_phys = ctx.ds._to_physical(ctx.pos)
     pos, kept, total = candidate_positions(ctx.ds, col.name, stats, lo, hi, ctx._live_phys)
@@ -323,7 +323,7 @@ def _lookup_of(ctx: _Ctx, e: Any) -> tuple[Col, str, Any] | None:
 def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
     """The mask of `e` from a btree index of its tensor (rows changed since the index's
     commit evaluated directly), or None when no index applies."""
-    from plane.query._indexes import find_index, load_partition
+    from plane.query._indexes import scalar_index
 
     if ctx.n != len(ctx.ds):
         return None
@@ -334,10 +334,10 @@ def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
     if found is None or found[0].name not in ctx.ds._writers:
         return None
     col, what, query = found
-    info = find_index(ctx.ds, col.name, ("btree",))
-    if info is None:
+    indexed = scalar_index(ctx.ds, col.name, "btree")
+    if indexed is None:
         return None
-    index = load_partition(ctx.ds, info.partitions[0]["key"], "btree")
+    info, index = indexed
     at = query(index)
     if at is None:
         return None  # a value the index cannot compare (the scan decides)

@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
 
 __all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_partition",
-           "optimize_indexes",
-           "TEXT_KINDS"]
+           "optimize_indexes", "scalar_index", "TEXT_KINDS"]
 
 TEXT_KINDS = ("bm25",)
 SCALAR_KINDS = ("minmax", "btree")
@@ -205,6 +204,15 @@ def find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None = None,
     out: IndexInfo | None = state_cached(ds, ("index", tensor, kinds, metric),
                                          lambda: _find_index(ds, tensor, kinds, metric))
     return out
+
+
+def scalar_index(ds: Dataset, tensor: str, kind: str) -> tuple[IndexInfo, Any] | None:
+    """(info, loaded index) of the `kind` scalar index ("minmax" or "btree": one partition
+    each) the current version uses for `tensor`, or None."""
+    info = find_index(ds, tensor, (kind,))
+    if info is None:
+        return None
+    return info, load_partition(ds, info.partitions[0]["key"], kind)
 
 
 def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
