@@ -237,3 +237,22 @@ def test_torch_dataset_of_samples_leaves_out_the_bad_rows(
     rows = [int(r["row"]) for r in loader.torch_dataset(samples=True)]
     assert rows == [r for b in _planned(loader, bad) for r in b]
     assert loader.skipped_rows == len(bad)
+
+
+def test_rows_deleted_or_patched_out_of_the_bad_chunk(tmp_path: Path) -> None:
+    """Positions map to physical rows past deletions, and a row updated since (its value in a
+    patch chunk) does not need the damaged chunk."""
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("row", dtype="int64", chunk_bytes=1024)
+    ds.extend({"row": np.arange(N)})
+    ds.delete(list(range(10)))  # position p is physical row p + 10
+    ds["row"][[250, 251, 300]] = np.asarray([260, 261, 310])  # rows 260, 261, 310: patched
+    ds.commit("deleted and patched")
+    key, rows = _chunk(ds, "row", 2)  # physical rows 256..383
+    _damage(tmp_path / "d", key)
+    ds = plane.open(tmp_path / "d", read_only=True)
+    loader = ds.numpy(batch_size=32, seed=7, on_error="skip")
+    bad = {r - 10 for r in rows} - {250, 251, 300}  # positions left out
+    served = _served(loader)
+    assert served == [[r + 10 for r in b] for b in _planned(loader, bad)]
+    assert loader.skipped_rows == len(bad) == 125
