@@ -51,8 +51,8 @@ class LoaderConfig:
     so a batch may be smaller than `batch_size` (with `drop_last` too: it drops the plan's last
     incomplete round, not a batch that lost rows, which under shuffle would be every batch
     that touches the chunk). A batch left with no rows is skipped. A failure not traced to a
-    chunk (a linked object, a failing store) skips its whole batch. Every row left out is
-    counted in `skipped_rows`."""
+    chunk (a linked object) skips its whole batch. Every row left out is counted in
+    `skipped_rows`."""
 
     batch_size: int = 64
     shuffle: bool = True
