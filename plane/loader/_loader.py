@@ -16,16 +16,16 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.random import default_rng
 
-from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, StoreError
+from plane._errors import PlaneError
 from plane.core._layout import is_chunk_key
 from plane.core._reader import unique_ints
 from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
+from plane.loader._skip import SKIP_ERRORS, BadChunks
 from plane.storage import CachingStore, Store
 
 if TYPE_CHECKING:
@@ -36,13 +36,23 @@ __all__ = ["LoaderConfig", "BatchSource", "Loader", "detect_rank"]
 DEFAULT_WINDOW_BYTES = 256 << 20
 #: reader threads read batches smaller than this many rows in units of consecutive batches
 UNIT_ROWS = 128
-#: a worker process's stand-in for a batch it skipped: {SKIPPED: rows}
+#: a worker process's stand-in for a batch it skipped: {SKIPPED: rows}, or for one it served
+#: short: {SKIPPED: rows left out, SERVED: the batch}
 SKIPPED = "__plane_skipped__"
+SERVED = "__plane_served__"
 
 
 @dataclass(frozen=True)
 class LoaderConfig:
-    """What to load and how. `window_bytes` bounds the shuffle window (chunks read together)."""
+    """What to load and how. `window_bytes` bounds the shuffle window (chunks read together).
+
+    `on_error="skip"` leaves out the rows whose chunk (in any tensor loaded) is corrupt or
+    missing, and only those: the other rows of each batch are served, in their planned order,
+    so a batch may be smaller than `batch_size` (with `drop_last` too: it drops the plan's last
+    incomplete round, not a batch that lost rows, which under shuffle would be every batch
+    that touches the chunk). A batch left with no rows is skipped. A failure not traced to a
+    chunk (a linked object) skips its whole batch. Every row left out is counted in
+    `skipped_rows`."""
 
     batch_size: int = 64
     shuffle: bool = True
@@ -207,7 +217,8 @@ class BatchSource:
         return self._plan
 
     # ---- reading --------------------------------------------------------------------------
-    def _prefetch_window(self, plan: _Plan, w: int) -> None:
+    def _prefetch_window(self, plan: _Plan, w: int, bad: frozenset[str] | set[str] = frozenset()
+                         ) -> None:
         if not self.config.prefetch or w >= len(plan.windows):
             return
         ds = self.ds
@@ -218,6 +229,8 @@ class BatchSource:
             ent, _ = wr.index.locate(ds._to_physical(pos))
             for e in unique_ints(ent):
                 keys.extend(wr.index.entry_keys(int(e)))
+        if bad:  # chunks found damaged are not fetched again
+            keys = [k for k in keys if k not in bad]
         from plane.core._reader import _io_pool
 
         reader = ds._reader
@@ -237,10 +250,13 @@ class BatchSource:
 
     def batches(self, epoch: int, start: int = 0, step: int = 1, offset: int = 0,
                 threads: int = 0, depth: int = 2, skips: bool = False
-                ) -> Iterator[tuple[int, dict[str, Any]]]:
+                ) -> Iterator[tuple[int, Any]]:
         """(batch index, batch) for batch indices start + offset, start + offset + step, ...
-        A batch skipped (on_error="skip") is left out, or with `skips` given as
-        {SKIPPED: its row count}, so that a worker still answers for every batch it owns.
+        With on_error="skip", rows of a corrupt or missing chunk are left out (`LoaderConfig`)
+        and counted in `skipped_rows`; a batch left empty is left out too. With `skips`, a
+        worker still answers for every batch it owns, and says how many rows it left out:
+        {SKIPPED: rows} for a batch skipped, {SKIPPED: rows, SERVED: batch} for one served
+        short.
 
         With `threads` > 0, that many reader threads each read (and decode) whole batches
         (small ones in units of >= UNIT_ROWS rows), up to `threads + depth` units ahead,
@@ -248,88 +264,103 @@ class BatchSource:
         plan = self.plan(epoch)
         todo = iter(range(start + offset, len(plan.batches), step))
         window = [-1]
+        # chunks found damaged during this pass (on_error="skip"); resolves the tensors once,
+        # before reader threads share the dataset
+        bad = BadChunks(self.ds, self.tensors)
 
         def positions(i: int) -> np.ndarray:
             w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
             if w != window[0]:  # entering window w: fetch the next one meanwhile
                 window[0] = w
-                self._prefetch_window(plan, w + 1)
+                self._prefetch_window(plan, w + 1, bad.keys)
             a, b = plan.batches[i]
             return plan.order[a:b]
 
+        def handed(i: int, batch: Any, left_out: int) -> tuple[int, Any] | None:
+            """What to yield for batch i (None: nothing), counting the rows left out."""
+            self.skipped_rows += left_out
+            if batch is None:
+                return (i, {SKIPPED: left_out}) if skips else None
+            return (i, {SKIPPED: left_out, SERVED: batch}) if left_out and skips else (i, batch)
+
         if threads <= 0:
             for i in todo:
-                pos = positions(i)
-                batch = self._read_or_skip(partial(self.read, pos), pos)
-                if batch is not None:
-                    yield i, batch
-                elif skips:
-                    yield i, {SKIPPED: int(pos.shape[0])}
+                out = handed(i, *self._serve(positions(i), bad))
+                if out is not None:
+                    yield out
             return
         from concurrent.futures import Future, ThreadPoolExecutor
 
         from plane.format._media import decode_in_caller
 
-        self.tensors  # resolve the tensors once, before threads share the dataset  # noqa: B018
         cfg = self.config
         # small batches are read in units of consecutive batches (one gather, one decode into
         # one array, then split): the per-read Python work is paid once per unit
         unit = 1 if cfg.per_sample_python else max(1, -(-UNIT_ROWS // cfg.batch_size))
         pool = ThreadPoolExecutor(threads, "plane-batch", initializer=decode_in_caller)
-        pending: deque[tuple[list[int], list[np.ndarray], Future[list[dict[str, Any]]]]] = \
-            deque()
+        pending: deque[tuple[list[int], list[np.ndarray], list[np.ndarray],
+                             Future[list[Any]]]] = deque()
 
         def submit() -> None:
             idx = list(itertools.islice(todo, unit))
             if idx:
                 poss = [positions(i) for i in idx]
-                pending.append((idx, poss, pool.submit(self._read_unit, poss)))
+                kept = [bad.kept(p) for p in poss]  # less rows of chunks found bad
+                live = [k for k, p in zip(kept, poss) if k.shape[0] or not p.shape[0]]
+                pending.append((idx, poss, kept, pool.submit(self._read_unit, live)))
 
         try:
             for _ in range(threads + max(1, depth)):  # each reader busy, `depth` units queued
                 submit()
             while pending:
-                idx, poss, fut = pending.popleft()
-                got: Iterable[dict[str, Any] | None]
+                idx, poss, kept, fut = pending.popleft()
+                got: Iterable[tuple[Any, int]]
                 try:
-                    got = fut.result()
+                    read = iter(fut.result())
+                    got = [(next(read) if k.shape[0] or not p.shape[0] else None,
+                            int(p.shape[0] - k.shape[0])) for p, k in zip(poss, kept)]
                 except PlaneError:
                     # again batch by batch: intact batches are served, in order, until the
-                    # damaged one raises (or is skipped)
-                    got = (self._read_or_skip(partial(self.read, p), p) for p in poss)
+                    # damaged one raises (or loses the rows of its damaged chunks)
+                    got = (self._serve(p, bad) for p in poss)
                 submit()
-                for i, p, batch in zip(idx, poss, got):
-                    if batch is not None:
-                        yield i, batch
-                    elif skips:
-                        yield i, {SKIPPED: int(p.shape[0])}
+                for i, (batch, left_out) in zip(idx, got):
+                    out = handed(i, batch, left_out)
+                    if out is not None:
+                        yield out
         finally:
-            for _, _, fut in pending:
+            for *_, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=False)
 
-    def _read_unit(self, poss: list[np.ndarray]) -> list[dict[str, Any]]:
+    def _read_unit(self, poss: list[np.ndarray]) -> list[Any]:
         """Consecutive batches read as one, then split (views of the unit's arrays). A column
         the unit returns as a list (shapes differ across it) is stacked again in each batch
         whose rows share a shape, as reading that batch alone would."""
-        if len(poss) == 1:
-            return [self.read(poss[0])]
+        if len(poss) <= 1:
+            return [self.read(p) for p in poss]
         whole = self.read(np.concatenate(poss))
         ends = np.cumsum([p.shape[0] for p in poss]).tolist()
         return [{k: _restack(v[a:b]) for k, v in whole.items()}
                 for a, b in zip([0, *ends], ends)]
 
-    def _read_or_skip(self, read: Callable[[], dict[str, Any]], pos: np.ndarray
-                      ) -> dict[str, Any] | None:
-        """`read()`, or None (rows counted as skipped) if it meets a corrupt or missing chunk
-        with on_error="skip"."""
-        try:
-            return read()
-        except (ChecksumError, ObjectNotFoundError, StoreError):
-            if self.config.on_error == "raise":
-                raise
-            self.skipped_rows += int(pos.shape[0])
-            return None
+    def _serve(self, pos: np.ndarray, bad: BadChunks) -> tuple[Any, int]:
+        """(batch, rows left out): the rows `pos` less those of chunks found corrupt or
+        missing (on_error="skip"), or (None, len(pos)) when none is left. A read that fails
+        has its chunks checked (`BadChunks.find`) and is read again without their rows; a
+        failure not traced to a chunk skips the batch."""
+        kept = bad.kept(pos)
+        n = int(pos.shape[0])
+        while kept.shape[0] or not n:
+            try:
+                return self.read(kept), n - int(kept.shape[0])
+            except SKIP_ERRORS:
+                if self.config.on_error == "raise":
+                    raise
+                if not bad.find(kept):
+                    break
+                kept = bad.kept(kept)
+        return None, n
 
 
 def _restack(v: Any) -> Any:
@@ -396,17 +427,20 @@ class _TorchIterable:
         for _, batch in self.source.batches(self.epoch, self.start, nw, wid,
                                             skips=self.pack and info is not None):
             if isinstance(batch, dict) and SKIPPED in batch:
+                if SERVED in batch:  # served short: the rows left out travel with it
+                    batch = {**batch, SERVED: self._leave(batch[SERVED])}
                 yield batch
             elif self.samples:
                 yield from _unbatch(batch)
             else:
-                # torch tensors cross process boundaries through shared memory; numpy is pickled.
-                # Ragged columns travel as one flat tensor (one segment, not one per row).
-                if info is None:
-                    yield batch
-                else:
-                    t = _to_torch(batch, False)
-                    yield _pack_ragged(t) if self.pack else t
+                yield batch if info is None else self._leave(batch)
+
+    def _leave(self, batch: Any) -> Any:
+        """A worker's batch as it leaves the process: torch tensors cross process boundaries
+        through shared memory (numpy is pickled); ragged columns travel as one flat tensor
+        (one segment, not one per row)."""
+        t = _to_torch(batch, False)
+        return _pack_ragged(t) if self.pack else t
 
 
 def _unbatch(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -480,8 +514,9 @@ class Loader:
         """A `torch.utils.data.IterableDataset` for a DataLoader you build yourself, from this
         loader's epoch and position: batches (use `DataLoader(..., batch_size=None)`), or
         rows with `samples=True` for a DataLoader or `transformers.Trainer` that batches and
-        collates (pass the loader's batch size to keep the planned batches). It shards over
-        DataLoader workers and, like the loader, over distributed ranks."""
+        collates (pass the loader's batch size to keep the planned batches; rows left out by
+        on_error="skip" shift them). It shards over DataLoader workers and, like the loader,
+        over distributed ranks."""
         if self.kind != "torch":
             raise PlaneError("torch_dataset() needs a loader from ds.pytorch()")
         if samples and self.config.collate_fn is not None:
@@ -533,7 +568,9 @@ class Loader:
                 self.position += 1
                 if isinstance(batch, dict) and SKIPPED in batch:
                     self.source.skipped_rows += int(batch[SKIPPED])
-                    continue
+                    if SERVED not in batch:
+                        continue
+                    batch = batch[SERVED]
                 yield _unpack_ragged(batch)
         else:
             for i, batch in self.source.batches(epoch, start, threads=self.reader_threads(),
