@@ -53,6 +53,8 @@ CRC_MIN_SAMPLE_BYTES = 512
 _HEAD = struct.Struct("<BBBBIQ")
 _TAIL = struct.Struct("<I4s")
 _SUM = struct.Struct("<Q")
+#: a (legacy, unchecked) footer claiming more samples than bytes is believed up to this many
+_MAX_EMPTY = 1 << 20
 _KNOWN_FLAGS = FLAG_UNIFORM_SHAPE | FLAG_UNIFORM_SIZE | FLAG_TILE | FLAG_CRC
 ZSTD_LEVEL = 3
 #: compressed payloads that save less than this fraction are stored raw
@@ -197,6 +199,8 @@ def parse_footer(tail: bytes | memoryview, total_len: int, where: str,
         if flags & FLAG_UNIFORM_SHAPE:
             shapes = np.broadcast_to(shapes, (n, ndim))
         if flags & FLAG_UNIFORM_SIZE:
+            if n and (raw_len % n or n > max(raw_len, _MAX_EMPTY)):  # before allocating
+                raise ValueError(f"{n} samples of equal size cannot make {raw_len} bytes")
             size = raw_len // n if n else 0
             offsets = np.arange(n + 1, dtype=np.int64) * size
         else:
