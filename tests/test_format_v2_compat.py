@@ -138,3 +138,25 @@ def test_writing_a_v2_dataset_keeps_v2_objects(v2: tuple[Path, dict[str, Any]]) 
     assert again["x"][1].numpy().shape == (4, 6)
     assert again["x"][len(again) - 1].numpy().tolist() == np.full((60, 6), 2.0).tolist()
     assert len(plane.load_view(again, "dogs")) == sum("dog" in c for c in exp["caption"]) + 1
+
+
+def test_damaged_v2_index_refs_and_views_are_checksum_errors(
+        v2: tuple[Path, dict[str, Any]]) -> None:
+    """Format 2 wrote them unsealed: damage that still parses cannot always be seen, but what
+    does not parse, or does not fit, is a ChecksumError naming the object (not a raw
+    JSONDecodeError / KeyError / UnicodeDecodeError)."""
+    path, _ = v2
+    store = LocalStore(path)
+    view = store.get("views/cats.json")
+    for bad in (view[:-2], view.replace(b'"commit"', b'"commiT"'), b"\xff" + view[1:],
+                view.replace(b'"scores": null', b'"scores": [1.0]')):
+        store.put("views/cats.json", bad)
+        with pytest.raises(plane.ChecksumError, match="views/cats.json"):
+            plane.load_view(plane.open(path, read_only=True), "cats")
+    ref = next(iter(store.list("indexes/refs/caption/")))
+    data = store.get(ref)
+    other = store.get(next(iter(store.list("indexes/refs/labels/"))))
+    for bad in (data[:-2], data.replace(b"manifest", b"manifesT"), b"\xff" + data[1:], other):
+        store.put(ref, bad)
+        with pytest.raises(plane.ChecksumError, match=ref):
+            plane.open(path, read_only=True).query("SELECT id WHERE CONTAINS(caption, 'dog')")

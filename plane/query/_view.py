@@ -197,10 +197,13 @@ def load_view(ds: Dataset, name: str) -> View:
             np.asarray(body["scores"], np.float32).reshape(-1)
         columns, query = body.get("columns"), str(body.get("query", ""))
         score_name = str(body.get("score_name", "score"))
-        if not isinstance(commit, str) or (scores is not None and scores.shape != ids.shape) \
-                or not (columns is None or (isinstance(columns, list)
-                                        and all(isinstance(c, str) for c in columns))):
-            raise ValueError("fields do not fit together")
+        if not isinstance(commit, str):
+            raise TypeError(f"commit {commit!r}")
+        if scores is not None and scores.shape != ids.shape:
+            raise ValueError(f"{ids.shape[0]} rows but {scores.shape[0]} scores")
+        if columns is not None and not (isinstance(columns, list)
+                                        and all(isinstance(c, str) for c in columns)):
+            raise TypeError(f"columns {columns!r}")
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise ChecksumError(f"view {ds.store.url}/{key} is corrupt ({type(e).__name__}: {e}); "
                             "delete it and save the view again") from None
