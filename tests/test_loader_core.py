@@ -261,11 +261,21 @@ def test_unparsable_footer_is_a_checksum_error(tmp_path: Any) -> None:
 
 
 def test_background_verification_failure_is_raised_on_next_use(tmp_path: Any) -> None:
-    """Damage that only the whole-chunk checksum sees (here the footer's version byte):
-    the intact samples may be served, then the chunk is refused."""
+    """A change only the whole-chunk checksum sees (the footer and every sample pass their
+    own sums: the object is another valid encoding of the same samples, its offsets written
+    out): the intact samples may be served, then the chunk is refused."""
+    from plane.format._chunk import FLAG_UNIFORM_SIZE, _footer_sum
+
     key, data = _kilobyte_rows(tmp_path / "d")
     flen = int.from_bytes(data[-8:-4], "little")
-    data[len(data) - 8 - flen] = 0  # version 1 -> 0: still parses
+    start = len(data) - 8 - flen
+    footer = bytes(data[start: -16])  # head (16 bytes), one 2-d shape (8), sums; no own sum
+    assert footer[2] & FLAG_UNIFORM_SIZE
+    offsets = (np.arange(65) * 1024).astype("<u8").tobytes()
+    footer = footer[:2] + bytes([footer[2] & ~FLAG_UNIFORM_SIZE]) + footer[3:24] + offsets \
+        + footer[24:]
+    tail = (len(footer) + 8).to_bytes(4, "little") + b"TPC1"
+    data = data[:start] + footer + _footer_sum(footer, tail[:4]).to_bytes(8, "little") + tail
     open_store(tmp_path / "d").put(key, bytes(data))
     loader = plane.open(tmp_path / "d", read_only=True).numpy(batch_size=640, seed=2)
     first = list(loader)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from plane._errors import SampleError
-from plane.core._layout import chunk_key
+from plane.core._layout import chunk_key, read_dataset_info, sealed_format
 from plane.core._reader import ChunkReader
 from plane.core._writer import TensorWriter
 from plane.format._codecs import encode_batch
@@ -40,12 +40,16 @@ class Fragment:
 
 class FragmentWriter:
     """Streams rows into one fragment: full chunks are stored as they fill, so memory stays
-    at about one chunk per tensor however many rows go through. `finish` stores the tails."""
+    at about one chunk per tensor however many rows go through. `finish` stores the tails.
+    `footer_sums`: write chunks in the dataset's format (None: read it from the store)."""
 
-    def __init__(self, store: Store, fragment_id: str, metas: dict[str, TensorMeta]) -> None:
+    def __init__(self, store: Store, fragment_id: str, metas: dict[str, TensorMeta],
+                 footer_sums: bool | None = None) -> None:
         self.store = store
         self.fragment_id = fragment_id
-        self.reader = ChunkReader(store, 0)
+        if footer_sums is None:
+            footer_sums = sealed_format(read_dataset_info(store))
+        self.reader = ChunkReader(store, 0, footer_sums)
         self.writers = {n: TensorWriter(m, ChunkIndex(), self.reader) for n, m in metas.items()}
         self.rows = 0
         self.bytes_written = 0

@@ -24,11 +24,17 @@ __all__ = [
     "get_cas_json",
     "read_dataset_info",
     "write_dataset_info",
+    "sealed_format",
+    "put_artifact_json",
+    "get_artifact_json",
     "RefStore",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DATASET_KEY = "dataset.json"
+#: from this format version on, chunk footers carry their own checksum and index refs and
+#: views are sealed; older datasets are read, and written, as their version wrote them
+SEALED_FROM = 3
 
 
 def chunk_key(hexdigest: str) -> str:
@@ -60,6 +66,35 @@ def get_cas_json(store: Store, key: str) -> Any:
         raise ChecksumError(f"{store.url}/{key} is corrupt: its bytes do not match the checksum "
                             "in its name")
     return json.loads(data)
+
+
+def sealed_format(info: dict[str, Any]) -> bool:
+    """Whether a dataset (its `dataset.json` info) seals footers, index refs and views."""
+    return int(info.get("format_version", 1)) >= SEALED_FROM
+
+
+def put_artifact_json(store: Store, key: str, obj: Any, sealed: bool) -> None:
+    """Write a JSON object whose key is a name, not its content: sealed from format 3 on."""
+    data = _dumps(obj)
+    store.put(key, seal(data) if sealed else data)
+
+
+def get_artifact_json(store: Store, key: str, sealed: bool, what: str) -> dict[str, Any]:
+    """Read an object written by `put_artifact_json`: a sealed one is verified, an unsealed
+    (format ≤ 2) one only parsed. Raises ChecksumError naming `what` and the object if it is
+    damaged, or is not a JSON object."""
+    where = f"{store.url}/{key}"
+    raw = store.get(key)
+    data = unseal(raw, f"{what} {where}") if sealed else raw
+    try:
+        obj = json.loads(data)
+    except ValueError as e:  # UnicodeDecodeError too
+        raise ChecksumError(f"{what} {where} is corrupt: {e}; delete it and re-create it") \
+            from None
+    if not isinstance(obj, dict):
+        raise ChecksumError(f"{what} {where} is corrupt: not a JSON object; delete it and "
+                            "re-create it")
+    return obj
 
 
 def write_dataset_info(store: Store, info: dict[str, Any]) -> bool:

@@ -146,10 +146,17 @@ def _io_pool() -> Any:
 
 
 class ChunkReader:
-    """Fetches chunks by content address, verifies them, and caches parsed chunks."""
+    """Fetches chunks by content address, verifies them, and caches parsed chunks.
 
-    def __init__(self, store: Store, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    `footer_sums`: the dataset's chunks carry footer checksums (format version 3 on): a
+    footer read alone (range reads, shapes, early use) must pass its own checksum, and the
+    chunks its writers build carry one. False for older datasets, read and written as before.
+    """
+
+    def __init__(self, store: Store, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 footer_sums: bool = True) -> None:
         self.store = store
+        self.footer_sums = footer_sums
         self.cache = _LRU(cache_bytes, lambda c: c.nbytes)
         self.footers = _LRU(16 << 20, lambda f: 64 + f.n * 32)
         #: chunks built by a writer but not stored yet (visible to that writer only)
@@ -166,10 +173,11 @@ class ChunkReader:
         self._settled = threading.Condition()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"store": self.store, "cache_bytes": self.cache.max_bytes}
+        return {"store": self.store, "cache_bytes": self.cache.max_bytes,
+                "footer_sums": self.footer_sums}
 
     def __setstate__(self, s: dict[str, Any]) -> None:
-        self.__init__(s["store"], s["cache_bytes"])  # type: ignore[misc]
+        self.__init__(s["store"], s["cache_bytes"], s["footer_sums"])  # type: ignore[misc]
 
     def _parse_verified(self, key: str, data: bytes | memoryview, where: str) -> ParsedChunk:
         if digest_hex(data) != key:
@@ -269,7 +277,7 @@ class ChunkReader:
             return None
         data = self._fetch(key, where)
         try:
-            f = parse_footer(data, len(data), f"{chunk_key(key)} ({where})")
+            f = parse_footer(data, len(data), f"{chunk_key(key)} ({where})", self.footer_sums)
         except Exception:  # damaged: the whole checksum names the problem
             return None
         if f.codec != CODEC_NONE or f.crcs is None:
@@ -313,10 +321,10 @@ class ChunkReader:
         start = max(0, nbytes - _TAIL_GUESS)
         tail = self.store.get_range(ck, start, nbytes)
         try:
-            f = parse_footer(tail, nbytes, f"{ck} ({where})")
+            f = parse_footer(tail, nbytes, f"{ck} ({where})", self.footer_sums)
         except _NeedMore as e:
             tail = self.store.get_range(ck, max(0, nbytes - e.nbytes), nbytes)
-            f = parse_footer(tail, nbytes, f"{ck} ({where})")
+            f = parse_footer(tail, nbytes, f"{ck} ({where})", self.footer_sums)
         self.footers.put(key, f)
         return f
 

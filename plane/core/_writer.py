@@ -89,7 +89,7 @@ class TensorWriter:
     def _make_chunk(self, blk: Block, meta: TensorMeta, tile: tuple[int, int] | None = None
                     ) -> tuple[str, bytes]:
         data = encode_chunk(blk.data, blk.shapes, blk.offsets, meta.chunk_compression == "zstd",
-                            tile)
+                            tile, self.reader.footer_sums)
         return digest_hex(data), data
 
     def plan(self, block: Block, meta: TensorMeta) -> Plan:

@@ -30,6 +30,7 @@ from plane.core._layout import (
     RefStore,
     chunk_key,
     read_dataset_info,
+    sealed_format,
     write_dataset_info,
 )
 from plane.core._reader import DEFAULT_CACHE_BYTES, ChunkReader, read_samples, read_shapes
@@ -73,7 +74,7 @@ class Dataset:
         self._store = ReadOnlyStore(store) if read_only and not store.read_only else store
         self._info = read_dataset_info(self._store)
         self._refs = RefStore(self._store)
-        self._reader = ChunkReader(self._store, cache_bytes)
+        self._reader = ChunkReader(self._store, cache_bytes, sealed_format(self._info))
         own = getattr(store, "storage_options", None)
         self._links = LinkResolver(link_storage_options, (store.url.split("://")[0], own)
                                    if own is not None else None)
@@ -364,12 +365,14 @@ class Dataset:
                 meta = TensorMeta.build(name, inner, sample_compression=None
                                         if inner == "binary" else comp,
                                         chunk_bytes=w.meta.chunk_bytes)
-                fw = FragmentWriter(self._store, f"materialize-{name}", {name: meta})
+                fw = FragmentWriter(self._store, f"materialize-{name}", {name: meta},
+                                    self._reader.footer_sums)
             fw.add(fw.encode({name: datas}))
         if fw is None:  # no rows: just the new schema
             meta = TensorMeta.build(name, inner, chunk_bytes=w.meta.chunk_bytes,
                                     sample_compression=None if inner != "image" else "jpeg")
-            fw = FragmentWriter(self._store, f"materialize-{name}", {name: meta})
+            fw = FragmentWriter(self._store, f"materialize-{name}", {name: meta},
+                                self._reader.footer_sums)
         frag = fw.finish()
         new = TensorWriter(TensorMeta.from_dict(frag.metas[name]), ChunkIndex(), self._reader)
         for rows, keys, sizes in frag.entries[name]:

@@ -339,7 +339,7 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
                                               str(images))
         pieces = image_pieces(files, labels, batch_rows)
         report.files = total = len(files)
-    fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas)
+    fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas, ds._reader.footer_sums)
     bar = progress_bar(total, "ingest", progress)
     try:
         ingest_pieces(fw, pieces, mapping, on_error, verify, rejects, report, bar)

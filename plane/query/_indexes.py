@@ -4,6 +4,10 @@
     indexes/<xxh3>.json                          manifest: tensor, kind, metric, params, commit,
                                                  state, partitions [{key, rows}]
     indexes/refs/<tensor>/<kind>/<commit id>     {"manifest": key}: the index of that commit
+                                                 (sealed from format version 3 on)
+
+Every artifact is verified before use (partitions and manifests against their key, refs
+against their seal); a damaged one raises ChecksumError naming it.
 
 A query on version V uses the newest indexed commit among V's ancestors; rows added or
 changed since are searched exactly (see `_exec`), so an index is never stale.
@@ -11,7 +15,6 @@ changed since are searched exactly (see `_exec`), so an index is never stale.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -21,9 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plane._errors import QueryError
+from plane._errors import ChecksumError, QueryError
 from plane._progress import progress_bar
-from plane.core._layout import get_cas_json, put_cas_json
+from plane.core._layout import (
+    get_artifact_json,
+    get_cas_json,
+    put_artifact_json,
+    put_cas_json,
+    sealed_format,
+)
 from plane.format._hash import digest_hex
 from plane.query._cache import forget, state_cached
 
@@ -56,6 +65,9 @@ class IndexInfo:
 
     @classmethod
     def load(cls, ds: Dataset, key: str) -> IndexInfo:
+        if not (key.startswith("indexes/") and key.endswith(".json")):
+            raise ChecksumError(f"{ds.store.url}: {key!r} is not an index manifest key (a "
+                                "damaged index ref?)")
         d = get_cas_json(ds.store, key)
         return cls(key, d["tensor"], d["kind"], d["metric"], d["params"], d["commit"],
                    d["state"], int(d["rows"]), d["partitions"], float(d["created"]),
@@ -144,8 +156,8 @@ def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str
                 "rows": n, "partitions": parts, "created": time.time(),
                 "partition_rows": partition_rows}
     key = put_cas_json(ds.store, "indexes", manifest)
-    ds.store.put(f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
-                 json.dumps({"manifest": key}).encode())
+    put_artifact_json(ds.store, f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
+                      {"manifest": key}, sealed_format(ds._info))
     forget(ds)
     return IndexInfo.load(ds, key)
 
@@ -164,6 +176,10 @@ def load_partition(ds: Dataset, key: str, text: bool | str) -> Any:
             _LOADED.move_to_end(ck)
             return hit
     raw = bytes(ds.store.get(key))
+    if digest_hex(raw) != key.rsplit("/", 1)[-1]:
+        raise ChecksumError(f"index partition {ds.store.url}/{key} is corrupt: its bytes do "
+                            "not match the checksum in its name; rebuild the index "
+                            "(ds.create_index)")
     if text == "minmax":
         from plane.query._stats import ChunkStats
 
@@ -228,13 +244,25 @@ def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
         r = rank.get(c)
         if r is None or r > best_rank:
             continue
-        raw = ds.store.get(f"indexes/refs/{tensor}/{kind}/{c}")
-        info = IndexInfo.load(ds, json.loads(raw)["manifest"])
+        info = _load_ref(ds, tensor, kind, c)
         if metric is not None and info.metric != metric:
             continue
         if r < best_rank or (best is not None and info.created > best.created):
             best, best_rank = info, r
     return best
+
+
+def _load_ref(ds: Dataset, tensor: str, kind: str, commit: str) -> IndexInfo:
+    """The manifest an index ref names, checked to be the index the ref's key says."""
+    key = f"indexes/refs/{tensor}/{kind}/{commit}"
+    ref = get_artifact_json(ds.store, key, sealed_format(ds._info), "index ref")
+    manifest = ref.get("manifest")
+    info = IndexInfo.load(ds, manifest) if isinstance(manifest, str) else None
+    if info is None or (info.tensor, info.kind, info.commit) != (tensor, kind, commit):
+        raise ChecksumError(f"index ref {ds.store.url}/{key} is corrupt: it names "
+                            f"{manifest!r}, not a {kind} index of {tensor!r} at {commit}; "
+                            "delete it and re-create the index")
+    return info
 
 
 def optimize_indexes(ds: Dataset, tensor: str | None = None,

@@ -2,19 +2,20 @@
 
 A view reads like a dataset (``view["caption"]``, ``len(view)``, ``view.rows()``), streams
 with ``view.pytorch()`` / ``view.numpy()``, and saves by name (``view.save("hard_negatives")``)
-to be reopened later, at the same version, with ``plane.load_view(ds, name)``.
+to be reopened later, at the same version, with ``plane.load_view(ds, name)``. A saved view is
+sealed (format version 3 on) and verified when loaded.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plane._errors import PlaneError, QueryError
+from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, QueryError
+from plane.core._layout import get_artifact_json, put_artifact_json, sealed_format
 from plane.query._cache import state_cached
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ class View:
                 "scores": None if self.scores is None else self.scores.tolist(),
                 "time": time.time()}
         key = f"views/{name}.json"
-        self._store.put(key, json.dumps(body).encode())
+        put_artifact_json(self._store, key, body, sealed_format(self.ds._info))
         return key
 
 
@@ -182,20 +183,35 @@ def load_view(ds: Dataset, name: str) -> View:
     """Reopen a saved view at the commit it was saved on (whatever `ds` has checked out)."""
     import plane
 
+    key = f"views/{name}.json"
     try:
-        body = json.loads(ds.store.get(f"views/{name}.json"))
-    except KeyError:
+        body = get_artifact_json(ds.store, key, sealed_format(ds._info), "view")
+    except ObjectNotFoundError:
         have = sorted(k[len("views/"):-len(".json")] for k in ds.store.list("views/"))
         raise PlaneError(f"no view {name!r} in {ds.url}; views: {', '.join(have) or '(none)'}"
                          ) from None
-    at = plane.open(ds.store, version=body["commit"], read_only=True)
-    ids = np.asarray(body["row_ids"], np.int64)
+    try:  # sealed views cannot fail these; unsealed (format <= 2) ones may be damaged
+        commit = body["commit"]
+        ids = np.asarray(body["row_ids"], np.int64).reshape(-1)
+        scores = None if body["scores"] is None else \
+            np.asarray(body["scores"], np.float32).reshape(-1)
+        columns, query = body.get("columns"), str(body.get("query", ""))
+        score_name = str(body.get("score_name", "score"))
+        if not isinstance(commit, str):
+            raise TypeError(f"commit {commit!r}")
+        if scores is not None and scores.shape != ids.shape:
+            raise ValueError(f"{ids.shape[0]} rows but {scores.shape[0]} scores")
+        if columns is not None and not (isinstance(columns, list)
+                                        and all(isinstance(c, str) for c in columns)):
+            raise TypeError(f"columns {columns!r}")
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise ChecksumError(f"view {ds.store.url}/{key} is corrupt ({type(e).__name__}: {e}); "
+                            "delete it and save the view again") from None
+    at = plane.open(ds.store, version=commit, read_only=True)
     all_ids = at.row_ids
     order = np.argsort(all_ids, kind="stable")
     at_pos = np.searchsorted(all_ids[order], ids)
     pos = order[np.clip(at_pos, 0, max(0, len(order) - 1))]
     if ids.shape[0] and not np.array_equal(all_ids[pos], ids):
-        raise PlaneError(f"view {name!r} names rows missing from commit {body['commit']}")
-    scores = None if body["scores"] is None else np.asarray(body["scores"], np.float32)
-    return View(at, pos, scores, body.get("columns"), body.get("query", ""),
-                body.get("score_name", "score"))
+        raise PlaneError(f"view {name!r} names rows missing from commit {commit}")
+    return View(at, pos, scores, columns, query, score_name)
