@@ -72,7 +72,7 @@ class Dataset:
                  link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._store = ReadOnlyStore(store) if read_only and not store.read_only else store
         self._info = read_dataset_info(self._store)
-        self._refs = RefStore(self._store)
+        self._refs = RefStore(self._store, int(self._info.get("format_version", 1)))
         self._reader = ChunkReader(self._store, cache_bytes)
         own = getattr(store, "storage_options", None)
         self._links = LinkResolver(link_storage_options, (store.url.split("://")[0], own)
@@ -929,7 +929,7 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
     elif next(iter(store.list("")), None) is not None:
         raise DatasetExistsError(f"{store.url} is not empty and holds no tensorplane dataset; "
                                  "choose an empty location")
-    refs = RefStore(store)
+    refs = RefStore(store, FORMAT_VERSION)
     key = State().save(store)
     if not refs.advance("main", 0, {"commit": None, "state": key}):
         raise DatasetExistsError(f"another process is creating a dataset at {store.url}")
