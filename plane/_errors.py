@@ -19,6 +19,7 @@ __all__ = [
     "VersionNotFoundError",
     "IngestError",
     "QueryError",
+    "RefNameError",
 ]
 
 
@@ -100,3 +101,7 @@ class IngestError(PlaneError, ValueError):
 
 class QueryError(PlaneError, ValueError):
     """A query cannot be parsed or planned: says where, what was expected and what exists."""
+
+
+class RefNameError(PlaneError, ValueError):
+    """A branch or tag name cannot be used: says why and what a valid name looks like."""

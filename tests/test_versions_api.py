@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import plane
+from plane.core._layout import FORMAT_VERSION
 from plane.storage import open_store
 
 
@@ -286,8 +287,6 @@ def test_format_version_1_datasets_keep_patch_chunks_separate(tmp_path: Any) -> 
     old.commit("v1 update")
     assert len(set(store.list("chunks/")) - before) == 1  # a patch chunk, as version 1 wrote
     assert plane.open(tmp_path / "d", read_only=True)["label"][5].numpy() == -5
-    from plane.core._layout import FORMAT_VERSION
-
     info["format_version"] = FORMAT_VERSION + 1
     store.put("dataset.json", seal(json.dumps(info).encode()))
     with pytest.raises(plane.FormatVersionError, match=f"version {FORMAT_VERSION + 1}"):

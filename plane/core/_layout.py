@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.parse
 from typing import Any
 
 from plane._errors import (
@@ -12,6 +14,7 @@ from plane._errors import (
     FormatVersionError,
     ObjectNotFoundError,
     PlaneError,
+    RefNameError,
 )
 from plane.format._hash import digest_hex, seal, unseal
 from plane.storage import Store
@@ -28,9 +31,13 @@ __all__ = [
     "put_artifact_json",
     "get_artifact_json",
     "RefStore",
+    "check_ref_name",
+    "encode_ref_name",
 ]
 
 FORMAT_VERSION = 3
+#: from this version ref names are encoded into one key segment (FORMAT.md "Refs")
+ENCODED_REFS_VERSION = 3
 DATASET_KEY = "dataset.json"
 #: from this format version on, chunk footers carry their own checksum and index refs and
 #: views are sealed; older datasets are read, and written, as their version wrote them
@@ -125,22 +132,128 @@ def read_dataset_info(store: Store) -> dict[str, Any]:
     return info
 
 
+# ---- ref names -----------------------------------------------------------------------------
+#: bytes a ref name keeps as they are in its key; every other byte is %XX (capitals included,
+#: so names differing only in case stay apart on case-insensitive file systems)
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
+#: an encoded name is one key segment (a file or directory name on local disk: <= 255 bytes)
+MAX_ENCODED_NAME = 240
+_FORBIDDEN = " :*?[]\\~^@"
+_SEQ = re.compile(r"[0-9]{20}")
+
+
+def encode_ref_name(name: str) -> str:
+    """The key segment of a branch or tag name (format >= 3): UTF-8 bytes outside
+    [a-z0-9._-] and a leading '.' as %XX, so the segment holds no '/', is never '.' or '..',
+    and no two names share one. UnicodeEncodeError for lone surrogates."""
+    enc = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name.encode())
+    return "%2E" + enc[1:] if enc.startswith(".") else enc
+
+
+def decode_ref_name(segment: str) -> str | None:
+    """The name a key segment encodes, or None if it is not the encoding of any name."""
+    try:
+        name = urllib.parse.unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return name if encode_ref_name(name) == segment else None
+
+
+def _name_problem(name: object, format_version: int) -> str | None:
+    """Why `name` cannot be a branch or tag name (None if it can)."""
+    if not isinstance(name, str):
+        return f"it is a {type(name).__name__}, not a str"
+    if not name:
+        return "it is empty"
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return "it is not valid Unicode text (a lone surrogate)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains a control character (NUL, tab, newline, ...)"
+    bad = sorted({c for c in name if c in _FORBIDDEN})
+    if bad:
+        return f"it contains {''.join(bad)!r}"
+    if name.startswith(("/", "-")) or name.endswith("/"):
+        return "it starts with '/' or '-', or ends with '/'"
+    parts = name.split("/")
+    if any(not p for p in parts):
+        return "it contains '//'"
+    if any(p.startswith(".") or ".." in p for p in parts):
+        return "a '/'-separated part starts with '.' or contains '..'"
+    if format_version < ENCODED_REFS_VERSION and any(_SEQ.fullmatch(p) for p in parts[1:]):
+        return (f"a part after '/' is 20 digits, which a format-{format_version} dataset's "
+                "ref records use (format 3 datasets allow it)")
+    n = len(encode_ref_name(name))
+    if n > MAX_ENCODED_NAME:
+        return (f"it is too long: it takes {n} of the {MAX_ENCODED_NAME} bytes a name may "
+                "take in a key (a-z, 0-9, '.', '_', '-' take 1, any other character 3 per "
+                "UTF-8 byte)")
+    return None
+
+
+def check_ref_name(name: str, what: str = "branch", format_version: int = FORMAT_VERSION
+                   ) -> str:
+    """`name` if it may name a new branch or tag, else RefNameError saying why."""
+    problem = _name_problem(name, format_version)
+    if problem is not None:
+        raise RefNameError(
+            f"invalid {what} name {name!r} (argument `name`): {problem}. Use letters, digits, "
+            "'-', '_', '.' and '/' (no '/' at either end, no part starting with '.'), "
+            "e.g. 'feature/new-labels'")
+    return name
+
+
 class RefStore:
-    """Branch refs as sequence-numbered immutable objects: `refs/heads/<b>/<seq:020d>`.
+    """Branch refs as sequence-numbered immutable objects, tags as single objects.
 
     A record is ``{"commit": <id or null>, "state": <state key>}``: the branch's last commit
     and its working state (equal to the commit's state when nothing is uncommitted). Moving a
     ref writes the next sequence number with put_if_absent, so two writers can never both
-    succeed from the same base; the loser re-reads the head and retries. Tags are single
-    immutable objects `refs/tags/<name>` created with put_if_absent.
+    succeed from the same base; the loser re-reads the head and retries. Tags are immutable
+    objects created with put_if_absent.
+
+    Keys (the only place that spells them): from format 3 `refs/heads/<enc>/<seq:020d>` and
+    `refs/tags/<enc>` with `enc = encode_ref_name(name)`; before, the raw name
+    (`refs/heads/<name>/<seq:020d>`, `refs/tags/<name>`), which a dataset of that version
+    keeps writing. `format_version` defaults to the one in the store's dataset.json.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, format_version: int | None = None) -> None:
         self.store = store
+        self._version = format_version
 
-    @staticmethod
-    def _prefix(branch: str) -> str:
-        return f"refs/heads/{branch}/"
+    @property
+    def format_version(self) -> int:
+        if self._version is None:
+            self._version = int(read_dataset_info(self.store).get("format_version", 1))
+        return self._version
+
+    @property
+    def _encoded(self) -> bool:
+        return self.format_version >= ENCODED_REFS_VERSION
+
+    def check_name(self, name: str, what: str = "branch") -> str:
+        return check_ref_name(name, what, self.format_version)
+
+    def _segment(self, name: str) -> str | None:
+        """The key form of a name, or None where the name cannot exist (a lookup of it finds
+        nothing; a raw name that is no safe key in the old layout)."""
+        if not isinstance(name, str) or not name:
+            return None
+        if self._encoded:
+            try:
+                return encode_ref_name(name)
+            except UnicodeEncodeError:
+                return None
+        parts = name.split("/")
+        if any(not p or p in (".", "..") or "\0" in p for p in parts):
+            return None
+        return name
+
+    def _prefix(self, branch: str) -> str | None:
+        seg = self._segment(branch)
+        return None if seg is None else f"refs/heads/{seg}/"
 
     def _read(self, key: str) -> dict[str, Any]:
         rec: dict[str, Any] = json.loads(unseal(self.store.get(key), f"{self.store.url}/{key}"))
@@ -148,26 +261,51 @@ class RefStore:
 
     def _seqs(self, branch: str) -> list[int]:
         prefix = self._prefix(branch)
+        if prefix is None:
+            return []
         names = (k[len(prefix):] for k in self.store.list(prefix))
         return sorted(int(n) for n in names if n.isdigit())  # "a/b/..." is not branch "a"
+
+    def _key(self, branch: str, seq: int) -> str:
+        prefix = self._prefix(branch)
+        if prefix is None:
+            raise RefNameError(f"{branch!r} is not a valid branch name")
+        return f"{prefix}{seq:020d}"
 
     def head(self, branch: str) -> tuple[int, dict[str, Any]] | None:
         """(seq, record) of the newest ref of `branch`, or None if there is no such branch."""
         seqs = self._seqs(branch)
         if not seqs:
             return None
-        rec = self._read(f"{self._prefix(branch)}{seqs[-1]:020d}")
+        rec = self._read(self._key(branch, seqs[-1]))
         if rec.get("deleted"):
             return None
         return seqs[-1], rec
 
+    def records(self, branch: str, last: int) -> list[dict[str, Any]]:
+        """The newest `last` records of `branch`, oldest first (gc marks what they reach)."""
+        return [self._read(self._key(branch, s)) for s in self._seqs(branch)[-last:]]
+
     def advance(self, branch: str, seq: int, record: dict[str, Any]) -> bool:
         """Create ref number `seq` (must be head + 1); False if someone else got there first."""
         body = dict(record, seq=seq, time=time.time())
-        return self.store.put_if_absent(f"{self._prefix(branch)}{seq:020d}", seal(_dumps(body)))
+        return self.store.put_if_absent(self._key(branch, seq), seal(_dumps(body)))
+
+    def create(self, branch: str, record: dict[str, Any]) -> bool:
+        """Start branch `branch` at `record`; False if it exists. A name is checked first."""
+        self.check_name(branch)
+        seqs = self._seqs(branch)
+        if seqs and self.head(branch) is not None:
+            return False
+        return self.advance(branch, seqs[-1] + 1 if seqs else 0, record)
 
     def branches(self) -> list[str]:
-        names = {k[len("refs/heads/"):].rsplit("/", 1)[0] for k in self.store.list("refs/heads/")}
+        names: set[str] = set()
+        for k in self.store.list("refs/heads/"):
+            seg = k[len("refs/heads/"):].rsplit("/", 1)[0]
+            name = decode_ref_name(seg) if self._encoded else seg
+            if name is not None:
+                names.add(name)
         return sorted(b for b in names if self.head(b) is not None)
 
     def delete_branch(self, branch: str) -> None:
@@ -179,42 +317,55 @@ class RefStore:
             if self.advance(branch, head[0] + 1, {"deleted": True}):
                 break
         for seq in self._seqs(branch):
-            self.store.delete(f"{self._prefix(branch)}{seq:020d}")
+            self.store.delete(self._key(branch, seq))
 
     def prune(self, branch: str, keep: int = 8) -> int:
         """Delete all but the newest `keep` records of a branch (history lives in commits)."""
         seqs = self._seqs(branch)[:-keep] if keep else self._seqs(branch)
         for seq in seqs:
-            self.store.delete(f"{self._prefix(branch)}{seq:020d}")
+            self.store.delete(self._key(branch, seq))
         return len(seqs)
 
     # ---- tags -----------------------------------------------------------------------------
+    def _tag_key(self, name: str) -> str | None:
+        seg = self._segment(name)
+        return None if seg is None else f"refs/tags/{seg}"
+
     def put_tag(self, name: str, commit_id: str, message: str = "") -> bool:
+        """Create tag `name` (the name is checked first); False if it exists."""
+        self.check_name(name, "tag")
+        key = self._tag_key(name)
+        assert key is not None
+        if not self._encoded:  # raw names: tag "a" (a file) and "a/b" (in a directory) clash
+            for other in self.tags():
+                if other.startswith(name + "/") or name.startswith(other + "/"):
+                    raise RefNameError(
+                        f"invalid tag name {name!r} (argument `name`): tag {other!r} exists, "
+                        f"and a format-{self.format_version} dataset cannot hold a tag and "
+                        "another tag inside its name ('a' and 'a/b'); choose another name")
         body = {"commit": commit_id, "message": message, "time": time.time()}
-        return self.store.put_if_absent(f"refs/tags/{name}", seal(_dumps(body)))
+        return self.store.put_if_absent(key, seal(_dumps(body)))
 
     def get_tag(self, name: str) -> dict[str, Any] | None:
+        key = self._tag_key(name)
+        if key is None:
+            return None
         try:
-            return self._read(f"refs/tags/{name}")
+            return self._read(key)
         except ObjectNotFoundError:
             return None
 
     def tags(self) -> dict[str, dict[str, Any]]:
         out = {}
         for k in self.store.list("refs/tags/"):
-            out[k[len("refs/tags/"):]] = self._read(k)
+            seg = k[len("refs/tags/"):]
+            name = decode_ref_name(seg) if self._encoded else seg
+            if name is not None:
+                out[name] = self._read(k)
         return out
 
     def delete_tag(self, name: str) -> None:
-        if self.get_tag(name) is None:
+        key = self._tag_key(name)
+        if key is None or self.get_tag(name) is None:
             raise PlaneError(f"no tag {name!r} in {self.store.url}")
-        self.store.delete(f"refs/tags/{name}")
-
-
-def check_ref_name(name: str, what: str = "branch") -> str:
-    if (not isinstance(name, str) or not name or name.startswith(("/", ".", "-"))
-            or name.endswith("/") or ".." in name or "//" in name
-            or any(c in name for c in " \t\n:*?[]\\~^@")):
-        raise PlaneError(f"invalid {what} name {name!r}: use letters, digits, '-', '_', '.' "
-                         "and '/' (not at the start or end)")
-    return name
+        self.store.delete(key)

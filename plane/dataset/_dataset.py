@@ -7,7 +7,9 @@ the working state of one branch (or a read-only commit) and composes them.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
+import random
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,7 +35,13 @@ from plane.core._layout import (
     sealed_format,
     write_dataset_info,
 )
-from plane.core._reader import DEFAULT_CACHE_BYTES, ChunkReader, read_samples, read_shapes
+from plane.core._reader import (
+    DEFAULT_CACHE_BYTES,
+    ChunkReader,
+    PatchMap,
+    read_samples,
+    read_shapes,
+)
 from plane.core._state import Patch, State, TensorPart, new_row_id_base
 from plane.core._writer import TensorWriter
 from plane.dataset._indexing import normalize_index
@@ -62,7 +70,15 @@ INLINE_PATCH_BYTES = 2048
 #: the tensor) stays small
 PATCH_COMPACT_AT = 32
 
+#: a writer that keeps losing the race for the branch ref gives up (CommitConflictError "too
+#: many concurrent writers") only after this many attempts *and* this many seconds
 _MAX_REBASES = 50
+_RETRY_SECONDS = 120.0
+#: after each lost race a writer waits uniform(0, min(cap, base * 2**losses)) seconds: full
+#: jitter spreads racing writers out, so they take turns instead of colliding again
+_BACKOFF_BASE = 0.002
+_BACKOFF_CAP = 0.25
+_JITTER = random.SystemRandom()  # no shared seed across forked processes
 
 
 class Dataset:
@@ -73,7 +89,7 @@ class Dataset:
                  link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._store = ReadOnlyStore(store) if read_only and not store.read_only else store
         self._info = read_dataset_info(self._store)
-        self._refs = RefStore(self._store)
+        self._refs = RefStore(self._store, int(self._info.get("format_version", 1)))
         self._reader = ChunkReader(self._store, cache_bytes, sealed_format(self._info))
         own = getattr(store, "storage_options", None)
         self._links = LinkResolver(link_storage_options, (store.url.split("://")[0], own)
@@ -520,7 +536,8 @@ class Dataset:
         from plane.core._state import Commit
 
         self._store_pending()
-        for _ in range(_MAX_REBASES):
+        started = time.monotonic()
+        for attempt in itertools.count():
             state = self._working_state()
             key = state.save(self._store)
             commit_id = self._commit_id
@@ -546,9 +563,32 @@ class Dataset:
                                     for n, w in self._writers.items()}
                 self._mark_clean()
                 return commit_id
+            waited = time.monotonic() - started
+            if attempt + 1 >= _MAX_REBASES and waited >= _RETRY_SECONDS:
+                raise CommitConflictError(
+                    f"could not move branch {self._branch!r} of {self.url} after {attempt + 1} "
+                    f"attempts in {waited:.0f} s: too many concurrent writers; nothing was "
+                    "written. Retry later, or write to separate branches and merge")
+            time.sleep(_JITTER.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt)))
             self._rebase()
-        raise CommitConflictError(f"could not move branch {self._branch!r} of {self.url} after "
-                                  f"{_MAX_REBASES} attempts: too many concurrent writers")
+        raise AssertionError("unreachable")
+
+    def _changed_since_base(self, name: str, theirs: TensorPart, rows: np.ndarray
+                            ) -> np.ndarray:
+        """Those of the shared physical `rows` whose newest value in `theirs` differs from
+        the one in this working state's base (values, as diff and merge compare them)."""
+        if not rows.shape[0]:
+            return rows
+        got = []
+        for part in (self._base_parts[name], theirs):
+            self._reader.inline.update((p.key, p.data) for p in part.patches
+                                       if p.data is not None)
+            pm = PatchMap.build(part.patches) if part.patches else None
+            raw = part.meta.sample_compression is not None
+            got.append(list(read_samples(self._reader, part.meta, part.index, rows, not raw,
+                                         True, pm)))
+        differ = [i for i, (a, b) in enumerate(zip(*got)) if not _same_value(a, b)]
+        return rows[np.asarray(differ, np.int64)] if differ else np.zeros(0, np.int64)
 
     def _commit_state(self, commit_id: str | None) -> str | None:
         """The state key of a commit (cached: commits are immutable)."""
@@ -583,23 +623,34 @@ class Dataset:
         def moved(rows: np.ndarray) -> np.ndarray:
             return np.where(rows >= base.physical, rows + shift, rows)
 
-        our_del = np.setdiff1d(self._deleted, base.deleted)
+        def shared(rows: np.ndarray) -> np.ndarray:
+            """Rows both sides had: each side's appended rows (numbered from base.physical
+            on both sides) are its own and can clash with nothing."""
+            return rows[rows < base.physical]
+
+        our_del_all = np.setdiff1d(self._deleted, base.deleted)
+        our_del = shared(our_del_all)
         their_del = np.setdiff1d(theirs.deleted, base.deleted)
         conflicts: dict[str, list[int]] = {}
         their_parts = {n: TensorPart.load(self._store, k) for n, k in theirs.tensors.items()}
+        our_changed = {n: shared(_patch_rows(w.patches[self._base_npatches[n]:]))
+                       for n, w in self._writers.items() if n in self._base_npatches}
         their_touched: dict[str, np.ndarray] = {}
         for name, tp in their_parts.items():
             base_p = self._base_parts[name].patches if name in self._base_parts else []
             nb = len(base_p)
-            new = tp.patches[nb:]
+            touched = _patch_rows(tp.patches[nb:])
             if [p.key for p in tp.patches[:nb]] != [p.key for p in base_p]:
                 if tp.patches and tp.patches[0].key == self._base_fold_key(name):
-                    new = tp.patches[1:]  # they folded our base's patches: same values
-                else:  # an unknown rewrite of the base's patches: every row in them counts
-                    new = tp.patches
-            their_touched[name] = (np.concatenate([p.rows for p in new]) if new
-                                   else np.zeros(0, np.int64))
+                    touched = _patch_rows(tp.patches[1:])  # they folded our base: same values
+                else:  # the base's patches were rewritten (a fold of a later base): of the
+                    # rows we changed too, those whose value they changed count
+                    mine = np.union1d(our_changed.get(name, np.zeros(0, np.int64)), our_del)
+                    touched = self._changed_since_base(
+                        name, tp, np.intersect1d(_patch_rows(tp.patches), mine))
+            their_touched[name] = touched
         new_writers: dict[str, TensorWriter] = {}
+        same: set[str] = set()  # tensors this writer left as they were: their part is ours
         base_entries: dict[str, int] = {}
         base_npatches: dict[str, int] = {}
         for name, tp in their_parts.items():
@@ -616,16 +667,19 @@ class Dataset:
                 base_entries[name], base_npatches[name] = index.num_entries, len(patches)
                 _append_entries(index, w.index, self._base_entries[name])
                 ours = w.patches[self._base_npatches[name]:]
-                our_rows = (np.concatenate([p.rows for p in ours]) if ours
-                            else np.zeros(0, np.int64))
+                our_rows = our_changed[name]
                 clash = np.union1d(np.intersect1d(our_rows, their_touched[name]),
                                    np.intersect1d(our_rows, their_del))
                 if clash.shape[0]:
                     conflicts[name] = self._row_ids.take(clash).tolist()
                 patches += [p.moved(moved(p.rows)) for p in ours]
+                if not ours and meta == tp.meta and index.num_entries == base_entries[name]:
+                    same.add(name)
             else:  # a tensor they created: our appended rows are empty in it
                 if ours_n:
                     index.append(ours_n)
+                else:
+                    same.add(name)
                 base_entries[name], base_npatches[name] = index.num_entries, len(patches)
             new_writers[name] = TensorWriter(meta, index, self._reader, patches)
         for name in self._created:
@@ -653,15 +707,15 @@ class Dataset:
         self._base_key, self._base = rec["state"], theirs
         self._base_parts = their_parts
         self._writers = new_writers
-        for w in self._writers.values():
-            w.dirty = True
-        self._part_keys = {}
+        self._part_keys = {n: theirs.tensors[n] for n in same}  # nothing of ours in them
+        for name, w in self._writers.items():
+            w.dirty = name not in same
         # what is "ours" stays ours: entries/patches past the new base, created/dropped tensors
         self._base_entries, self._base_npatches = base_entries, base_npatches
         self.__dict__.pop("_base_folds", None)
         self._physical = theirs.physical + ours_n
         self._row_ids = row_ids
-        self._deleted = np.union1d(theirs.deleted, moved(our_del)).astype(np.int64)
+        self._deleted = np.union1d(theirs.deleted, moved(our_del_all)).astype(np.int64)
         self._live = None
 
     # ---- version control (the common operations; the rest is on ds.versions) ------------
@@ -840,8 +894,6 @@ def _fold(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex, patches: lis
     touch, encoded deterministically (the same patches give the same bytes)."""
     if not patches:
         return None
-    from plane.core._reader import PatchMap
-
     pm = PatchMap.build(patches)
     raw = meta.sample_compression is not None
     vals = list(read_samples(reader, meta, index, pm.rows, not raw, True, pm))
@@ -849,6 +901,18 @@ def _fold(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex, patches: lis
         vals = [None if not len(v) else v for v in vals]
     block, meta = encode_batch(meta, vals, 0)
     return pm.rows, block, meta
+
+
+def _patch_rows(patches: Sequence[Patch]) -> np.ndarray:
+    """Every physical row the patches write (with repeats)."""
+    return (np.concatenate([p.rows for p in patches]) if patches
+            else np.zeros(0, np.int64))
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.shape(a) == np.shape(b) and np.array_equal(a, b))
+    return bool(a == b)
 
 
 def _reorder(block: Block, order: np.ndarray) -> Block:
@@ -932,7 +996,7 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
     elif next(iter(store.list("")), None) is not None:
         raise DatasetExistsError(f"{store.url} is not empty and holds no tensorplane dataset; "
                                  "choose an empty location")
-    refs = RefStore(store)
+    refs = RefStore(store, FORMAT_VERSION)
     key = State().save(store)
     if not refs.advance("main", 0, {"commit": None, "state": key}):
         raise DatasetExistsError(f"another process is creating a dataset at {store.url}")

@@ -6,7 +6,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from plane._errors import PlaneError, VersionNotFoundError
-from plane.core._layout import check_ref_name
 from plane.core._state import Commit, State
 from plane.version._diff import Diff, compute_diff
 from plane.version._merge import MergeResult, merge_into
@@ -157,7 +156,7 @@ class VersionControl:
 
     def create_branch(self, name: str, version: str | None = None) -> None:
         """Create branch `name` at `version` (default: the current commit). One small object."""
-        check_ref_name(name)
+        self._refs.check_name(name)
         if version is None:
             commit = self._ds.commit_id
             state = (Commit.load(self._store, commit).state if commit
@@ -167,9 +166,7 @@ class VersionControl:
             if commit is None:
                 raise PlaneError(f"{version!r} has no commits to branch from; commit first")
             state = Commit.load(self._store, commit).state
-        if self._refs.head(name) is not None or not self._refs.advance(
-                name, 0 if not list(self._store.list(f"refs/heads/{name}/")) else
-                self._refs._seqs(name)[-1] + 1, {"commit": commit, "state": state}):
+        if not self._refs.create(name, {"commit": commit, "state": state}):
             raise PlaneError(f"branch {name!r} already exists in {self._ds.url}")
 
     def delete_branch(self, name: str) -> None:
@@ -189,7 +186,7 @@ class VersionControl:
 
     # ---- tags -----------------------------------------------------------------------------
     def tag(self, name: str, commit: str | None = None, message: str = "") -> None:
-        check_ref_name(name, "tag")
+        self._refs.check_name(name, "tag")
         cid = self.resolve(commit)[1] if commit else self._ds.commit_id
         if cid is None:
             raise PlaneError("nothing to tag: there is no commit yet; commit first")

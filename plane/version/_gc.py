@@ -46,8 +46,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
     states: set[str] = set()
     todo: list[str] = []
     for b in refs.branches():
-        for seq in refs._seqs(b)[-keep_ref_records:]:
-            rec = refs._read(f"refs/heads/{b}/{seq:020d}")
+        for rec in refs.records(b, keep_ref_records):
             if rec.get("state"):
                 states.add(rec["state"])
             if rec.get("commit"):
