@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 
 from plane._errors import PlaneError, SampleError
-from plane.format._meta import TensorMeta
+from plane.format._meta import MAX_DIM, TensorMeta
 
-__all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value"]
+__all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value",
+           "MAX_JSON_DEPTH"]
 
 _MEDIA_PROBED = ("jpeg", "png")
+#: json samples nest at most this deep (lists/dicts in lists/dicts): deeper ones would not
+#: read back (Python's JSON reader recurses), so they are refused when written
+MAX_JSON_DEPTH = 128
 
 
 class EncodedBytes(Sequence[bytes]):
@@ -102,6 +106,8 @@ def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray
     target = np.dtype(meta.dtype)
     if arr.dtype == target:
         return arr, meta
+    if arr.dtype.kind in "biu" and target.kind == "f":
+        _check_exact_float(meta, arr, target, first_row)
     ok = np.can_cast(arr.dtype, target, "safe")
     if not ok and arr.size:
         if arr.dtype.kind in "biu" and target.kind in "iu":
@@ -130,7 +136,34 @@ def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray
     return arr.astype(target), meta
 
 
+def _check_exact_float(meta: TensorMeta, arr: np.ndarray, target: np.dtype[Any],
+                       first_row: int) -> None:
+    """SampleError unless every integer in `arr` is exactly a `target` float (16777217 is
+    not a float32: it would be stored as 16777216)."""
+    exact = 1 << (np.finfo(target).nmant + 1)  # every integer up to this is exact
+    if arr.dtype.itemsize * 8 - (arr.dtype.kind == "i") <= np.finfo(target).nmant + 1:
+        return  # the source dtype holds no integer past `exact`
+    big = (arr > exact) | (arr < -exact)
+    if not big.any():
+        return
+    vals = arr[big]
+    with np.errstate(invalid="ignore", over="ignore"):
+        back = vals.astype(target).astype(arr.dtype)
+    lost = back != vals
+    if not lost.any():
+        return
+    v = vals[int(np.argmax(lost))]
+    row = first_row + int(np.argwhere(big & (arr == v))[0][0])  # axis 0: samples
+    raise _err(meta, row, f"integer {int(v)} is not exactly a {target.name} (it would be "
+               f"stored as {int(v.astype(target))})",
+               f"create the tensor with dtype='float64' or an integer dtype, or round the "
+               f"values to {target.name} yourself (np.asarray(x, np.{target.name}))")
+
+
 def _check_shape(meta: TensorMeta, shape: tuple[int, ...], row: int) -> TensorMeta:
+    if any(s > MAX_DIM for s in shape):
+        raise _err(meta, row, f"shape {shape} has a dimension over {MAX_DIM} (the most a chunk "
+                   "records)", "split the sample or reshape it to smaller dimensions")
     if meta.ndim is None:
         meta = meta.evolve(ndim=len(shape))
     if len(shape) != meta.ndim:
@@ -378,6 +411,25 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def _json_depth_over(v: Any, limit: int) -> bool:
+    """True if `v` nests lists/dicts deeper than `limit` (iterative: any depth is safe)."""
+    stack: list[tuple[Any, int]] = [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, np.ndarray):
+            if x.ndim and d + x.ndim - 1 > limit:
+                return True
+            continue
+        if isinstance(x, dict):
+            x = x.values()
+        elif not isinstance(x, (list, tuple)):
+            continue
+        if d > limit:
+            return True
+        stack.extend((y, d + 1) for y in x if isinstance(y, (list, tuple, dict, np.ndarray)))
+    return False
+
+
 def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
     datas: list[bytes] = []
     for i, v in enumerate(values):
@@ -398,9 +450,15 @@ def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
                            "convert with str(value) or use htype='json'")
             datas.append(v.encode("utf-8", "surrogatepass"))
         elif meta.kind == "json":
+            if _json_depth_over(v, MAX_JSON_DEPTH):
+                raise _err(meta, row, f"value nests lists/dicts more than {MAX_JSON_DEPTH} deep",
+                           "flatten it, or store it as text (json.dumps) or binary")
             try:
                 datas.append(json.dumps(v, default=_json_default, allow_nan=False,
                                         ensure_ascii=False).encode())
+            except RecursionError:
+                raise _err(meta, row, "value nests too deep to encode",
+                           "flatten it, or store it as text (json.dumps) or binary") from None
             except (TypeError, ValueError) as e:
                 raise _err(meta, row, f"value is not JSON: {e}",
                            "give dicts/lists/str/numbers/bool/None (no NaN)") from None
