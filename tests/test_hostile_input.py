@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import plane
 from plane._errors import PlaneError, QueryError, SampleError, SchemaError, StoreError
-from plane.format._codecs import MAX_JSON_DEPTH
+from plane.format._codecs import MAX_JSON_DEPTH, decode_sample, encode_batch
+from plane.format._meta import TensorMeta
 from plane.query._indexes import find_index
 from plane.query._view import View
 from plane.storage import open_store
@@ -189,6 +190,27 @@ def test_json_nesting_is_bounded(ds: plane.Dataset, depth: int) -> None:
     ds.append({"t": "d", "j": value, "f32": 1.0, "f64": 1.0, "n": 1})
     ds.commit("deep")
     assert plane.open(ds.url)["j"][3].numpy() == value
+
+
+_TRICKY = st.text(alphabet='[]{}"\\a', max_size=6)  # brackets, quotes, escapes in strings
+
+
+@settings(max_examples=150, deadline=None)
+@given(depth=st.integers(MAX_JSON_DEPTH - 8, MAX_JSON_DEPTH + 8),
+       strings=st.lists(_TRICKY, min_size=1, max_size=6), data=st.data())
+def test_json_depth_counts_containers_not_brackets_in_strings(depth: int, strings: list[str],
+                                                              data: st.DataObject) -> None:
+    meta = TensorMeta.build("j", "json")
+    value: Any = list(strings)
+    for i in range(depth - 1):  # each wrap adds one level, strings beside it on some levels
+        s = data.draw(st.sampled_from(strings))
+        value = {s: value, s + "k": s} if i % 2 else [s, value, s]
+    if depth > MAX_JSON_DEPTH:
+        with pytest.raises(SampleError, match=f"more than {MAX_JSON_DEPTH} deep at row 7"):
+            encode_batch(meta, [value], 7)
+    else:
+        block, _ = encode_batch(meta, [value], 7)
+        assert decode_sample(meta, block.data, block.shapes[0]) == value
 
 
 # ---- huge dimensions ---------------------------------------------------------------------

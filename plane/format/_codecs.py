@@ -411,23 +411,29 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def _json_depth_over(v: Any, limit: int) -> bool:
-    """True if `v` nests lists/dicts deeper than `limit` (iterative: any depth is safe)."""
-    stack: list[tuple[Any, int]] = [(v, 1)]
-    while stack:
-        x, d = stack.pop()
-        if isinstance(x, np.ndarray):
-            if x.ndim and d + x.ndim - 1 > limit:
-                return True
-            continue
-        if isinstance(x, dict):
-            x = x.values()
-        elif not isinstance(x, (list, tuple)):
-            continue
-        if d > limit:
-            return True
-        stack.extend((y, d + 1) for y in x if isinstance(y, (list, tuple, dict, np.ndarray)))
-    return False
+def _too_deep(meta: TensorMeta, row: int) -> SampleError:
+    return _err(meta, row, f"value nests lists/dicts more than {MAX_JSON_DEPTH} deep",
+                "flatten it, or store it as text (json.dumps) or binary")
+
+
+_BRACKETS = np.zeros(256, np.int8)
+_BRACKETS[[ord("["), ord("{")]] = 1
+_BRACKETS[[ord("]"), ord("}")]] = -1
+
+
+def _too_deep_json(data: bytes) -> bool:
+    """True if the JSON text `data` nests lists/dicts deeper than MAX_JSON_DEPTH: its
+    brackets outside strings, counted at C/numpy speed."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:  # most values stop here
+        return False
+    if b"\\" in data:  # blank the escapes (\\\\ first, left to right, as JSON reads them),
+        # so that every quote left opens or closes a string
+        data = data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    outside = b"".join(data.split(b'"')[0::2])
+    if outside.count(b"[") + outside.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = np.cumsum(_BRACKETS[np.frombuffer(outside, np.uint8)], dtype=np.int32)
+    return bool(depth.max() > MAX_JSON_DEPTH)
 
 
 def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
@@ -450,18 +456,17 @@ def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
                            "convert with str(value) or use htype='json'")
             datas.append(v.encode("utf-8", "surrogatepass"))
         elif meta.kind == "json":
-            if _json_depth_over(v, MAX_JSON_DEPTH):
-                raise _err(meta, row, f"value nests lists/dicts more than {MAX_JSON_DEPTH} deep",
-                           "flatten it, or store it as text (json.dumps) or binary")
             try:
-                datas.append(json.dumps(v, default=_json_default, allow_nan=False,
-                                        ensure_ascii=False).encode())
+                data = json.dumps(v, default=_json_default, allow_nan=False,
+                                  ensure_ascii=False).encode()
             except RecursionError:
-                raise _err(meta, row, "value nests too deep to encode",
-                           "flatten it, or store it as text (json.dumps) or binary") from None
+                raise _too_deep(meta, row) from None
             except (TypeError, ValueError) as e:
                 raise _err(meta, row, f"value is not JSON: {e}",
                            "give dicts/lists/str/numbers/bool/None (no NaN)") from None
+            if _too_deep_json(data):  # it would not read back: the JSON reader recurses
+                raise _too_deep(meta, row)
+            datas.append(data)
         else:
             if v is None:
                 v = b""
