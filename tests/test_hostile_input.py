@@ -166,6 +166,14 @@ def test_a_str_column_is_refused_and_append_keeps_it_one_row(ds: plane.Dataset) 
     assert ds["j"][3].numpy() == "abc"
 
 
+def test_a_fragment_takes_a_list_per_column_too(ds: plane.Dataset) -> None:
+    metas = {n: ds[n].meta for n in ds.tensors}
+    cols: dict[str, Any] = {"t": "abc", "j": [1, 2, 3], "f32": [1.0] * 3, "f64": [1.0] * 3,
+                            "n": [1, 2, 3]}
+    _refused(ds, lambda: plane.write_fragment(ds.store, "frag", metas, cols), SampleError,
+             ValueError, "column 't'", "one str")
+
+
 # ---- json nesting ------------------------------------------------------------------------
 
 def _nested(depth: int) -> list[Any]:

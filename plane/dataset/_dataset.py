@@ -41,7 +41,7 @@ from plane.dataset._indexing import normalize_index
 from plane.dataset._links import LinkResolver, decode_linked
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
-from plane.format._codecs import Block, encode_batch
+from plane.format._codecs import Block, check_column, encode_batch
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store, open_store
@@ -293,7 +293,7 @@ class Dataset:
             raise SampleError(f"no values for tensor(s) {', '.join(map(repr, missing))}; give "
                               "every tensor a value per row (None stores an empty sample)")
         for k, v in columns.items():
-            _check_column(k, v)
+            check_column(k, v)
         lengths = {k: len(v) for k, v in columns.items()}
         if len(set(lengths.values())) > 1:
             desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -816,25 +816,6 @@ class Dataset:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.flush()
-
-
-def _check_column(name: str, values: Any) -> None:
-    """SampleError unless `values` is a column: a sized sequence of samples (a list, tuple or
-    array with a row axis) -- not one sample, a generator, a str or a dict."""
-    what = None
-    if isinstance(values, (str, bytes, bytearray, memoryview)):
-        what = f"one {type(values).__name__} (it would be split into characters/bytes)"
-    elif isinstance(values, Mapping):
-        what = "a dict"
-    elif isinstance(values, np.ndarray) and values.ndim == 0:
-        what = "a 0-d array (one sample)"
-    elif isinstance(values, np.generic) or not hasattr(values, "__len__") or \
-            not hasattr(values, "__getitem__"):  # a generator, a number, a set ...
-        what = f"a value of type {type(values).__name__}"
-    if what is not None:
-        raise SampleError(f"column {name!r}: extend takes a list of samples per tensor, got "
-                          f"{what}; pass a list (list(values) for a generator, [value] for "
-                          "one row) or use ds.append({tensor: value}) for one row")
 
 
 def _author() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from plane._errors import PlaneError, SampleError
 from plane.format._meta import MAX_DIM, TensorMeta
 
 __all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value",
-           "MAX_JSON_DEPTH"]
+           "check_column", "MAX_JSON_DEPTH"]
 
 _MEDIA_PROBED = ("jpeg", "png")
 #: json samples nest at most this deep (lists/dicts in lists/dicts): deeper ones would not
@@ -477,6 +477,25 @@ def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
     sizes = np.array([len(d) for d in datas], np.int64)
     return Block(memoryview(b"".join(datas)),
                  np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), sizes[:, None])
+
+
+def check_column(name: str, values: Any) -> None:
+    """SampleError unless `values` is a column: a sized sequence of samples (a list, tuple or
+    array with a row axis) -- not one sample, a generator, a str or a dict."""
+    what = None
+    if isinstance(values, (str, bytes, bytearray, memoryview)):
+        what = f"one {type(values).__name__} (it would be split into characters/bytes)"
+    elif isinstance(values, Mapping):
+        what = "a dict"
+    elif isinstance(values, np.ndarray) and values.ndim == 0:
+        what = "a 0-d array (one sample)"
+    elif isinstance(values, np.generic) or not hasattr(values, "__len__") or \
+            not hasattr(values, "__getitem__"):  # a generator, a number, a set ...
+        what = f"a value of type {type(values).__name__}"
+    if what is not None:
+        raise SampleError(f"column {name!r}: extend takes a list of samples per tensor, got "
+                          f"{what}; pass a list (list(values) for a generator, [value] for "
+                          "one row) or use ds.append({tensor: value}) for one row")
 
 
 def encode_batch(meta: TensorMeta, values: Any, first_row: int) -> tuple[Block, TensorMeta]:
