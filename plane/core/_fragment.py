@@ -16,7 +16,7 @@ from plane._errors import SampleError
 from plane.core._layout import chunk_key, read_dataset_info, sealed_format
 from plane.core._reader import ChunkReader
 from plane.core._writer import TensorWriter
-from plane.format._codecs import encode_batch
+from plane.format._codecs import check_column, encode_batch
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
@@ -66,6 +66,8 @@ class FragmentWriter:
         if missing or extra:
             raise SampleError(f"fragment {self.fragment_id}: columns must match the tensors; "
                               f"missing {missing}, unknown {extra}")
+        for k, v in columns.items():
+            check_column(k, v)
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise SampleError(f"fragment {self.fragment_id}: column lengths differ")

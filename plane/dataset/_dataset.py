@@ -6,6 +6,7 @@ the working state of one branch (or a read-only commit) and composes them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -24,6 +25,7 @@ from plane._errors import (
     ReadOnlyError,
     SampleError,
     SchemaError,
+    StoreError,
     TensorNotFoundError,
 )
 from plane.core._layout import (
@@ -48,7 +50,7 @@ from plane.dataset._indexing import normalize_index
 from plane.dataset._links import LinkResolver, decode_linked
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
-from plane.format._codecs import Block, encode_batch
+from plane.format._codecs import Block, check_column, encode_batch
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store, open_store
@@ -307,6 +309,8 @@ class Dataset:
         if missing:
             raise SampleError(f"no values for tensor(s) {', '.join(map(repr, missing))}; give "
                               "every tensor a value per row (None stores an empty sample)")
+        for k, v in columns.items():
+            check_column(k, v)
         lengths = {k: len(v) for k, v in columns.items()}
         if len(set(lengths.values())) > 1:
             desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -985,6 +989,13 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
            cache_bytes: int = DEFAULT_CACHE_BYTES,
            link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> Dataset:
     """Create an empty dataset at `url` (a path, ``mem://name``, ``s3://bucket/prefix`` ...)."""
+    with _storage_errors("create a dataset", url):
+        return _create(url, overwrite, storage_options, cache_bytes, link_storage_options)
+
+
+def _create(url: str | os.PathLike[str] | Store, overwrite: bool,
+            storage_options: Mapping[str, Any] | None, cache_bytes: int,
+            link_storage_options: Mapping[str, Mapping[str, Any]] | None) -> Dataset:
     store = open_store(url, storage_options)
     if store.exists(DATASET_KEY):
         if not overwrite:
@@ -1015,5 +1026,20 @@ def open_dataset(url: str | os.PathLike[str] | Store, read_only: bool = False,
     commit id (read-only). `link_storage_options` maps URL prefixes of linked objects
     (``{"s3://lake": {...}}``) to their store options (default: the dataset's own options
     for links of the same protocol)."""
-    store = open_store(url, storage_options)
-    return Dataset(store, version, read_only, cache_bytes, link_storage_options)
+    with _storage_errors("open the dataset", url):
+        store = open_store(url, storage_options)
+        return Dataset(store, version, read_only, cache_bytes, link_storage_options)
+
+
+@contextlib.contextmanager
+def _storage_errors(what: str, url: Any) -> Iterator[None]:
+    """Turn an OSError that is not a PlaneError (a local path the OS refuses: too long, no
+    permission, ...) into a StoreError naming the URL and the fix."""
+    try:
+        yield
+    except PlaneError:
+        raise
+    except OSError as e:
+        where = url.url if isinstance(url, Store) else os.fspath(url)
+        raise StoreError(f"cannot {what} at {where}: {e.strerror or e}; check the path (it "
+                         "must be writable to create or write) or choose another") from e

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from plane._errors import PlaneError, SampleError
-from plane.format._meta import TensorMeta
+from plane.format._meta import MAX_DIM, TensorMeta
 
-__all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value"]
+__all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value",
+           "check_column", "MAX_JSON_DEPTH"]
 
 _MEDIA_PROBED = ("jpeg", "png")
+#: json samples nest at most this deep (lists/dicts in lists/dicts): deeper ones would not
+#: read back (Python's JSON reader recurses), so they are refused when written
+MAX_JSON_DEPTH = 128
 
 
 class EncodedBytes(Sequence[bytes]):
@@ -102,6 +106,8 @@ def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray
     target = np.dtype(meta.dtype)
     if arr.dtype == target:
         return arr, meta
+    if arr.dtype.kind in "biu" and target.kind == "f":
+        _check_exact_float(meta, arr, target, first_row)
     ok = np.can_cast(arr.dtype, target, "safe")
     if not ok and arr.size:
         if arr.dtype.kind in "biu" and target.kind in "iu":
@@ -130,7 +136,34 @@ def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray
     return arr.astype(target), meta
 
 
+def _check_exact_float(meta: TensorMeta, arr: np.ndarray, target: np.dtype[Any],
+                       first_row: int) -> None:
+    """SampleError unless every integer in `arr` is exactly a `target` float (16777217 is
+    not a float32: it would be stored as 16777216)."""
+    exact = 1 << (np.finfo(target).nmant + 1)  # every integer up to this is exact
+    if arr.dtype.itemsize * 8 - (arr.dtype.kind == "i") <= np.finfo(target).nmant + 1:
+        return  # the source dtype holds no integer past `exact`
+    big = (arr > exact) | (arr < -exact)
+    if not big.any():
+        return
+    vals = arr[big]
+    with np.errstate(invalid="ignore", over="ignore"):
+        back = vals.astype(target).astype(arr.dtype)
+    lost = back != vals
+    if not lost.any():
+        return
+    v = vals[int(np.argmax(lost))]
+    row = first_row + int(np.argwhere(big & (arr == v))[0][0])  # axis 0: samples
+    raise _err(meta, row, f"integer {int(v)} is not exactly a {target.name} (it would be "
+               f"stored as {int(v.astype(target))})",
+               f"create the tensor with dtype='float64' or an integer dtype, or round the "
+               f"values to {target.name} yourself (np.asarray(x, np.{target.name}))")
+
+
 def _check_shape(meta: TensorMeta, shape: tuple[int, ...], row: int) -> TensorMeta:
+    if any(s > MAX_DIM for s in shape):
+        raise _err(meta, row, f"shape {shape} has a dimension over {MAX_DIM} (the most a chunk "
+                   "records)", "split the sample or reshape it to smaller dimensions")
     if meta.ndim is None:
         meta = meta.evolve(ndim=len(shape))
     if len(shape) != meta.ndim:
@@ -378,6 +411,31 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def _too_deep(meta: TensorMeta, row: int) -> SampleError:
+    return _err(meta, row, f"value nests lists/dicts more than {MAX_JSON_DEPTH} deep",
+                "flatten it, or store it as text (json.dumps) or binary")
+
+
+_BRACKETS = np.zeros(256, np.int8)
+_BRACKETS[[ord("["), ord("{")]] = 1
+_BRACKETS[[ord("]"), ord("}")]] = -1
+
+
+def _too_deep_json(data: bytes) -> bool:
+    """True if the JSON text `data` nests lists/dicts deeper than MAX_JSON_DEPTH: its
+    brackets outside strings, counted at C/numpy speed."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:  # most values stop here
+        return False
+    if b"\\" in data:  # blank the escapes (\\\\ first, left to right, as JSON reads them),
+        # so that every quote left opens or closes a string
+        data = data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    outside = b"".join(data.split(b'"')[0::2])
+    if outside.count(b"[") + outside.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = np.cumsum(_BRACKETS[np.frombuffer(outside, np.uint8)], dtype=np.int32)
+    return bool(depth.max() > MAX_JSON_DEPTH)
+
+
 def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
     datas: list[bytes] = []
     for i, v in enumerate(values):
@@ -399,11 +457,16 @@ def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
             datas.append(v.encode("utf-8", "surrogatepass"))
         elif meta.kind == "json":
             try:
-                datas.append(json.dumps(v, default=_json_default, allow_nan=False,
-                                        ensure_ascii=False).encode())
+                data = json.dumps(v, default=_json_default, allow_nan=False,
+                                  ensure_ascii=False).encode()
+            except RecursionError:
+                raise _too_deep(meta, row) from None
             except (TypeError, ValueError) as e:
                 raise _err(meta, row, f"value is not JSON: {e}",
                            "give dicts/lists/str/numbers/bool/None (no NaN)") from None
+            if _too_deep_json(data):  # it would not read back: the JSON reader recurses
+                raise _too_deep(meta, row)
+            datas.append(data)
         else:
             if v is None:
                 v = b""
@@ -414,6 +477,25 @@ def _encode_opaque(meta: TensorMeta, values: Sequence[Any], row0: int) -> Block:
     sizes = np.array([len(d) for d in datas], np.int64)
     return Block(memoryview(b"".join(datas)),
                  np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), sizes[:, None])
+
+
+def check_column(name: str, values: Any) -> None:
+    """SampleError unless `values` is a column: a sized sequence of samples (a list, tuple or
+    array with a row axis) -- not one sample, a generator, a str or a dict."""
+    what = None
+    if isinstance(values, (str, bytes, bytearray, memoryview)):
+        what = f"one {type(values).__name__} (it would be split into characters/bytes)"
+    elif isinstance(values, Mapping):
+        what = "a dict"
+    elif isinstance(values, np.ndarray) and values.ndim == 0:
+        what = "a 0-d array (one sample)"
+    elif isinstance(values, np.generic) or not hasattr(values, "__len__") or \
+            not hasattr(values, "__getitem__"):  # a generator, a number, a set ...
+        what = f"a value of type {type(values).__name__}"
+    if what is not None:
+        raise SampleError(f"column {name!r}: extend takes a list of samples per tensor, got "
+                          f"{what}; pass a list (list(values) for a generator, [value] for "
+                          "one row) or use ds.append({tensor: value}) for one row")
 
 
 def encode_batch(meta: TensorMeta, values: Any, first_row: int) -> tuple[Block, TensorMeta]:

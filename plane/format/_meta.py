@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -10,23 +11,93 @@ import numpy as np
 from plane._errors import SchemaError
 from plane.format._htypes import CHUNK_COMPRESSIONS, HTYPES, get_htype
 
-__all__ = ["TensorMeta", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["TensorMeta", "DEFAULT_CHUNK_BYTES", "MAX_DIM", "MAX_NAME_BYTES",
+           "check_tensor_name"]
 
 DEFAULT_CHUNK_BYTES = 4 << 20
+MAX_CHUNK_BYTES = 1 << 31
+#: chunk footers store each dimension as a u32 (FORMAT.md)
+MAX_DIM = (1 << 32) - 1
+#: a tensor name is one path component of some store keys (index refs): at most this many
+#: UTF-8 bytes, the usual file name limit
+MAX_NAME_BYTES = 255
 _AUTO = "auto"
+
+
+def check_tensor_name(name: Any) -> str:
+    """`name` if it can name a tensor, else SchemaError saying why and what to use."""
+    fix = ("use a non-empty name of printable characters, without '/' or '\\', not starting "
+           f"with '_', not '.' or '..', at most {MAX_NAME_BYTES} UTF-8 bytes")
+    if not isinstance(name, str):
+        raise SchemaError(f"invalid tensor name {name!r}: a name is a str, got "
+                          f"{type(name).__name__}; {fix}")
+    why = ""
+    if not name:
+        why = "it is empty"
+    elif name.startswith("_"):
+        why = "names starting with '_' are reserved"
+    elif "/" in name or "\\" in name:
+        why = "it contains a path separator"
+    elif name in (".", ".."):
+        why = "'.' and '..' are path components"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        why = "it contains a control character (NUL, newline, ...)"
+    else:
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError:
+            why = "it is not valid Unicode (a lone surrogate)"
+        else:
+            if size > MAX_NAME_BYTES:
+                why = f"it is {size} UTF-8 bytes long"
+    if why:
+        shown = repr(name) if len(name) <= 80 else repr(name[:77]) + "..."
+        raise SchemaError(f"invalid tensor name {shown}: {why}; {fix}")
+    return name
 
 
 def _parse_shape(name: str, what: str, shape: Any) -> tuple[int | None, ...] | None:
     if shape is None:
         return None
+    bad = SchemaError(f"tensor {name!r}: {what} must be a tuple of ints/None such as "
+                      f"(64, None, 3), got {shape!r}")
+    if isinstance(shape, (str, bytes, bytearray)):
+        raise bad
     try:
-        out = tuple(None if s is None else int(s) for s in shape)
+        out = tuple(None if s is None else operator.index(s) for s in shape)
     except TypeError:
-        raise SchemaError(f"tensor {name!r}: {what} must be a tuple of ints/None, "
-                          f"got {shape!r}") from None
+        raise bad from None
     if any(s is not None and s < 0 for s in out):
         raise SchemaError(f"tensor {name!r}: {what} {shape!r} has a negative dimension")
+    if any(s is not None and s > MAX_DIM for s in out):
+        raise SchemaError(f"tensor {name!r}: {what} {shape!r} has a dimension over {MAX_DIM} "
+                          "(the most a chunk records); use smaller dimensions")
     return out
+
+
+def _parse_class_names(name: str, class_names: Any) -> tuple[str, ...]:
+    if class_names is None:
+        return ()
+    if isinstance(class_names, (str, bytes, bytearray)) or not hasattr(class_names, "__iter__"):
+        raise SchemaError(f"tensor {name!r}: class_names must be a list of str such as "
+                          f"['cat', 'dog'], got {class_names!r}")
+    return tuple(str(c) for c in class_names)
+
+
+def _parse_chunk_bytes(name: str, chunk_bytes: Any) -> int:
+    if chunk_bytes is None:
+        return DEFAULT_CHUNK_BYTES
+    try:
+        cb = operator.index(chunk_bytes)
+    except TypeError:
+        raise SchemaError(f"tensor {name!r}: chunk_bytes must be an int (bytes per chunk), got "
+                          f"{chunk_bytes!r}") from None
+    if cb < 1024:
+        raise SchemaError(f"tensor {name!r}: chunk_bytes={cb} is too small (min 1024)")
+    if cb > MAX_CHUNK_BYTES:
+        raise SchemaError(f"tensor {name!r}: chunk_bytes={cb} is too large (max "
+                          f"{MAX_CHUNK_BYTES}, 2 GiB)")
+    return cb
 
 
 @dataclass(frozen=True)
@@ -56,10 +127,14 @@ class TensorMeta:
         chunk_bytes: int | None = None,
     ) -> TensorMeta:
         """Validate user arguments and fill htype defaults."""
-        if not isinstance(name, str) or not name or name.startswith("_") or "/" in name:
-            raise SchemaError(f"invalid tensor name {name!r}: use a non-empty name without '/' "
-                              "that does not start with '_'")
+        check_tensor_name(name)
+        if not isinstance(htype, str):
+            raise SchemaError(f"tensor {name!r}: htype must be a str such as 'image', got "
+                              f"{htype!r}; choose one of {', '.join(sorted(HTYPES))}")
         h = get_htype(htype)
+        if sample_compression is not None and not isinstance(sample_compression, str):
+            raise SchemaError(f"tensor {name!r}: sample_compression must be a str such as "
+                              f"'jpeg' or None, got {sample_compression!r}")
         if sample_compression is not None:
             sample_compression = sample_compression.lower().replace("jpg", "jpeg")
         if sample_compression not in h.sample_compressions:
@@ -81,8 +156,9 @@ class TensorMeta:
             try:
                 dt = np.dtype(dtype).str if dtype is not None else (
                     np.dtype(h.dtype).str if h.dtype else None)
-            except TypeError:
-                raise SchemaError(f"tensor {name!r}: {dtype!r} is not a numpy dtype") from None
+            except (TypeError, ValueError):
+                raise SchemaError(f"tensor {name!r}: {dtype!r} is not a numpy dtype; use e.g. "
+                                  "dtype='float32'") from None
             if dt is not None and np.dtype(dt).kind not in "biuf":
                 raise SchemaError(f"tensor {name!r}: dtype {dtype!r} is not numeric; use "
                                   "htype='text', 'json' or 'binary' for other data")
@@ -99,14 +175,12 @@ class TensorMeta:
             raise SchemaError(f"tensor {name!r}: shape {shp} and max_shape {mx} differ in ndim")
         if h.kind != "array":
             ndim = 1
-        names = tuple(str(c) for c in (class_names or ()))
+        names = _parse_class_names(name, class_names)
         if names and htype != "class_label":
             raise SchemaError(f"tensor {name!r}: class_names only apply to htype='class_label'")
         if len(set(names)) != len(names):
             raise SchemaError(f"tensor {name!r}: class_names has duplicates")
-        cb = int(chunk_bytes) if chunk_bytes is not None else DEFAULT_CHUNK_BYTES
-        if cb < 1024:
-            raise SchemaError(f"tensor {name!r}: chunk_bytes={cb} is too small (min 1024)")
+        cb = _parse_chunk_bytes(name, chunk_bytes)
         return cls(name, htype, dt, shp, mx, ndim, sample_compression, chunk_compression,
                    names, cb)
 

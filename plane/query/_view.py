@@ -25,6 +25,22 @@ if TYPE_CHECKING:
 __all__ = ["View", "load_view"]
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+#: a view is the object views/<name>.json: the name stays well inside a file name's 255 bytes
+MAX_VIEW_NAME = 200
+
+
+def check_view_name(name: Any) -> str:
+    """`name` if it can name a saved view, else QueryError saying why and what to use."""
+    fix = f"use 1 to {MAX_VIEW_NAME} letters, digits, '_', '-' and '.'"
+    if not isinstance(name, str):
+        raise QueryError(f"invalid view name {name!r}: a name is a str, got "
+                         f"{type(name).__name__}; {fix}")
+    shown = repr(name) if len(name) <= 80 else repr(name[:77]) + "..."
+    if not name or set(name) - _NAME_OK:
+        raise QueryError(f"invalid view name {shown}: {fix}")
+    if len(name) > MAX_VIEW_NAME:
+        raise QueryError(f"invalid view name {shown}: it has {len(name)} characters; {fix}")
+    return name
 
 
 class View:
@@ -145,8 +161,7 @@ class View:
     def save(self, name: str) -> str:
         """Store this view as `views/<name>.json` in the dataset (row ids, scores, the version
         and the query); returns the key. The version must be committed."""
-        if not name or set(name) - _NAME_OK:
-            raise PlaneError(f"view name {name!r}: use letters, digits, '_', '-' and '.'")
+        check_view_name(name)
         if self._commit is None:
             raise PlaneError("a view is saved against a commit: commit the dataset first")
         if self._store.read_only:
@@ -183,6 +198,7 @@ def load_view(ds: Dataset, name: str) -> View:
     """Reopen a saved view at the commit it was saved on (whatever `ds` has checked out)."""
     import plane
 
+    check_view_name(name)
     key = f"views/{name}.json"
     try:
         body = get_artifact_json(ds.store, key, sealed_format(ds._info), "view")

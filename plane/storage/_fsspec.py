@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import functools
+import importlib
 import logging
 import os
 import random
@@ -11,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from plane._errors import ObjectNotFoundError, PlaneError, StoreError
+from plane._errors import ObjectNotFoundError, StoreError
 from plane.storage._base import Store, clamp_range
 
 __all__ = ["FsspecStore"]
@@ -66,6 +68,38 @@ def _is_invalid_range(exc: BaseException) -> bool:
 _CONFLICT_RETRIES = 8
 
 
+@functools.cache
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """OSError and the installed client libraries' own errors (no endpoint, no credentials,
+    ...), which are not OSErrors; looked up when a call fails, so nothing is imported early."""
+    found: list[type[BaseException]] = [OSError]
+    for mod, name in (("botocore.exceptions", "BotoCoreError"),
+                      ("botocore.exceptions", "ClientError"), ("aiohttp", "ClientError"),
+                      ("google.auth.exceptions", "GoogleAuthError"),
+                      ("azure.core.exceptions", "AzureError")):
+        try:
+            found.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _fix_for(exc: BaseException) -> str:
+    """What to do about a failed backend call, from the kind of error."""
+    name = type(exc).__name__
+    code, status = _http_error(exc)
+    if "Credential" in name or "Auth" in name or isinstance(exc, PermissionError) or \
+            status in (401, 403) or code in ("InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                             "AccessDenied", "ExpiredToken"):
+        return ("give credentials allowed to use it: storage_options={'key': ..., 'secret': "
+                "...} or the provider's environment variables or profile")
+    if "Connect" in name or "Timeout" in name or "Endpoint" in name or \
+            isinstance(exc, (ConnectionError, TimeoutError)):
+        return ("check that the endpoint is reachable (storage_options['endpoint_url'] for "
+                "S3-compatible services) and the network is up, then retry")
+    return "check the URL, the storage_options and the service's status, then retry"
+
+
 class FsspecStore(Store):
     """A Store over an fsspec filesystem rooted at `url`.
 
@@ -80,7 +114,7 @@ class FsspecStore(Store):
 
         protocol, sep, rest = url.partition("://")
         if not sep:
-            raise ValueError(f"{url!r} is not a URL; expected e.g. s3://bucket/path")
+            raise StoreError(f"{url!r} is not a URL; expected e.g. s3://bucket/path")
         self.protocol = protocol
         self.root = rest.rstrip("/")
         self.url = f"{protocol}://{self.root}"
@@ -89,9 +123,10 @@ class FsspecStore(Store):
             fsspec.get_filesystem_class(protocol)
         except ImportError as e:
             pkg = _INSTALL_HINT.get(protocol, f"the fsspec backend for {protocol}://")
-            raise PlaneError(f"cannot open {self.url}: install {pkg} (pip install {pkg})") from e
+            raise StoreError(f"cannot open {self.url}: install {pkg} (pip install {pkg})") from e
         except ValueError as e:
-            raise PlaneError(f"cannot open {self.url}: unknown protocol {protocol!r}") from e
+            raise StoreError(f"cannot open {self.url}: unknown protocol {protocol!r}; use s3://, "
+                             "gs://, az://, a local path or mem://") from e
         self._fs: Any = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -115,11 +150,24 @@ class FsspecStore(Store):
 
             with self._lock:
                 if self._fs is None:
-                    self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
+                    try:
+                        self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
+                    except Exception as e:  # bad options: say which, never their values
+                        keys = ", ".join(map(repr, self.storage_options)) or "none"
+                        raise self._fail(f"making the {self.protocol}:// client for {self.url} "
+                                         f"(storage_options keys: {keys})", e) from e
         return self._fs
 
     def _p(self, key: str) -> str:
         return f"{self.root}/{key}"
+
+    def _fail(self, what: str, exc: BaseException) -> StoreError:
+        """StoreError for a failed call: what, why (the backend's words, with every storage
+        option value, credentials included, blanked out) and the fix."""
+        msg = str(exc) or type(exc).__name__
+        for v in _option_values(self.storage_options):
+            msg = msg.replace(v, "***")
+        return StoreError(f"{what} failed: {type(exc).__name__}: {msg}; {_fix_for(exc)}")
 
     def _missing(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"{self.url}/{key} does not exist")
@@ -135,8 +183,8 @@ class FsspecStore(Store):
             return bytes(self.fs.cat_file(self._p(key)))
         except FileNotFoundError:
             raise self._missing(key) from None
-        except OSError as e:
-            raise StoreError(f"reading {self.url}/{key} failed: {e}") from e
+        except _backend_errors() as e:
+            raise self._fail(f"reading {self.url}/{key}", e) from e
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         path = self._p(key)
@@ -155,14 +203,14 @@ class FsspecStore(Store):
                 return b""  # 416: start is at or past the end (e.g. any range of b"")
         except FileNotFoundError:
             raise self._missing(key) from None
-        except OSError as e:
-            raise StoreError(f"reading {self.url}/{key}[{start}:{end}] failed: {e}") from e
+        except _backend_errors() as e:
+            raise self._fail(f"reading {self.url}/{key}[{start}:{end}]", e) from e
 
     def put(self, key: str, data: bytes) -> None:
         try:
             self.fs.pipe_file(self._p(key), bytes(data))
-        except OSError as e:
-            raise StoreError(f"writing {self.url}/{key} failed: {e}") from e
+        except _backend_errors() as e:
+            raise self._fail(f"writing {self.url}/{key}", e) from e
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._p(key)
@@ -182,7 +230,9 @@ class FsspecStore(Store):
                     attempt += 1
                     time.sleep(0.01 * 2**attempt * random.random())  # backoff, then retry
                     continue
-                raise StoreError(f"conditional write of {self.url}/{key} failed: {e}") from e
+                raise self._fail(f"conditional write of {self.url}/{key}", e) from e
+            except _backend_errors() as e:
+                raise self._fail(f"conditional write of {self.url}/{key}", e) from e
         if self.fs.exists(path):
             return False
         self.put(key, data)
@@ -193,8 +243,8 @@ class FsspecStore(Store):
             self.fs.rm_file(self._p(key))
         except FileNotFoundError:
             pass
-        except OSError as e:
-            raise StoreError(f"deleting {self.url}/{key} failed: {e}") from e
+        except _backend_errors() as e:
+            raise self._fail(f"deleting {self.url}/{key}", e) from e
 
     def list(self, prefix: str = "") -> Iterator[str]:
         head, _, _ = prefix.rpartition("/")
@@ -204,6 +254,8 @@ class FsspecStore(Store):
             found = self.fs.find(base)
         except FileNotFoundError:
             return iter(())
+        except _backend_errors() as e:
+            raise self._fail(f"listing {self.url}/{prefix}", e) from e
         n = len(self.root) + 1
         keys = (p[n:] for p in found if p.startswith(self.root + "/"))
         return iter(sorted(k for k in keys if k.startswith(prefix)))
@@ -216,6 +268,8 @@ class FsspecStore(Store):
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return
+        except _backend_errors() as e:
+            raise self._fail(f"listing {self.url}/{prefix}", e) from e
         n = len(self.root) + 1
         for path, info in sorted(found.items()):
             key = path[n:]
@@ -223,6 +277,26 @@ class FsspecStore(Store):
                 continue
             size = info.get("size", info.get("Size"))
             yield key, (int(size) if size is not None else None), _mtime_of(info)
+
+
+#: storage options that are no secret: shown in messages (the endpoint helps find a fault)
+_PLAIN_OPTIONS = {"endpoint_url", "region_name", "region", "profile", "signature_version"}
+
+
+def _option_values(options: Any) -> list[str]:
+    """Every str value (>= 4 chars) in nested storage options but the plain ones, longest
+    first: what a message must not show."""
+    out: list[str] = []
+    stack: list[Any] = [options]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Mapping):
+            stack.extend(v for k, v in x.items() if k not in _PLAIN_OPTIONS)
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, str) and len(x) >= 4:
+            out.append(x)
+    return sorted(set(out), key=len, reverse=True)
 
 
 def _mtime_of(info: dict[str, Any]) -> float | None:
