@@ -96,7 +96,8 @@ class _Ctx:
                 raise QueryError(f"parameter ${e.name} has no value; pass params={{"
                                  f"{e.name!r}: ...}}")
             return self.q.params[e.name]
-        raise QueryError(f"expected a literal or parameter, got {type(e).__name__}")
+        raise QueryError(f"expected a literal or a $parameter here, got {_describe(e)}; "
+                         "write the value itself ('text', a number) or a $param")
 
     def scalar(self, e: Any) -> Any:
         """The value of literal / parameter `e`, which must be one number, string, bool or
@@ -212,7 +213,7 @@ def _cmp(ctx: _Ctx, op: str, left: Any, right: Any) -> np.ndarray:
             return False
         try:
             return bool(fn(x, y))
-        except TypeError:
+        except (TypeError, ValueError):  # values that do not compare (1 < 'a')
             return False
     if ka == "lit":  # two constants (`1 = 1`): the same answer for every row
         return np.full(ctx.n, safe(a, b))
@@ -226,8 +227,10 @@ def _cmp(ctx: _Ctx, op: str, left: Any, right: Any) -> np.ndarray:
         if kb == "lit" and b is None:
             return np.zeros(ctx.n, bool)
         return np.asarray(_NP[op](a, b), bool)
-    bb = b if kb != "lit" else [b] * ctx.n
-    return np.fromiter((safe(x, y) for x, y in zip(a, bb)), bool, ctx.n)
+    # python values, so a number meets a json list as a value, not an elementwise compare
+    aa = a.tolist() if isinstance(a, np.ndarray) else a
+    bb = b.tolist() if isinstance(b, np.ndarray) else b if kb != "lit" else [b] * ctx.n
+    return np.fromiter((safe(x, y) for x, y in zip(aa, bb)), bool, ctx.n)
 
 
 def _describe(e: Any) -> str:
@@ -468,7 +471,7 @@ def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
         return ~m if e.negated else m
     if isinstance(e, Like):
         vals, kind = _operand(ctx, e.expr)
-        pat = ctx.value(e.pattern)
+        pat = ctx.value(e.pattern) if isinstance(e.pattern, Lit | Param) else None
         if kind == "col" or not isinstance(pat, str):
             raise QueryError(f"LIKE compares a text tensor (or json field) with a 'string' "
                              f"pattern, got {_describe(e.expr)} LIKE {_describe(e.pattern)}")
@@ -517,28 +520,31 @@ def _meta(ctx: _Ctx, col: Col, what: str) -> Any:
     return ctx.ds._writer(col.name).meta
 
 
-def _vector_query(ctx: _Ctx, s: VectorScore) -> np.ndarray:
-    """The query vector of `s`, checked against the width of the tensor's vectors."""
+def _vector_query(ctx: _Ctx, s: VectorScore, cpos: np.ndarray) -> np.ndarray:
+    """The query vector of `s`, checked against the width of the vectors at candidate
+    positions `cpos` (every one is checked as it is read)."""
     name = _score_name(s)
     meta = _meta(ctx, s.col, name)
     if meta.kind != "array":
         raise QueryError(f"{name}: {s.col.name!r} is {meta.htype}, not a vector tensor; "
                          "score a tensor of numeric vectors (e.g. htype='embedding')")
     qv = query_vector(ctx.value(s.query), f"the query vector of {name}")
-    shape = meta.shape
-    if shape is not None and all(d is not None for d in shape):
-        holds = f"{s.col.name!r} holds vectors of shape {tuple(shape)}"
-    else:  # no fixed shape: the first row's tells the width (other rows are checked as read)
-        shape = state_cached(ctx.ds, ("first_shape", s.col.name), lambda: tuple(
-            ctx.ds._shapes(s.col.name, np.zeros(1, np.int64))[0].tolist()) if len(ctx.ds)
-            else None)
-        holds = f"{s.col.name!r} holds vectors of shape {shape} (in its first row)"
+    shape = meta.fixed_shape
+    if shape is not None:
+        holds = f"{s.col.name!r} holds vectors of shape {shape}"
+    elif ctx.n:  # no fixed shape: the first candidate's (or row's, if none) tells the width
+        at = cpos[:1] if cpos.shape[0] else ctx.pos[:1]
+        shape = tuple(ctx.ds._shapes(s.col.name, at)[0].tolist())
+        holds = (f"{s.col.name!r} holds vectors of shape {shape} at row id "
+                 f"{int(ctx.ids[at[0]])}")
     if shape is not None:
         check_width(qv, int(np.prod(shape)), f"the query vector of {name}", holds)
     return qv
 
 
 def _vectors(ctx: _Ctx, name: str, pos: np.ndarray) -> np.ndarray:
+    if not pos.shape[0]:
+        return np.zeros((0, 1), np.float32)
     v = ctx.ds._read(name, pos, True, False)
     if isinstance(v, list):
         shapes = [np.shape(x) for x in v]
@@ -550,7 +556,7 @@ def _vectors(ctx: _Ctx, name: str, pos: np.ndarray) -> np.ndarray:
                 f"a vector score needs one shape: filter the rows (e.g. WHERE "
                 f"SHAPE({name})[0] = {shapes[0][0] if shapes[0] else 1}) or store the vectors "
                 "in a tensor with a fixed shape")
-        v = np.stack(v) if v else np.zeros((0, 1), np.float32)
+        v = np.stack(v)
     return np.asarray(v, np.float32).reshape(pos.shape[0], -1)
 
 
@@ -559,8 +565,8 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     """(positions, scores) best first among candidate positions."""
     from plane.query._indexes import find_index, load_partition
 
-    qv = _vector_query(ctx, s)
     cpos = ctx.pos if ctx.all_rows else np.flatnonzero(cand)
+    qv = _vector_query(ctx, s, cpos)
     label = f"{_score_name(s)}"
     info = find_index(ctx.ds, s.col.name, metric=s.metric) if cpos.shape[0] else None
     exact_all = info is None or (cpos.shape[0] <= EXACT_BELOW and cpos.shape[0] < ctx.n) \
