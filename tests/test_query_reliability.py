@@ -194,3 +194,12 @@ def test_builder_limits_are_checked(ds: plane.Dataset) -> None:
                  lambda: ds.search().limit(1.5), lambda: ds.search().fuse("rrf", k=-1)):
         with pytest.raises(QueryError, match="must be an integer >= 0"):
             call()
+
+
+def test_params_that_are_not_a_mapping_of_names_are_query_errors(ds: plane.Dataset) -> None:
+    sql = "SELECT id WHERE i = $p"
+    for run in (ds.query, ds.explain):
+        with pytest.raises(QueryError, match="params must be a mapping"):
+            run(sql, [1, 2])  # type: ignore[arg-type]
+        with pytest.raises(QueryError, match=r"params names are strings, got 1 \(int\)"):
+            run(sql, {"p": 2, 1: 3})  # type: ignore[dict-item]

@@ -25,6 +25,7 @@ __all__ = ["KINDS", "VectorPartition", "build_partition", "exact_search", "norma
            "higher_is_better", "merge_topk", "default_params"]
 
 KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -51,23 +52,28 @@ def query_vector(value: Any, what: str) -> np.ndarray:
     """`value` as a flat float32 query vector; a QueryError naming `what` (e.g. "the query
     vector of COSINE_SIMILARITY(emb, $q)") when it is not finite numbers."""
     fix = "pass a list or array of finite numbers"
-    try:
-        a = np.asarray(value)
-        if a.dtype.kind == "O":
-            a = np.asarray(value, np.float64)  # numbers held as objects (None fails here)
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"its values are {a.dtype}")
-        with np.errstate(over="ignore", invalid="ignore"):
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        qv = value.reshape(-1)  # the common case, kept cheap: the prepared path's input
+    else:
+        try:
+            a = np.asarray(value)
+            if a.dtype.kind == "O":
+                a = np.asarray(value, np.float64)  # numbers held as objects (None fails)
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"its values are {a.dtype}")
+            if a.dtype.kind == "f" and a.dtype.itemsize > 4 and a.size \
+                    and float(np.abs(a).max()) > _F32_MAX:  # would cast to inf
+                a = np.full(a.shape, np.inf)
             qv = a.astype(np.float32).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise QueryError(f"{what} is not a list of numbers ({type(value).__name__}: {e}); "
-                         f"{fix}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise QueryError(f"{what} is not a list of numbers ({type(value).__name__}: "
+                             f"{e}); {fix}") from None
     if not qv.shape[0]:
         raise QueryError(f"{what} is empty; {fix}")
-    bad = np.flatnonzero(~np.isfinite(qv))
-    if bad.shape[0]:
+    if not np.isfinite(qv).all():
+        bad = int(np.flatnonzero(~np.isfinite(qv))[0])
         raise QueryError(f"{what} has a NaN or infinite value (or one beyond float32) at "
-                         f"index {int(bad[0])}; {fix}")
+                         f"index {bad}; {fix}")
     return qv
 
 
