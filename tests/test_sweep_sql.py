@@ -5,8 +5,8 @@ with many % and _, literals and parameters of wrong types, SHAPE / CONTAINS / BM
 scores / RRF / WEIGHTED, ORDER BY, LIMIT / OFFSET) and from mutating their text (truncation,
 insertion, deletion, random garbage). Each runs through ``ds.query`` and ``ds.explain`` (and
 the builder where it has a face for the query) on a dataset whose tensors are indexed (hnsw,
-ivf_flat, flat, bm25, btree, minmax) or not, at the indexed commit and at a later one (stale
-indexes). Conditions from a checkable part of the grammar also carry a plain-Python reference,
+ivf_flat, flat, bm25, btree, minmax) or not, at the indexed commit, at a later one with
+uncommitted rows on top (stale indexes), and on an empty dataset. Conditions from a checkable part of the grammar also carry a plain-Python reference,
 and their answers must equal it. A hang fails by the per-test timeout (pytest-timeout), not by
 a timing assertion.
 """
@@ -32,7 +32,7 @@ N = 200  # rows of the default-suite dataset
 DIM = 8
 CLASSES = ["cat", "dog", "bird"]
 ALPHA = "ab%_ .x"  # texts and LIKE patterns share characters, so patterns do match
-CHECKED = settings(deadline=None, suppress_health_check=list(HealthCheck),
+SWEEP = settings(deadline=None, suppress_health_check=list(HealthCheck),
                    derandomize=True, database=None)
 
 # ---- the dataset ------------------------------------------------------------------------
@@ -69,9 +69,10 @@ def _rows(rng: np.random.Generator, n: int, start: int) -> dict[str, Any]:
     }
 
 
-def _build(path: Path, n: int, seed: int) -> tuple[Data, Data]:
-    rng = np.random.default_rng(seed)
-    ds = plane.create(path)
+States = tuple[Data, ...]
+
+
+def _schema(ds: plane.Dataset) -> None:
     ds.create_tensor("i", dtype="int32")
     ds.create_tensor("u", dtype="uint8")
     ds.create_tensor("f", dtype="float32")
@@ -84,6 +85,14 @@ def _build(path: Path, n: int, seed: int) -> tuple[Data, Data]:
     ds.create_tensor("emb3", htype="embedding", shape=(DIM,))  # never indexed
     ds.create_tensor("rag", dtype="float32")  # ragged
     ds.create_tensor("words", htype="text")
+
+
+def _build(path: Path, n: int, seed: int) -> States:
+    """The dataset at its indexed commit, at a later commit with uncommitted rows on top
+    (every index stale), and an empty dataset of the same schema."""
+    rng = np.random.default_rng(seed)
+    ds = plane.create(path / "d")
+    _schema(ds)
     ds.extend(_rows(rng, n, 0))
     ds.commit("rows")
     ds.create_index("emb", kind="hnsw", metric="cosine")
@@ -95,12 +104,16 @@ def _build(path: Path, n: int, seed: int) -> tuple[Data, Data]:
     ds.create_index("lab", kind="btree")
     ds.create_index("t2", kind="btree")
     ds.create_index("f", kind="minmax")
-    fresh = _data(plane.open(path, version=ds.commit_id, read_only=True), frozenset({"emb3"}))
+    fresh = _data(plane.open(path / "d", version=ds.commit_id, read_only=True),
+                  frozenset({"emb3"}))
     ds.extend(_rows(rng, 20, n))  # a later commit: every index is stale
     ds["i"][3] = np.int32(7)
     ds.delete([5])
     ds.commit("more")
-    return fresh, _data(ds, frozenset({"emb3"}))
+    ds.extend(_rows(rng, 5, n + 20))  # and uncommitted rows
+    empty = plane.create(path / "empty")
+    _schema(empty)
+    return fresh, _data(ds, frozenset({"emb3"})), _data(empty, frozenset())
 
 
 def _data(ds: plane.Dataset, exact: frozenset[str]) -> Data:
@@ -113,8 +126,8 @@ def _data(ds: plane.Dataset, exact: frozenset[str]) -> Data:
 
 
 @pytest.fixture(scope="module")
-def states(tmp_path_factory: pytest.TempPathFactory) -> tuple[Data, Data]:
-    return _build(tmp_path_factory.mktemp("sweep") / "d", N, 0)
+def states(tmp_path_factory: pytest.TempPathFactory) -> States:
+    return _build(tmp_path_factory.mktemp("sweep"), N, 0)
 
 
 # ---- the reference ----------------------------------------------------------------------
@@ -440,6 +453,8 @@ def check_conditions(d: Data, cond: Cond, order: tuple[str, bool] | None,
 
 
 def _brute(d: Data, tensor: str, metric: str, q: np.ndarray) -> dict[int, float]:
+    if not d.ids:
+        return {}
     x = np.asarray(d.cols[tensor], np.float64)
     qq = q.astype(np.float64)
     if metric == "cosine":
@@ -487,11 +502,11 @@ orders = st.none() | st.tuples(st.sampled_from(["i", "u", "f", "t", "lab", "ROW_
 limits = st.none() | st.integers(0, 30)
 
 
-@settings(CHECKED, max_examples=60)
+@settings(SWEEP, max_examples=60)
 @given(cond=checked_conds, order=orders, limit=limits, offset=st.integers(0, 5))
 @pytest.mark.timeout(120)
 def test_checked_conditions_equal_a_plain_python_reference(
-        states: tuple[Data, Data], cond: Cond, order: tuple[str, bool] | None,
+        states: States, cond: Cond, order: tuple[str, bool] | None,
         limit: int | None, offset: int) -> None:
     for d in states:
         check_conditions(d, cond, order, limit, offset)
@@ -501,13 +516,13 @@ good_vectors = st.lists(st.integers(-4, 4), min_size=DIM, max_size=DIM).filter(a
     lambda v: np.asarray(v, np.float32))
 
 
-@settings(CHECKED, max_examples=25)
+@settings(SWEEP, max_examples=25)
 @given(cond=st.none() | checked_conds, tensor=st.sampled_from(["emb", "emb2", "emb3"]),
        metric=st.sampled_from(["cosine", "l2", "ip"]), q=good_vectors,
        k=st.integers(1, 40))
 @pytest.mark.timeout(120)
 def test_vector_scores_equal_brute_force_on_every_path(
-        states: tuple[Data, Data], cond: Cond | None, tensor: str, metric: str,
+        states: States, cond: Cond | None, tensor: str, metric: str,
         q: np.ndarray, k: int) -> None:
     for d in states:
         check_vectors(d, cond, tensor, metric, q, k, builder=True)
@@ -518,11 +533,11 @@ def run_wild(d: Data, sql: str, params: dict[str, Any]) -> None:
     attempt(lambda: d.ds.explain(sql, params))
 
 
-@settings(CHECKED, max_examples=150)
+@settings(SWEEP, max_examples=150)
 @given(q=any_query)
 @pytest.mark.timeout(120)
 def test_any_query_text_gives_an_answer_or_a_query_error(
-        states: tuple[Data, Data], q: tuple[str, dict[str, Any]]) -> None:
+        states: States, q: tuple[str, dict[str, Any]]) -> None:
     for d in states:
         run_wild(d, *q)
 
@@ -554,11 +569,11 @@ def builder_calls(draw: st.DrawFn) -> list[tuple[str, tuple[Any, ...]]]:
     return calls
 
 
-@settings(CHECKED, max_examples=60)
+@settings(SWEEP, max_examples=60)
 @given(calls=builder_calls())
 @pytest.mark.timeout(120)
 def test_any_builder_chain_gives_an_answer_or_a_query_error(
-        states: tuple[Data, Data], calls: list[tuple[str, tuple[Any, ...]]]) -> None:
+        states: States, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
     for d in states:
         def chain(d: Data = d) -> Any:
             s = d.ds.search()
@@ -575,7 +590,7 @@ def test_any_builder_chain_gives_an_answer_or_a_query_error(
 
 
 @pytest.mark.timeout(60)
-def test_like_with_many_percent_signs_is_fast_and_right(states: tuple[Data, Data]) -> None:
+def test_like_with_many_percent_signs_is_fast_and_right(states: States) -> None:
     d = states[0]
     for pat in ("%a" * 20 + "%b", "%_" * 20 + "%", "%a%" * 16, "_%" * 16 + "x"):
         want = [i for i, t in zip(d.ids, d.cols["t"]) if like_ref(t, pat)]
@@ -587,8 +602,8 @@ def test_like_with_many_percent_signs_is_fast_and_right(states: tuple[Data, Data
 
 
 @pytest.fixture(scope="module")
-def big_states(tmp_path_factory: pytest.TempPathFactory) -> tuple[Data, Data]:
-    return _build(tmp_path_factory.mktemp("sweep_big") / "d", 600, 1)
+def big_states(tmp_path_factory: pytest.TempPathFactory) -> States:
+    return _build(tmp_path_factory.mktemp("sweep_big"), 600, 1)
 
 
 @pytest.mark.slow
@@ -596,7 +611,7 @@ def big_states(tmp_path_factory: pytest.TempPathFactory) -> tuple[Data, Data]:
           database=None)
 @given(cond=checked_conds, order=orders, limit=limits, offset=st.integers(0, 5))
 @pytest.mark.timeout(1800)
-def test_slow_checked_conditions(big_states: tuple[Data, Data], cond: Cond,
+def test_slow_checked_conditions(big_states: States, cond: Cond,
                                  order: tuple[str, bool] | None, limit: int | None,
                                  offset: int) -> None:
     for d in big_states:
@@ -609,7 +624,7 @@ def test_slow_checked_conditions(big_states: tuple[Data, Data], cond: Cond,
 @given(cond=st.none() | checked_conds, tensor=st.sampled_from(["emb", "emb2", "emb3"]),
        metric=st.sampled_from(["cosine", "l2", "ip"]), q=good_vectors, k=st.integers(1, 80))
 @pytest.mark.timeout(1800)
-def test_slow_vector_scores(big_states: tuple[Data, Data], cond: Cond | None, tensor: str,
+def test_slow_vector_scores(big_states: States, cond: Cond | None, tensor: str,
                             metric: str, q: np.ndarray, k: int) -> None:
     for d in big_states:
         check_vectors(d, cond, tensor, metric, q, k, builder=True)
@@ -620,7 +635,7 @@ def test_slow_vector_scores(big_states: tuple[Data, Data], cond: Cond | None, te
           database=None)
 @given(q=any_query)
 @pytest.mark.timeout(1800)
-def test_slow_any_query_text(big_states: tuple[Data, Data],
+def test_slow_any_query_text(big_states: States,
                              q: tuple[str, dict[str, Any]]) -> None:
     for d in big_states:
         run_wild(d, *q)
