@@ -6,9 +6,9 @@ scores / RRF / WEIGHTED, ORDER BY, LIMIT / OFFSET) and from mutating their text 
 insertion, deletion, random garbage). Each runs through ``ds.query`` and ``ds.explain`` (and
 the builder where it has a face for the query) on a dataset whose tensors are indexed (hnsw,
 ivf_flat, flat, bm25, btree, minmax) or not, at the indexed commit, at a later one with
-uncommitted rows on top (stale indexes), and on an empty dataset. Conditions from a checkable part of the grammar also carry a plain-Python reference,
-and their answers must equal it. A hang fails by the per-test timeout (pytest-timeout), not by
-a timing assertion.
+uncommitted rows on top (stale indexes), and on an empty dataset. Conditions from a checkable
+part of the grammar also carry a plain-Python reference, and their answers must equal it. A
+hang fails by the per-test timeout (pytest-timeout), not by a timing assertion.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ wild_literals = st.one_of(
                                                    width=32).map(repr),
     st.text(ALPHA + "'\\é\n", max_size=6).map(_q), st.sampled_from(["TRUE", "FALSE", "NULL"]),
     st.sampled_from(["$p", ":p", "$missing", "[1, 2]", "'cat'", "'dgo'"]))
-param_values = st.one_of(
+param_values = st.one_of(  # numbers and text twice: what conditions take
     st.none(), st.integers(-5, 5), st.floats(), st.text(ALPHA, max_size=5), st.booleans(),
     st.integers(-5, 5), st.text(ALPHA, max_size=5),
     st.just([1, 2, 3]), st.just({"a": 1}), st.just(np.ones(3, np.float32)),
