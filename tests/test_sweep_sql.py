@@ -589,6 +589,14 @@ def test_any_builder_chain_gives_an_answer_or_a_query_error(
 # ---- the named cases of the sweep, and LIKE at scale ------------------------------------
 
 
+@settings(SWEEP, max_examples=400)
+@given(text=st.text("ab%_\n.é", max_size=30), pattern=st.text("ab%_\n.é", max_size=12))
+def test_like_matcher_equals_dynamic_programming(text: str, pattern: str) -> None:
+    from plane.query._like import like_matcher
+
+    assert like_matcher(pattern)(text) == like_ref(text, pattern)
+
+
 @pytest.mark.timeout(60)
 def test_like_with_many_percent_signs_is_fast_and_right(states: States) -> None:
     d = states[0]
