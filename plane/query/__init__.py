@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from plane._errors import QueryError
 from plane.query._builder import Search
 from plane.query._indexes import IndexInfo, list_indexes
 from plane.query._view import View, load_view
@@ -55,11 +56,25 @@ def _parse_cached(sql: str, params: Mapping[str, Any] | None, tensors: list[str]
     return dataclasses.replace(q, params=ps)
 
 
+def _params(params: Any) -> dict[str, Any]:
+    """`params` as a dict of name -> value (a QueryError unless a mapping with str names)."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise QueryError(f"params must be a mapping of name -> value, got "
+                         f"{type(params).__name__}; pass e.g. params={{'q': vector}}")
+    bad = next((k for k in params if not isinstance(k, str)), None)
+    if bad is not None:
+        raise QueryError(f"params names are strings, got {bad!r} ({type(bad).__name__}); "
+                         f"write params={{{str(bad)!r}: ...}} for ${bad}")
+    return dict(params)
+
+
 def run_sql(ds: Dataset, sql: str, params: Mapping[str, Any] | None = None) -> View:
     from plane.query._builder import run_query
     from plane.query._fast import run_prepared
 
-    ps = dict(params or {})
+    ps = _params(params)
     tensors = tuple(ds._writers)
     key = _key(sql, ps, tensors)
     view = run_prepared(ds, key, lambda: _parse_cached(sql, ps, list(tensors), key), ps, sql)
@@ -74,4 +89,4 @@ def explain_sql(ds: Dataset, sql: str | Search, params: Mapping[str, Any] | None
 
     if isinstance(sql, Search):
         return sql.explain()
-    return explain_query(ds, parse(sql, params, tensors=list(ds.tensors)))
+    return explain_query(ds, parse(sql, _params(params), tensors=list(ds.tensors)))

@@ -5,9 +5,8 @@ It produces the same `Query` the SQL text does, so both run through one planner.
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from plane._errors import QueryError
 from plane.query._ast import (
@@ -76,15 +75,17 @@ class Search:
         """Rank by vector similarity to `vector` (cosine, l2 or ip)."""
         if metric not in METRICS:
             raise QueryError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
-        self._scores.append((VectorScore(metric, Col(tensor),
-                                         self._param(np.asarray(vector, np.float32))), weight))
+        from plane.query._vector import query_vector
+
+        qv = query_vector(vector, f"the vector of nearest({tensor!r}, ...)")
+        self._scores.append((VectorScore(metric, Col(tensor), self._param(qv)), weight))
         return self
 
     def fuse(self, method: str = "rrf", k: int = 60) -> Search:
         """How several rankings combine: "rrf" (reciprocal rank, `k`) or "weighted"."""
         if method not in ("rrf", "weighted"):
             raise QueryError(f"fuse method is 'rrf' or 'weighted', got {method!r}")
-        self._fuse = (method, k)
+        self._fuse = (method, _count(k, "fuse k"))
         return self
 
     def select(self, *tensors: str) -> Search:
@@ -92,15 +93,11 @@ class Search:
         return self
 
     def limit(self, n: int | None) -> Search:
-        if n is not None and n < 0:
-            raise QueryError(f"limit must be >= 0, got {n}")
-        self._limit = n
+        self._limit = None if n is None else _count(n, "limit")
         return self
 
     def offset(self, n: int) -> Search:
-        if n < 0:
-            raise QueryError(f"offset must be >= 0, got {n}")
-        self._offset = n
+        self._offset = _count(n, "offset")
         return self
 
     def to_query(self) -> Query:
@@ -123,6 +120,13 @@ class Search:
 
     def explain(self) -> str:
         return explain_query(self._ds, self.to_query())
+
+
+def _count(n: Any, what: str) -> int:
+    """`n` as a non-negative int (a QueryError naming `what` otherwise)."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise QueryError(f"{what} must be an integer >= 0, got {n!r}")
+    return int(n)
 
 
 def _columns(ds: Dataset, q: Query) -> tuple[list[str] | None, str]:

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import re
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,14 @@ from plane.query._ast import (
     VectorScore,
 )
 from plane.query._cache import state_cached
-from plane.query._vector import exact_search, higher_is_better, merge_topk
+from plane.query._like import like_mask
+from plane.query._vector import (
+    check_width,
+    exact_search,
+    higher_is_better,
+    merge_topk,
+    query_vector,
+)
 
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
@@ -89,23 +96,40 @@ class _Ctx:
                 raise QueryError(f"parameter ${e.name} has no value; pass params={{"
                                  f"{e.name!r}: ...}}")
             return self.q.params[e.name]
-        raise QueryError(f"expected a literal or parameter, got {type(e).__name__}")
+        raise QueryError(f"expected a literal or a $parameter here, got {_describe(e)}; "
+                         "write the value itself ('text', a number) or a $param")
+
+    def scalar(self, e: Any) -> Any:
+        """The value of literal / parameter `e`, which must be one number, string, bool or
+        None (what a condition compares a tensor with)."""
+        v = self.value(e)
+        if v is None or isinstance(v, str | bool | numbers.Real):
+            return v
+        if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+            return v.item()
+        what = f"parameter ${e.name}" if isinstance(e, Param) else "a literal"
+        raise QueryError(f"{what} is {_type_name(v)}, but a condition compares with one "
+                         "number, string, TRUE/FALSE or NULL; pass a single value (a vector "
+                         "is only the query of COSINE_SIMILARITY, L2_DISTANCE or "
+                         "INNER_PRODUCT)")
 
     def column(self, name: str) -> Any:
         if name not in self._cols:
             if name not in self.ds.tensors:
                 raise QueryError(f"no tensor {name!r}; tensors: "
                                  f"{', '.join(self.ds.tensors) or '(none)'}")
-            self._cols[name] = self.ds._read(name, self.pos, True, False)
+            # a link tensor's values are its URLs: conditions never fetch the objects
+            self._cols[name] = self.ds._read(name, self.pos, True, False, links=False)
         return self._cols[name]
 
 
+def _type_name(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"an array of shape {v.shape}"
+    return f"a {type(v).__name__}"
+
+
 # ---- WHERE -------------------------------------------------------------------------------------
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(f"^{out}$", re.S)
-
-
 def _json_get(v: Any, path: tuple[str, ...]) -> Any:
     for p in path:
         if isinstance(v, dict):
@@ -122,15 +146,18 @@ def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
     if isinstance(e, RowId):
         return ctx.ids, "col"
     if isinstance(e, Shape):
+        _meta(ctx, e.col, f"SHAPE({_describe(e.col)})")
         shp = ctx.ds._shapes(e.col.name, ctx.pos)
         if e.dim >= shp.shape[1] or e.dim < -shp.shape[1]:
             raise QueryError(f"SHAPE({e.col.name})[{e.dim}]: samples of {e.col.name!r} have "
                              f"{shp.shape[1]} dimension(s)")
         return shp[:, e.dim], "col"
     if isinstance(e, Col):
-        meta = ctx.ds._writer(e.name).meta if e.name in ctx.ds.tensors else None
         vals = ctx.column(e.name)
-        assert meta is not None
+        meta = ctx.ds._writer(e.name).meta
+        if meta.kind == "bytes":
+            raise QueryError(f"tensor {e.name!r} holds binary samples, which conditions "
+                             f"cannot compare; compare SHAPE({e.name})[0] (the byte length)")
         if e.path:
             if meta.kind != "json":
                 raise QueryError(f"{e.name}.{'.'.join(e.path)}: only json tensors have fields; "
@@ -140,6 +167,8 @@ def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
             return vals, "text"
         if meta.kind == "json":
             return vals, "obj"
+        if isinstance(vals, list) and not vals:
+            return np.zeros(0, meta.np_dtype), "col"
         if isinstance(vals, list):
             raise QueryError(f"tensor {e.name!r} has samples of different shapes; compare "
                              f"SHAPE({e.name})[i] or a json field instead")
@@ -147,7 +176,7 @@ def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
             raise QueryError(f"tensor {e.name!r} holds arrays of shape {vals.shape[1:]}; "
                              "filters compare scalars (use SHAPE(...)[i])")
         return vals, "col"
-    return ctx.value(e), "lit"
+    return ctx.scalar(e), "lit"
 
 
 _NP = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
@@ -177,25 +206,51 @@ def _cmp(ctx: _Ctx, op: str, left: Any, right: Any) -> np.ndarray:
     b, kb = _operand(ctx, right)
     if ka == "lit" and kb != "lit":  # literal on the left: flip
         return _cmp(ctx, _FLIP.get(op, op), right, left)
-    if kb == "lit":
-        b = _class_id(ctx, left, b)
-    if ka == "col" and kb in ("col", "lit"):
-        if kb == "lit" and isinstance(b, str):
-            raise QueryError(f"cannot compare a numeric tensor with the string {b!r}")
-        if kb == "lit" and b is None:
-            return np.zeros(ctx.n, bool)
-        return np.asarray(_NP[op](a, b), bool)
     fn = _PY[op]
-    bb = b if kb != "lit" else [b] * ctx.n
 
     def safe(x: Any, y: Any) -> bool:
         if x is None or y is None:
             return False
         try:
             return bool(fn(x, y))
-        except TypeError:
+        except (TypeError, ValueError):  # values that do not compare (1 < 'a')
             return False
-    return np.fromiter((safe(x, y) for x, y in zip(a, bb)), bool, ctx.n)
+    if ka == "lit":  # two constants (`1 = 1`): the same answer for every row
+        return np.full(ctx.n, safe(a, b))
+    if kb == "lit":
+        b = _class_id(ctx, left, b)
+    if ka == "col" and kb in ("col", "lit"):
+        if kb == "lit" and isinstance(b, str):
+            raise QueryError(f"cannot compare the numeric {_describe(left)} with the string "
+                             f"{b!r} ({_describe(left)} {op} {b!r}); compare it with a number"
+                             + (" or one of its class names" if _is_label(ctx, left) else ""))
+        if kb == "lit" and b is None:
+            return np.zeros(ctx.n, bool)
+        return np.asarray(_NP[op](a, b), bool)
+    # python values, so a number meets a json list as a value, not an elementwise compare
+    aa = a.tolist() if isinstance(a, np.ndarray) else a
+    bb = b.tolist() if isinstance(b, np.ndarray) else b if kb != "lit" else [b] * ctx.n
+    return np.fromiter((safe(x, y) for x, y in zip(aa, bb)), bool, ctx.n)
+
+
+def _describe(e: Any) -> str:
+    """How expression `e` is written in the query (for error messages)."""
+    if isinstance(e, RowId):
+        return "ROW_ID"
+    if isinstance(e, Shape):
+        return f"SHAPE({e.col.name})[{e.dim}]"
+    if isinstance(e, Col):
+        return ".".join((e.name, *e.path))
+    if isinstance(e, Param):
+        return f"${e.name}"
+    if isinstance(e, Lit):
+        return repr(e.value)
+    return type(e).__name__
+
+
+def _is_label(ctx: _Ctx, e: Any) -> bool:
+    return isinstance(e, Col) and not e.path and e.name in ctx.ds.tensors \
+        and ctx.ds._writer(e.name).meta.htype == "class_label"
 
 
 def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
@@ -204,7 +259,9 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
 
     text = ctx.value(e.text)
     if not isinstance(text, str):
-        raise QueryError(f"CONTAINS({e.col.name}, ...) takes a string")
+        raise QueryError(f"CONTAINS({e.col.name}, ...) takes a string, got "
+                         f"{_type_name(text)}; pass the words to find as a 'string'")
+    _text_meta(ctx, e.col, f"CONTAINS({e.col.name}, ...)")
     info = find_index(ctx.ds, e.col.name, ("bm25",))
     mask = np.zeros(ctx.n, bool)
     if info is not None and info.state == ctx.ds._base_key and not ctx.ds._unflushed:
@@ -220,9 +277,18 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
         ctx.plan.add(f"CONTAINS({e.col.name}): scan (no current bm25 index)")
         pos = ctx.pos if cand is None else np.flatnonzero(cand)
     if pos.shape[0]:
-        texts = ctx.ds._read(e.col.name, pos, True, True)
+        texts = ctx.ds._read(e.col.name, pos, True, True, links=False)
         mask[pos[phrase_match(texts, text)]] = True
     return mask
+
+
+def _text_meta(ctx: _Ctx, col: Col, what: str) -> Any:
+    """The metadata of the text tensor CONTAINS / BM25 searches (a QueryError otherwise)."""
+    meta = _meta(ctx, col, what)
+    if meta.kind != "text":
+        raise QueryError(f"{what} searches a text tensor; {col.name!r} is {meta.htype}: "
+                         "name a tensor with htype='text' (match a json field with LIKE)")
+    return meta
 
 
 def _column_predicate(e: Any, flip: bool = True) -> tuple[Col, str, tuple[Any, ...]] | None:
@@ -398,24 +464,29 @@ def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
                 m = shp.prod(axis=1) == 0 if shp.shape[1] else np.zeros(ctx.n, bool)
             else:
                 m = np.zeros(ctx.n, bool)
+        elif kind == "lit":
+            m = np.full(ctx.n, vals is None or vals == "")
         else:
             m = np.fromiter((v is None or v == "" for v in vals), bool, ctx.n)
         return ~m if e.negated else m
     if isinstance(e, Like):
         vals, kind = _operand(ctx, e.expr)
-        pat = ctx.value(e.pattern)
-        if kind not in ("text", "obj") or not isinstance(pat, str):
-            raise QueryError("LIKE compares a text tensor (or json field) with a string pattern")
-        rx = _like_regex(pat)
-        m = np.fromiter((isinstance(v, str) and rx.match(v) is not None for v in vals), bool,
-                        ctx.n)
+        pat = ctx.value(e.pattern) if isinstance(e.pattern, Lit | Param) else None
+        if kind == "col" or not isinstance(pat, str):
+            raise QueryError(f"LIKE compares a text tensor (or json field) with a 'string' "
+                             f"pattern, got {_describe(e.expr)} LIKE {_describe(e.pattern)}")
+        m = like_mask([vals] * ctx.n if kind == "lit" else vals, pat, ctx.n)
         return ~m if e.negated else m
     if isinstance(e, Contains):
         return _contains(ctx, e, cand)
     if isinstance(e, Col | Lit | Param):
-        v = _operand(ctx, e)[0]
-        out: np.ndarray = np.asarray(v, bool) if not isinstance(v, bool) else np.full(ctx.n, v)
-        return out
+        v, kind = _operand(ctx, e)
+        if kind == "lit" and (v is None or isinstance(v, bool)):
+            return np.full(ctx.n, bool(v))
+        if kind == "col":
+            return np.asarray(v, bool)
+        raise QueryError(f"{_describe(e)} is a value, not a condition; compare it "
+                         f"(e.g. {_describe(e)} = ...)")
     raise QueryError(f"{type(e).__name__} cannot be used as a filter")
 
 
@@ -438,30 +509,54 @@ def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray,
     return out
 
 
-def _vector_query(ctx: _Ctx, s: VectorScore) -> np.ndarray:
-    q = ctx.value(s.query)
-    try:
-        qv = np.asarray(q, np.float32).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise QueryError(f"the query vector for {s.col.name!r} is not a list of numbers "
-                         f"({e})") from None
-    meta = ctx.ds._writer(s.col.name).meta
+def _meta(ctx: _Ctx, col: Col, what: str) -> Any:
+    """The metadata of the tensor a score or CONTAINS names (a QueryError if none)."""
+    if col.name not in ctx.ds.tensors:
+        raise QueryError(f"{what}: no tensor {col.name!r}; tensors: "
+                         f"{', '.join(ctx.ds.tensors) or '(none)'}")
+    if col.path:
+        raise QueryError(f"{what} takes a tensor, not the json field "
+                         f"{_describe(col)}; name the tensor itself")
+    return ctx.ds._writer(col.name).meta
+
+
+def _vector_query(ctx: _Ctx, s: VectorScore, cpos: np.ndarray) -> np.ndarray:
+    """The query vector of `s`, checked against the width of the vectors at candidate
+    positions `cpos` (every one is checked as it is read)."""
+    name = _score_name(s)
+    meta = _meta(ctx, s.col, name)
     if meta.kind != "array":
-        raise QueryError(f"{s.col.name!r} is {meta.htype}, not a vector tensor")
-    shape = meta.shape
-    if shape and all(d is not None for d in shape):
-        dim = int(np.prod([d for d in shape if d is not None]))
-        if qv.shape[0] != dim:
-            raise QueryError(f"the query vector has {qv.shape[0]} numbers but {s.col.name!r} "
-                             f"holds vectors of shape {tuple(shape)} ({dim} numbers); pass "
-                             f"a vector of {dim}")
+        raise QueryError(f"{name}: {s.col.name!r} is {meta.htype}, not a vector tensor; "
+                         "score a tensor of numeric vectors (e.g. htype='embedding')")
+    qv = query_vector(ctx.value(s.query), f"the query vector of {name}")
+    shape = meta.fixed_shape
+    if shape is not None:
+        holds = f"{s.col.name!r} holds vectors of shape {shape}"
+    elif ctx.n:  # no fixed shape: the first candidate's (or row's, if none) tells the width
+        at = cpos[:1] if cpos.shape[0] else ctx.pos[:1]
+        shape = tuple(ctx.ds._shapes(s.col.name, at)[0].tolist())
+        holds = (f"{s.col.name!r} holds vectors of shape {shape} at row id "
+                 f"{int(ctx.ids[at[0]])}")
+    if shape is not None:
+        check_width(qv, int(np.prod(shape)), f"the query vector of {name}", holds)
     return qv
 
 
 def _vectors(ctx: _Ctx, name: str, pos: np.ndarray) -> np.ndarray:
+    if not pos.shape[0]:
+        return np.zeros((0, 1), np.float32)
     v = ctx.ds._read(name, pos, True, False)
     if isinstance(v, list):
-        v = np.stack(v) if v else np.zeros((0, 1), np.float32)
+        shapes = [np.shape(x) for x in v]
+        odd = next((i for i, sh in enumerate(shapes) if sh != shapes[0]), None)
+        if odd is not None:
+            raise QueryError(
+                f"tensor {name!r} has vectors of different shapes ({shapes[0]} at row id "
+                f"{int(ctx.ids[pos[0]])}, {shapes[odd]} at row id {int(ctx.ids[pos[odd]])}); "
+                f"a vector score needs one shape: filter the rows (e.g. WHERE "
+                f"SHAPE({name})[0] = {shapes[0][0] if shapes[0] else 1}) or store the vectors "
+                "in a tensor with a fixed shape")
+        v = np.stack(v)
     return np.asarray(v, np.float32).reshape(pos.shape[0], -1)
 
 
@@ -470,8 +565,8 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     """(positions, scores) best first among candidate positions."""
     from plane.query._indexes import find_index, load_partition
 
-    qv = _vector_query(ctx, s)
     cpos = ctx.pos if ctx.all_rows else np.flatnonzero(cand)
+    qv = _vector_query(ctx, s, cpos)
     label = f"{_score_name(s)}"
     info = find_index(ctx.ds, s.col.name, metric=s.metric) if cpos.shape[0] else None
     exact_all = info is None or (cpos.shape[0] <= EXACT_BELOW and cpos.shape[0] < ctx.n) \
@@ -545,10 +640,9 @@ def rank_bm25(ctx: _Ctx, s: Bm25, cand: np.ndarray, k: int | None
 
     text = ctx.value(s.text)
     if not isinstance(text, str):
-        raise QueryError(f"BM25({s.col.name}, ...) takes a string")
-    meta = ctx.ds._writer(s.col.name).meta
-    if meta.kind != "text":
-        raise QueryError(f"BM25 needs a text tensor; {s.col.name!r} is {meta.htype}")
+        raise QueryError(f"BM25({s.col.name}, ...) takes a string, got {_type_name(text)}; "
+                         "pass the words to score as a 'string'")
+    _text_meta(ctx, s.col, f"BM25({s.col.name}, ...)")
     cpos = np.flatnonzero(cand)
     info = find_index(ctx.ds, s.col.name, ("bm25",))
     usable = info is not None and info.state == ctx.ds._base_key and not ctx.ds._unflushed
@@ -565,7 +659,7 @@ def rank_bm25(ctx: _Ctx, s: Bm25, cand: np.ndarray, k: int | None
                      f"({len(idx)} partition(s), global statistics); prefilter "
                      f"{'none' if allowed is None else f'{allowed.shape[0]:,} rows'}")
     else:
-        all_texts = ctx.ds._read(s.col.name, ctx.pos, True, True)
+        all_texts = ctx.ds._read(s.col.name, ctx.pos, True, True, links=False)
         full = TextIndex.build(all_texts, ctx.ids)  # statistics over the whole version
         stats = full.stats(terms)
         allowed = None if cpos.shape[0] == ctx.n else np.sort(ctx.ids[cpos])
@@ -653,11 +747,11 @@ def execute(ds: Dataset, q: Query, plan: Plan | None = None) -> tuple[np.ndarray
             if kind == "lit":
                 raise QueryError("ORDER BY needs a tensor, ROW_ID, SHAPE(...) or a score")
             v = np.asarray(vals if kind == "col" else [str(x) for x in vals])[cpos]
-            if kind == "col":
-                keys.append(-v if o.desc else v)
-            else:
-                ranks = np.unique(v, return_inverse=True)[1]
+            if o.desc or kind != "col":  # ranks: negating an unsigned or bool key is wrong
+                ranks = np.unique(v, return_inverse=True)[1].reshape(-1)
                 keys.append(-ranks if o.desc else ranks)
+            else:
+                keys.append(v)
         pos = cpos[np.lexsort(keys)]
         plan.add(f"sort {pos.shape[0]:,} rows by {len(q.order_by)} key(s)")
     else:

@@ -22,7 +22,7 @@ import numpy as np
 from plane._errors import QueryError
 from plane.query._ast import Param, Query, VectorScore
 from plane.query._cache import state_cached
-from plane.query._vector import higher_is_better, normalize_query
+from plane.query._vector import higher_is_better, normalize_query, query_vector
 
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset
@@ -59,9 +59,9 @@ class Prepared:
         v = params.get(self.param)
         if v is None:
             return None
-        try:
-            q = np.asarray(v, np.float32).reshape(1, -1)
-        except (TypeError, ValueError):
+        try:  # a bad vector is the general executor's to report
+            q = query_vector(v, "").reshape(1, -1)
+        except QueryError:
             return None
         if q.shape[1] != self.dim:
             return None

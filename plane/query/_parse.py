@@ -762,6 +762,11 @@ class _Parser:
         if not isinstance(ref, Col):
             raise self._err(f"the first argument of {fname} must be a tensor name, got "
                             f"`{self._text(n)}`", n, expected=SUPPORTED_FUNCTIONS[fname])
+        if ref.path:
+            raise self._err(f"the first argument of {fname} must be a tensor name, got the "
+                            f"json field `{self._text(n)}`", n,
+                            expected=SUPPORTED_FUNCTIONS[fname] + f" with col a tensor, e.g. "
+                            f"{ref.name}")
         return ref
 
     def _text_arg(self, node: exp.Expr, fname: str) -> Lit | Param:

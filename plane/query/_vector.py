@@ -21,10 +21,11 @@ import numpy as np
 from plane._errors import QueryError
 
 __all__ = ["KINDS", "VectorPartition", "build_partition", "exact_search", "normalize",
-           "normalize_query",
+           "normalize_query", "query_vector", "check_width",
            "higher_is_better", "merge_topk", "default_params"]
 
 KINDS = ("flat", "ivf_flat", "ivf_pq", "hnsw")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -45,6 +46,43 @@ def normalize_query(q: np.ndarray) -> np.ndarray:
     n = float(np.sqrt(np.dot(q[0], q[0])))
     out: np.ndarray = q / np.float32(n) if n else q
     return out
+
+
+def query_vector(value: Any, what: str) -> np.ndarray:
+    """`value` as a flat float32 query vector; a QueryError naming `what` (e.g. "the query
+    vector of COSINE_SIMILARITY(emb, $q)") when it is not finite numbers."""
+    fix = "pass a list or array of finite numbers"
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        qv = value.reshape(-1)  # the common case, kept cheap: the prepared path's input
+    else:
+        try:
+            a = np.asarray(value)
+            if a.dtype.kind == "O":
+                a = np.asarray(value, np.float64)  # numbers held as objects (None fails)
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"its values are {a.dtype}")
+            if a.dtype.kind == "f" and a.dtype.itemsize > 4 and a.size \
+                    and float(np.abs(a).max()) > _F32_MAX:  # would cast to inf
+                a = np.full(a.shape, np.inf)
+            qv = a.astype(np.float32).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise QueryError(f"{what} is not a list of numbers ({type(value).__name__}: "
+                             f"{e}); {fix}") from None
+    if not qv.shape[0]:
+        raise QueryError(f"{what} is empty; {fix}")
+    if not np.isfinite(qv).all():
+        bad = int(np.flatnonzero(~np.isfinite(qv))[0])
+        raise QueryError(f"{what} has a NaN or infinite value (or one beyond float32) at "
+                         f"index {bad}; {fix}")
+    return qv
+
+
+def check_width(qv: np.ndarray, dim: int, what: str, holds: str) -> None:
+    """A QueryError unless query vector `qv` has `dim` numbers; `holds` says what the
+    tensor holds (e.g. "'emb' holds vectors of shape (8,)")."""
+    if qv.shape[0] != dim:
+        raise QueryError(f"{what} has {qv.shape[0]} numbers but {holds} ({dim} "
+                         f"number{'s' if dim != 1 else ''}); pass a vector of {dim}")
 
 
 def _faiss() -> Any:
@@ -111,6 +149,8 @@ class VectorPartition:
         ids, or `local` positions inside this partition (cheaper: no id lookup)."""
         if self.index is None or not self.ntotal or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        check_width(np.asarray(q).reshape(-1), int(self.index.d), "the query vector",
+                    f"this {self.kind} index holds vectors of width {self.index.d}")
         faiss = _faiss()
         p = dict(self.params, **(params or {}))
         sel = None
@@ -188,8 +228,10 @@ def exact_search(vectors: np.ndarray, row_ids: np.ndarray, q: np.ndarray, k: int
     row id; scores as faiss reports them (cosine similarity, squared L2, inner product)."""
     if not vectors.shape[0]:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    x = np.asarray(vectors, np.float32)
-    qv = np.asarray(q, np.float32)
+    x = np.asarray(vectors, np.float32).reshape(vectors.shape[0], -1)
+    qv = np.asarray(q, np.float32).reshape(-1)
+    check_width(qv, int(x.shape[1]), "the query vector",
+                f"the vectors searched have shape {tuple(vectors.shape[1:])}")
     if metric == "cosine":
         s = normalize(x) @ normalize(qv)
     elif metric == "ip":
