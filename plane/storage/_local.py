@@ -1,30 +1,70 @@
-"""A directory on local disk (``/path`` or ``file:///path``)."""
+"""A directory on local disk (``/path`` or ``file:///path``).
+
+Durability: every object file is fsynced before it is renamed into place, and the directories
+whose entries changed are fsynced before the next `put_if_absent` (the commit point of refs,
+tags and the dataset header) and at the end of `put_many`; `put_if_absent` makes its own
+object and directory durable before it returns. So once a ref record exists after a power
+loss, everything it reaches does too.
+"""
 
 from __future__ import annotations
 
+import builtins
 import mmap
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from plane._errors import ObjectNotFoundError
-from plane.storage._base import Store, clamp_range
+from plane.storage._base import DEFAULT_IO_THREADS, Store, clamp_range
 
-__all__ = ["LocalStore"]
+__all__ = ["LocalStore", "TMP_PREFIX"]
+
+#: the name prefix of a write's temporary file (renamed or linked to the key when complete)
+TMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory `path` durable (a no-op where directories can't be
+    opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # EINVAL/EBADF: this file system does not sync directories
+        pass
+    finally:
+        os.close(fd)
 
 
 class LocalStore(Store):
-    """Objects are files under `root`; writes go to a temp file then `os.replace`/`os.link`."""
+    """Objects are files under `root`; writes go to a temp file then `os.replace`/`os.link`.
+
+    `durable=False` skips every fsync (for scratch data and benchmarks that measure without).
+    """
 
     io_threads = 4  # reads are page-cache copies or local I/O: a few threads saturate them
     local_buffers = True  # get_buffer memory-maps
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], durable: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = self.root.as_uri()
         self._root = str(self.root)
         self._made: set[str] = set()
+        self.durable = durable
+        self._unsynced: set[str] = set()  # directories with entries not yet fsynced
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"root": self._root, "durable": self.durable}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(str(state["root"]), bool(state["durable"]))  # type: ignore[misc]
 
     def _path(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/"):
@@ -34,15 +74,48 @@ class LocalStore(Store):
     def _mkdirs(self, path: str) -> str:
         parent = os.path.dirname(path)
         if parent not in self._made:
+            new = []
+            d = parent
+            while not os.path.isdir(d):
+                new.append(d)
+                d = os.path.dirname(d)
             os.makedirs(parent, exist_ok=True)
+            if self.durable and new:  # a new directory's own entry is in its parent
+                with self._lock:
+                    self._unsynced.update(os.path.dirname(n) for n in new)
             self._made.add(parent)
         return parent
 
     def _tmp(self, path: str, data: bytes) -> str:
-        tmp = f"{self._mkdirs(path)}/.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        """Write `data` to a new temp file beside `path` (fsynced when durable); removed
+        again if the write fails."""
+        tmp = f"{self._mkdirs(path)}/{TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
         return tmp
+
+    def _changed(self, parent: str) -> None:
+        if self.durable:
+            with self._lock:
+                self._unsynced.add(parent)
+
+    def sync(self) -> None:
+        """Make every rename this store did durable (fsync the directories it changed)."""
+        if not self.durable:
+            return
+        with self._lock:
+            dirs = sorted(self._unsynced, key=len, reverse=True)  # children before parents
+        for d in dirs:
+            fsync_dir(d)
+        with self._lock:
+            self._unsynced.difference_update(dirs)
 
     def get(self, key: str) -> bytes:
         try:
@@ -91,19 +164,34 @@ class LocalStore(Store):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         tmp = self._tmp(path, data)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        self._changed(os.path.dirname(path))
+
+    def put_many(self, items: Mapping[str, bytes],
+                 max_workers: int = DEFAULT_IO_THREADS) -> None:
+        super().put_many(items, max_workers)
+        if items:
+            self.sync()  # a batch's objects are durable when it returns (e.g. to a worker)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        # Write the full bytes first, then link: the name appears atomically and complete.
+        # Everything written before is durable first: a ref or header created here may point
+        # at it. Then write the full bytes and link: the name appears atomically and complete.
+        self.sync()
         path = self._path(key)
         tmp = self._tmp(path, data)
         try:
             os.link(tmp, path)
-            return True
         except FileExistsError:
             return False
         finally:
-            os.unlink(tmp)
+            _unlink_quietly(tmp)
+        if self.durable:
+            fsync_dir(os.path.dirname(path))
+        return True
 
     def delete(self, key: str) -> None:
         try:
@@ -124,7 +212,7 @@ class LocalStore(Store):
             dirnames[:] = [d for d in dirnames if (rel + d + "/").startswith(prefix)
                            or prefix.startswith(rel + d + "/")]
             for name in filenames:
-                if name.startswith(".tmp-"):
+                if name.startswith(TMP_PREFIX):
                     continue
                 key = rel + name
                 if key.startswith(prefix):
@@ -138,3 +226,32 @@ class LocalStore(Store):
                 yield key, st.st_size, st.st_mtime
             except FileNotFoundError:
                 continue
+
+    def clean_temporary(self, older_than: float, dry_run: bool = True
+                        ) -> builtins.list[str]:
+        """Temp files of writes that never finished (a killed or failed writer), at least
+        `older_than` seconds old: listed, and unless `dry_run` removed. Returns their paths
+        relative to the root."""
+        found = []
+        now = time.time()
+        for dirpath, _, filenames in os.walk(self._root):
+            for name in filenames:
+                if not name.startswith(TMP_PREFIX):
+                    continue
+                p = os.path.join(dirpath, name)
+                try:
+                    if older_than > 0 and now - os.stat(p).st_mtime < older_than:
+                        continue
+                except FileNotFoundError:
+                    continue
+                found.append(os.path.relpath(p, self._root).replace(os.sep, "/"))
+                if not dry_run:
+                    _unlink_quietly(p)
+        return sorted(found)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
