@@ -113,9 +113,9 @@ def test_create_refuses_a_create_in_progress_and_deletes_nothing(tmp_path: Path)
     key = State().save(store)  # another process is half-way through create()
     assert RefStore(store).advance("main", 0, {"commit": None, "state": key})
     before = tree(path)
-    with pytest.raises(plane.DatasetExistsError, match="another process is creating a dataset"):
+    with pytest.raises(plane.DatasetExistsError, match="is not empty"):
         plane.create(path)
-    assert tree(path) == before
+    assert tree(path) == before  # a refused create deletes nothing
 
 
 def test_overwrite_deletes_only_the_datasets_own_objects(tmp_path: Path) -> None:
@@ -265,8 +265,9 @@ def test_commit_fsyncs_objects_and_directories_before_the_ref_moves(
     kinds = {os.path.relpath(dst, path).split("/")[0] for _, _, dst in renames}
     assert kinds == {"chunks", "parts", "states", "commits"}
     synced = [(i, p) for i, (kind, p) in enumerate(events) if kind == "fsync"]
-    for i, tmp, dst in renames:
-        assert any(j < i and p == tmp for j, p in synced), f"{dst} renamed before its fsync"
+    for i, _, dst in renames:
+        assert any(i < j < at and p == dst for j, p in synced), \
+            f"{dst} not fsynced before the ref record links"
         assert any(i < j < at and p == os.path.dirname(dst) for j, p in synced), \
             f"directory of {dst} not fsynced before the ref record links"
     assert any(j < at and p == ref_tmp for j, p in synced)  # the record's own bytes

@@ -928,8 +928,9 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
         store.delete(DATASET_KEY)  # from here on it is no dataset
         for prefix in DATASET_PREFIXES:  # what the dataset wrote; other files stay
             store.delete_prefix(prefix)
-    else:
-        _check_empty(store)
+    elif next(iter(store.list("")), None) is not None:
+        raise DatasetExistsError(f"{store.url} is not empty and holds no tensorplane dataset; "
+                                 "choose an empty location")
     refs = RefStore(store)
     key = State().save(store)
     if not refs.advance("main", 0, {"commit": None, "state": key}):
@@ -938,19 +939,6 @@ def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
                                "created": time.time(), "default_branch": "main"})
     return Dataset(store, "main", read_only=False, cache_bytes=cache_bytes,
                    link_storage_options=link_storage_options)
-
-
-def _check_empty(store: Store) -> None:
-    """Refuse a location that holds anything (never a reason to delete it)."""
-    keys = list(store.list(""))
-    if not keys:
-        return
-    if all(k.startswith(("refs/heads/main/", "states/")) for k in keys):
-        raise DatasetExistsError(f"another process is creating a dataset at {store.url} (or a "
-                                 "create there was interrupted: if none is running, remove "
-                                 "what it left and retry)")
-    raise DatasetExistsError(f"{store.url} is not empty and holds no tensorplane dataset; "
-                             "choose an empty location")
 
 
 def open_dataset(url: str | os.PathLike[str] | Store, read_only: bool = False,

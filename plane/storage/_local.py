@@ -1,10 +1,11 @@
 """A directory on local disk (``/path`` or ``file:///path``).
 
-Durability: every object file is fsynced before it is renamed into place, and the directories
-whose entries changed are fsynced before the next `put_if_absent` (the commit point of refs,
-tags and the dataset header) and at the end of `put_many`; `put_if_absent` makes its own
-object and directory durable before it returns. So once a ref record exists after a power
-loss, everything it reaches does too.
+Durability: a put writes a temp file and renames it into place; the file and the directory
+are fsynced (in one parallel batch, `PendingSyncs`) before the next `put_if_absent` links its
+object (a ref record, tag or the dataset header), and at the end of `put_many` (a worker's
+chunks are durable when it reports them). `put_if_absent` fsyncs its own object before the
+link and the directory after it. So a ref record that survives a power loss reaches only
+objects that survived it too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import builtins
 import mmap
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from plane._errors import ObjectNotFoundError
 from plane.storage._base import DEFAULT_IO_THREADS, Store, clamp_range
+from plane.storage._durable import PendingSyncs, fsync_dir
 
 __all__ = ["LocalStore", "TMP_PREFIX"]
 
@@ -27,25 +28,10 @@ __all__ = ["LocalStore", "TMP_PREFIX"]
 TMP_PREFIX = ".tmp-"
 
 
-def fsync_dir(path: str) -> None:
-    """Make the entries of directory `path` durable (a no-op where directories can't be
-    opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # EINVAL/EBADF: this file system does not sync directories
-        pass
-    finally:
-        os.close(fd)
-
-
 class LocalStore(Store):
     """Objects are files under `root`; writes go to a temp file then `os.replace`/`os.link`.
 
-    `durable=False` skips every fsync (for scratch data and benchmarks that measure without).
+    `durable=False` skips every fsync (scratch data; measuring what durability costs).
     """
 
     io_threads = 4  # reads are page-cache copies or local I/O: a few threads saturate them
@@ -57,8 +43,7 @@ class LocalStore(Store):
         self._root = str(self.root)
         self._made: set[str] = set()
         self.durable = durable
-        self._unsynced: set[str] = set()  # directories with entries not yet fsynced
-        self._lock = threading.Lock()
+        self._pending = PendingSyncs()  # renamed into place, not yet fsynced
 
     def __getstate__(self) -> dict[str, object]:
         return {"root": self._root, "durable": self.durable}
@@ -80,42 +65,26 @@ class LocalStore(Store):
                 new.append(d)
                 d = os.path.dirname(d)
             os.makedirs(parent, exist_ok=True)
-            if self.durable and new:  # a new directory's own entry is in its parent
-                with self._lock:
-                    self._unsynced.update(os.path.dirname(n) for n in new)
+            if self.durable:  # a new directory's own entry is in its parent
+                self._pending.add(dirs=[os.path.dirname(n) for n in new])
             self._made.add(parent)
         return parent
 
     def _tmp(self, path: str, data: bytes) -> str:
-        """Write `data` to a new temp file beside `path` (fsynced when durable); removed
-        again if the write fails."""
+        """Write `data` to a new temp file beside `path`; removed again if the write fails."""
         tmp = f"{self._mkdirs(path)}/{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
-                if self.durable:
-                    f.flush()
-                    os.fsync(f.fileno())
         except BaseException:
             _unlink_quietly(tmp)
             raise
         return tmp
 
-    def _changed(self, parent: str) -> None:
-        if self.durable:
-            with self._lock:
-                self._unsynced.add(parent)
-
     def sync(self) -> None:
-        """Make every rename this store did durable (fsync the directories it changed)."""
-        if not self.durable:
-            return
-        with self._lock:
-            dirs = sorted(self._unsynced, key=len, reverse=True)  # children before parents
-        for d in dirs:
-            fsync_dir(d)
-        with self._lock:
-            self._unsynced.difference_update(dirs)
+        """Make every object this store wrote durable, with the directories renamed into."""
+        if self.durable:
+            self._pending.flush()
 
     def get(self, key: str) -> bytes:
         try:
@@ -169,7 +138,8 @@ class LocalStore(Store):
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        self._changed(os.path.dirname(path))
+        if self.durable:
+            self._pending.add(path, [os.path.dirname(path)])
 
     def put_many(self, items: Mapping[str, bytes],
                  max_workers: int = DEFAULT_IO_THREADS) -> None:
@@ -178,12 +148,13 @@ class LocalStore(Store):
             self.sync()  # a batch's objects are durable when it returns (e.g. to a worker)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        # Everything written before is durable first: a ref or header created here may point
-        # at it. Then write the full bytes and link: the name appears atomically and complete.
-        self.sync()
+        # Write the full bytes, make them and everything written before durable (the object
+        # created here may point at it), then link: the name appears atomically and complete.
         path = self._path(key)
         tmp = self._tmp(path, data)
         try:
+            if self.durable:
+                self._pending.flush([tmp])
             os.link(tmp, path)
         except FileExistsError:
             return False
