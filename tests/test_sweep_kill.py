@@ -119,7 +119,8 @@ def leftovers(path: str) -> tuple[list[str], list[str]]:
 
 # ---- the child: one operation, killed by a hook or from outside -------------------------------
 def _install_kill_hook(kill_at: int, counter: list[int]) -> None:
-    """SIGKILL this process just before its `kill_at`-th rename, link or unlink."""
+    """Count this process's renames, links and unlinks; SIGKILL it just before the
+    `kill_at`-th (0: never)."""
     for name in ("replace", "link", "unlink"):
         real = getattr(os, name)
 
@@ -134,8 +135,7 @@ def _install_kill_hook(kill_at: int, counter: list[int]) -> None:
 
 def _child(op: str, path: str, arg: Any, conn: Any, kill_at: int) -> None:
     counter = [0]
-    if kill_at:
-        _install_kill_hook(kill_at, counter)
+    _install_kill_hook(kill_at, counter)
     ds = plane.open(path)
     conn.send("start")
     if op == "commit":
@@ -163,7 +163,7 @@ class Sweep:
         self.next_value = 1
         self.figures: Counter[str] = Counter()
         self.wrong: list[str] = []
-        self.writes = dict.fromkeys(OPS, 30)  # renames/links/unlinks of an op (learnt)
+        self.writes = dict.fromkeys(OPS, 1)  # renames/links/unlinks of an op (learnt)
         self.seconds = dict.fromkeys(OPS, 0.2)  # how long an op takes (learnt)
         ds = plane.create(self.path)
         ds.create_tensor("v", dtype="int64", chunk_bytes=1024)
@@ -222,20 +222,21 @@ class Sweep:
         ds.versions.delete_branch(f"junk{i}")
         return None, prev, prev
 
-    def run_child(self, op: str, arg: Any, hook: bool) -> tuple[bool, bool]:
-        """Start the child, kill it; (it completed, the kill landed mid-operation)."""
+    def run_child(self, op: str, arg: Any, mode: str) -> tuple[bool, bool]:
+        """Start the child and kill it ("hook": at one of its store steps, "delay": after a
+        random time, "none": not at all); (it completed, the kill landed mid-operation)."""
         ctx = mp.get_context("fork")
         parent, child = ctx.Pipe()
-        kill_at = int(self.rng.integers(1, self.writes[op] + 2)) if hook else 0
+        kill_at = int(self.rng.integers(1, self.writes[op] + 1)) if mode == "hook" else 0
         p = ctx.Process(target=_child, args=(op, self.path, arg, child, kill_at), daemon=True)
         p.start()
         child.close()
         started = parent.poll(60) and parent.recv() == "start"
         t0 = time.perf_counter()
-        if hook:
-            p.join(120)  # the hook kills it, or it completes
-        else:
+        if mode == "delay":
             parent.poll(float(self.rng.uniform(0, 1.3 * self.seconds[op])))  # fault injection
+        else:
+            p.join(120)  # the hook kills it, or it completes
         if p.is_alive():
             os.kill(p.pid, signal.SIGKILL)
         p.join()
@@ -248,8 +249,9 @@ class Sweep:
         except EOFError:
             pass
         if done is not None:  # the latest complete run: the dataset grows as we go
-            self.writes[op] = max(1, int(done[1])) if hook else self.writes[op]
-            self.seconds[op] = time.perf_counter() - t0 if not hook else self.seconds[op]
+            self.writes[op] = max(1, int(done[1]))
+            if mode == "none":
+                self.seconds[op] = time.perf_counter() - t0
         if not started:
             self.wrong.append(f"{op}: the child never started (exit {p.exitcode})")
         return done is not None, done is None and p.exitcode == -signal.SIGKILL
@@ -284,12 +286,14 @@ class Sweep:
         assert (again.unreachable, again.temporary) == ([], [])
 
     def run(self, tries_per_op: int) -> Counter[str]:
-        plan = [(op, k % 2 == 0) for k in range(tries_per_op) for op in OPS]
-        for i, (op, hook) in enumerate(plan):
+        # one undisturbed run of each op first: how many steps and how long it takes
+        plan = [(op, "none") for op in OPS] + [
+            (op, ("hook", "delay")[k % 2]) for k in range(tries_per_op) for op in OPS]
+        for i, (op, mode) in enumerate(plan):
             arg, prev, new = self.prepare(op, i)
-            done, mid = self.run_child(op, arg, hook)
-            self.figures["tries"] += 1
-            self.figures["completed"] += done
+            done, mid = self.run_child(op, arg, mode)
+            self.figures["tries"] += mode != "none"
+            self.figures["completed"] += done and mode != "none"
             self.figures["killed mid-operation"] += mid
             self.figures[f"killed mid-{op}"] += mid
             try:
