@@ -307,6 +307,7 @@ class Sweep:
             except Exception as e:  # any error here is a wrong one: report them all
                 self.wrong.append(f"{op} (try {i}): {type(e).__name__}: {e}")
                 break
+        self.figures["lost commits"] += 0  # shown even when none
         self.figures["wrong errors"] = len(self.wrong)
         return self.figures
 
