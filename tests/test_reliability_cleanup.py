@@ -159,19 +159,22 @@ def _small(path: Path) -> plane.Dataset:
 def test_gc_removes_old_temp_files_and_keeps_young_ones(tmp_path: Path) -> None:
     path = tmp_path / "ds"
     _small(path)
-    old = [path / "chunks" / ".tmp-dead1", path / "refs" / "heads" / "main" / ".tmp-dead2"]
-    young = path / "parts" / ".tmp-live"
-    for p in [*old, young]:
+    dead1, dead2, live = ".tmp-" + "a" * 32, ".tmp-" + "b" * 32, ".tmp-" + "c" * 32
+    old = [path / "chunks" / dead1, path / "refs" / "heads" / "main" / dead2]
+    young = path / "parts" / live
+    theirs = path / ".tmp-not-ours"  # not a name LocalStore makes: never touched
+    for p in [*old, young, theirs]:
         p.write_bytes(b"partial")
     hour_ago = time.time() - 3600
-    for p in old:
+    for p in [*old, theirs]:
         os.utime(p, (hour_ago, hour_ago))
     dry = plane.gc(path, older_than=60)
-    assert sorted(dry.temporary) == ["chunks/.tmp-dead1", "refs/heads/main/.tmp-dead2"]
+    assert sorted(dry.temporary) == [f"chunks/{dead1}", f"refs/heads/main/{dead2}"]
     assert all(p.exists() for p in old)  # a dry run deletes nothing
     report = plane.gc(path, older_than=60, dry_run=False)
     assert sorted(report.temporary) == sorted(dry.temporary)
-    assert not any(p.exists() for p in old) and young.exists()  # a live writer's is kept
+    assert not any(p.exists() for p in old)
+    assert young.exists() and theirs.exists()  # a live writer's, and a stranger's, are kept
     assert "2 temp files of unfinished writes" in str(report)
     assert plane.open(path)["v"].numpy().tolist() == list(range(20))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import mmap
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,7 @@ __all__ = ["LocalStore", "TMP_PREFIX"]
 
 #: the name prefix of a write's temporary file (renamed or linked to the key when complete)
 TMP_PREFIX = ".tmp-"
+_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{32}\Z")  # exactly what `_tmp` makes: nothing else
 
 
 class LocalStore(Store):
@@ -207,7 +209,7 @@ class LocalStore(Store):
         now = time.time()
         for dirpath, _, filenames in os.walk(self._root):
             for name in filenames:
-                if not name.startswith(TMP_PREFIX):
+                if not _TMP_NAME.match(name):
                     continue
                 p = os.path.join(dirpath, name)
                 try:
