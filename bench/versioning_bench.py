@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import plane
+from plane.storage import LocalStore
 
 
 def listing(path: str) -> dict[str, int]:
@@ -65,9 +66,10 @@ def fmt_b(b: float) -> str:
 LATE = 300
 
 
-def bench_plane(root: str, labels: np.ndarray, vecs: np.ndarray, reps: int) -> dict[str, Any]:
+def bench_plane(root: str, labels: np.ndarray, vecs: np.ndarray, reps: int,
+                durable: bool = True) -> dict[str, Any]:
     path = os.path.join(root, "plane")
-    ds = plane.create(path)
+    ds = plane.create(LocalStore(path, durable=durable))
     ds.create_tensor("label", dtype="int64")
     ds.create_tensor("vec", dtype="float32", shape=(32,))
     t = time.perf_counter()
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--no-fsync", action="store_true",
+                   help="tensorplane without fsync (LocalStore(durable=False)): what it costs")
     args = p.parse_args(argv)
     print(f"`{' '.join([os.path.relpath(sys.executable), *sys.argv])}`\n")
     rng = np.random.default_rng(0)
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     vecs = rng.random((args.rows, 32), dtype=np.float32)
     root = tempfile.mkdtemp(prefix="plane-vbench-")
     try:
-        tp = bench_plane(root, labels, vecs, args.reps)
+        tp = bench_plane(root, labels, vecs, args.reps, durable=not args.no_fsync)
         cp = bench_copy(tp["path"], root, args.reps)
         ln = bench_lance(root, labels, vecs, args.reps)
     finally:

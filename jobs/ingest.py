@@ -194,7 +194,12 @@ def run(cfg: IngestConfig) -> dict[str, Any]:
     dest_opts = cfg.dest_storage_options or None
     store = plane.open_store(cfg.dest, dest_opts)
     if not store.exists("dataset.json"):
-        plane.create(store)
+        try:
+            plane.create(store)
+        except plane.DatasetExistsError:
+            if not store.exists("dataset.json"):
+                raise
+            # another process created it meanwhile: ingest into theirs
     ds = plane.open(store, version=cfg.branch)
     units, mapping, metas, created = plan(cfg, {n: t.meta for n, t in ds.tensors.items()})
     coord = start_coordinator(cfg.dest, cfg.branch, dest_opts)
@@ -253,9 +258,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int)
     p.add_argument("--num-cpus-per-task", type=float)
     p.add_argument("-m", "--message")
-    p.add_argument("--source-storage-options", type=json.loads, help="JSON")
-    p.add_argument("--dest-storage-options", type=json.loads, help="JSON")
+    p.add_argument("--source-storage-options", type=json.loads,
+                   help="JSON (or the environment variable PLANE_SOURCE_STORAGE_OPTIONS, "
+                   "which keeps credentials off the command line)")
+    p.add_argument("--dest-storage-options", type=json.loads,
+                   help="JSON (or PLANE_DEST_STORAGE_OPTIONS)")
     return p
+
+
+def _env_options(name: str) -> dict[str, Any] | None:
+    """Storage options handed over in environment variable `name` (JSON), removed from the
+    environment once read, so that processes this job starts do not inherit them."""
+    text = os.environ.pop(name, None)
+    if not text:
+        return None
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"jobs.ingest: {name} is not valid JSON ({e})") from None
+    if not isinstance(out, dict):
+        raise SystemExit(f"jobs.ingest: {name} must be a JSON object")
+    return out
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str] | None:
@@ -270,8 +293,15 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str] | None:
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> IngestConfig:
+    from plane.cli import DEST_OPTIONS_ENV, SOURCE_OPTIONS_ENV
+
     args = _parser().parse_args(argv)
     src = args.source[0] if args.source and len(args.source) == 1 else args.source
+    env_src, env_dest = _env_options(SOURCE_OPTIONS_ENV), _env_options(DEST_OPTIONS_ENV)
+    if args.source_storage_options is None:
+        args.source_storage_options = env_src
+    if args.dest_storage_options is None:
+        args.dest_storage_options = env_dest
     over: dict[str, Any] = {
         "source": src, "dest": args.dest, "format": args.format, "branch": args.branch,
         "columns": _pairs(args.map, "--map"), "htypes": _pairs(args.htype, "--htype"),

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 import plane
+from plane.core._layout import DATASET_KEY
+from plane.storage import RecordingStore, Store
 
 __all__ = ["main"]
 
@@ -125,7 +127,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     report = plane.gc(args.url, older_than=args.older_than, dry_run=not args.apply,
                       storage_options=_opts(args))
     print(report)
-    if not args.apply and report.unreachable:
+    if not args.apply and (report.unreachable or report.temporary):
         print("(dry run: add --apply to delete)")
     return 0
 
@@ -168,24 +170,42 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
     return out
 
 
+#: environment variables that carry storage options (JSON) to `python -m jobs.ingest`: a
+#: child's command line is visible to every user (ps), its environment only to its owner
+DEST_OPTIONS_ENV = "PLANE_DEST_STORAGE_OPTIONS"
+SOURCE_OPTIONS_ENV = "PLANE_SOURCE_STORAGE_OPTIONS"
+
+
+def _ray_ingest(args: argparse.Namespace) -> int:
+    """Run the fan-out job (a program of its own: plane/ never imports jobs/)."""
+    import os
+    import subprocess
+
+    cmd = [sys.executable, "-m", "jobs.ingest", "--source", *args.src, "--dest", args.url,
+           "--format", args.kind, "--on-error", args.on_error]
+    for flag, val in (("--map", args.map), ("--htype", args.htype)):
+        if val:
+            cmd += [flag, *val]
+    for flag, val in (("--branch", args.branch), ("-m", args.message),
+                      ("--labels", args.labels), ("--batch-rows", args.batch_rows)):
+        if val is not None:
+            cmd += [flag, str(val)]
+    env = dict(os.environ)
+    for name, text, flag in ((DEST_OPTIONS_ENV, args.storage_options, "--storage-options"),
+                             (SOURCE_OPTIONS_ENV, args.source_storage_options,
+                              "--source-storage-options")):
+        env.pop(name, None)
+        if text:
+            _json_opts(text, flag)  # a typo fails here, naming the flag
+            env[name] = text
+    return subprocess.call(cmd, env=env)
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     src = args.src if len(args.src) > 1 else args.src[0]
     cols, hts = _pairs(args.map, "--map"), _pairs(args.htype, "--htype")
-    if args.ray:  # the fan-out job is a program of its own (plane/ never imports jobs/)
-        cmd = [sys.executable, "-m", "jobs.ingest", "--source", *args.src, "--dest", args.url,
-               "--format", args.kind, "--on-error", args.on_error]
-        for flag, val in (("--map", args.map), ("--htype", args.htype)):
-            if val:
-                cmd += [flag, *val]
-        for flag, val in (("--branch", args.branch), ("-m", args.message),
-                          ("--labels", args.labels), ("--batch-rows", args.batch_rows),
-                          ("--dest-storage-options", args.storage_options),
-                          ("--source-storage-options", args.source_storage_options)):
-            if val is not None:
-                cmd += [flag, str(val)]
-        import subprocess
-
-        return subprocess.call(cmd)
+    if args.ray:
+        return _ray_ingest(args)
     opts = _opts(args)
     src_opts = _json_opts(args.source_storage_options, "--source-storage-options")
     from plane.ingest._sources import PARQUET_EXTS, image_files, resolve_files
@@ -195,20 +215,52 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     else:
         image_files(src, src_opts)
     store = plane.open_store(args.url, opts)
-    created = not store.exists("dataset.json")
+    ds, made = _open_or_create(store, args.branch)
     try:
-        if created:
-            ds = plane.create(store)
-            if args.branch and args.branch != "main":
-                ds.versions.create_branch(args.branch)
-                ds = plane.open(store, version=args.branch)
-        else:
-            ds = plane.open(store, version=args.branch)
         return _ingest_into(ds, args, src, cols, hts, src_opts)
     except BaseException:
-        if created:  # leave no half-made dataset behind
-            store.delete_prefix("")
+        if made is not None:  # leave no half-made dataset behind
+            _undo_create(made)
         raise
+
+
+def _open_or_create(store: Store, branch: str | None
+                    ) -> tuple[plane.Dataset, RecordingStore | None]:
+    """Open the dataset, or create it: then also the store that recorded what was written.
+    A location that holds other files is refused (DatasetExistsError) and left alone; a
+    dataset another process created meanwhile is opened."""
+    if store.exists(DATASET_KEY):
+        return plane.open(store, version=branch), None
+    rec = RecordingStore(store)
+    try:
+        ds = plane.create(rec)
+    except plane.DatasetExistsError:
+        if not store.exists(DATASET_KEY):
+            raise  # not a dataset (or one still being created): nothing here is ours
+        return plane.open(store, version=branch), None
+    except BaseException:
+        _undo_create(rec)
+        raise
+    try:
+        if branch and branch != "main":
+            ds.versions.create_branch(branch)
+            ds = plane.open(rec, version=branch)
+    except BaseException:
+        _undo_create(rec)
+        raise
+    return ds, rec
+
+
+def _undo_create(rec: RecordingStore) -> None:
+    """Remove what this call wrote to the dataset it created: the header first (from then on
+    it is no dataset), refs last. If a ref record is not ours, another process uses the
+    dataset too: then nothing is removed (its objects are left to gc)."""
+    store = rec.inner
+    if any(k not in rec.written for k in store.list("refs/")):
+        return
+    order = sorted(rec.written, key=lambda k: (k != DATASET_KEY, k.startswith("refs/"), k))
+    for key in order:
+        store.delete(key)
 
 
 def _ingest_into(ds: plane.Dataset, args: argparse.Namespace, src: Any,

@@ -22,6 +22,7 @@ from plane.storage import Store
 __all__ = [
     "FORMAT_VERSION",
     "DATASET_KEY",
+    "DATASET_PREFIXES",
     "chunk_key",
     "put_cas_json",
     "get_cas_json",
@@ -51,6 +52,11 @@ def chunk_key(hexdigest: str) -> str:
 def is_chunk_key(key: str) -> bool:
     """Chunks are content-addressed, hence immutable: the only objects safe to cache."""
     return key.startswith("chunks/")
+
+
+#: every prefix tensorplane writes under beside `DATASET_KEY` (FORMAT.md): all a dataset owns
+DATASET_PREFIXES = ("refs/", "commits/", "states/", "parts/", "chunks/", "indexes/", "views/",
+                    "coordinator/", "quarantine/")
 
 
 def _dumps(obj: Any) -> bytes:

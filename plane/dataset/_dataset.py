@@ -30,6 +30,7 @@ from plane._errors import (
 )
 from plane.core._layout import (
     DATASET_KEY,
+    DATASET_PREFIXES,
     FORMAT_VERSION,
     RefStore,
     chunk_key,
@@ -1002,8 +1003,9 @@ def _create(url: str | os.PathLike[str] | Store, overwrite: bool,
             raise DatasetExistsError(f"a dataset already exists at {store.url}; open it with "
                                      "plane.open(url) or pass overwrite=True to replace it")
         read_dataset_info(store)  # only ever wipe something that is a dataset
-        store.delete(DATASET_KEY)
-        store.delete_prefix("")
+        store.delete(DATASET_KEY)  # from here on it is no dataset
+        for prefix in DATASET_PREFIXES:  # what the dataset wrote; other files stay
+            store.delete_prefix(prefix)
     elif next(iter(store.list("")), None) is not None:
         raise DatasetExistsError(f"{store.url} is not empty and holds no tensorplane dataset; "
                                  "choose an empty location")

@@ -5,7 +5,13 @@ from plane.storage._fsspec import FsspecStore
 from plane.storage._local import LocalStore
 from plane.storage._memory import MemoryStore
 from plane.storage._url import open_store
-from plane.storage._wrappers import CachingStore, FaultyStore, ReadOnlyStore, WrapperStore
+from plane.storage._wrappers import (
+    CachingStore,
+    FaultyStore,
+    ReadOnlyStore,
+    RecordingStore,
+    WrapperStore,
+)
 
 __all__ = [
     "Store",
@@ -16,5 +22,6 @@ __all__ = [
     "CachingStore",
     "ReadOnlyStore",
     "FaultyStore",
+    "RecordingStore",
     "open_store",
 ]

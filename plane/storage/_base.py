@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,6 +107,18 @@ class Store(abc.ABC):
         for k in keys:
             self.delete(k)
         return len(keys)
+
+    def sync(self) -> None:
+        """Make every write this store has made durable (local files: fsync the directories
+        renamed into). Object stores are durable on return of each write: a no-op."""
+        return None
+
+    def clean_temporary(self, older_than: float, dry_run: bool = True
+                        ) -> builtins.list[str]:
+        """Leftovers of writes that never finished (temp files of a killed writer) at least
+        `older_than` seconds old: listed, and unless `dry_run` removed. Backends whose writes
+        are atomic server-side have none."""
+        return []
 
     @property
     def read_only(self) -> bool:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from plane._errors import ReadOnlyError, StoreError
-from plane.storage._base import Store, clamp_range
+from plane.storage._base import DEFAULT_IO_THREADS, Store, clamp_range
 
-__all__ = ["WrapperStore", "CachingStore", "ReadOnlyStore", "FaultyStore"]
+__all__ = ["WrapperStore", "CachingStore", "ReadOnlyStore", "FaultyStore", "RecordingStore"]
 
 
 class WrapperStore(Store):
@@ -50,6 +51,13 @@ class WrapperStore(Store):
 
     def list_info(self, prefix: str = "") -> Iterator[tuple[str, int | None, float | None]]:
         return self.inner.list_info(prefix)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def clean_temporary(self, older_than: float, dry_run: bool = True
+                        ) -> builtins.list[str]:
+        return self.inner.clean_temporary(older_than, dry_run)
 
     @property
     def read_only(self) -> bool:
@@ -89,9 +97,53 @@ class ReadOnlyStore(WrapperStore):
     def delete(self, key: str) -> None:
         self._refuse(key)
 
+    def clean_temporary(self, older_than: float, dry_run: bool = True
+                        ) -> builtins.list[str]:
+        if not dry_run:
+            self._refuse("temporary files")
+        return self.inner.clean_temporary(older_than, dry_run)
+
     @property
     def read_only(self) -> bool:
         return True
+
+
+class RecordingStore(WrapperStore):
+    """Remembers the keys written through it, so that an operation that fails can remove what
+    it wrote and nothing else. `written`: keys put (attempted, so a put that failed half-way
+    is included) and keys `put_if_absent` created; a put_if_absent that found the key, or
+    failed, is someone else's and not recorded."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.written: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"inner": self.inner, "url": self.url, "written": set(self.written)}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _record(self, keys: Iterator[str] | list[str]) -> None:
+        with self._lock:
+            self.written.update(keys)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._record([key])
+        self.inner.put(key, data)
+
+    def put_many(self, items: Mapping[str, bytes],
+                 max_workers: int = DEFAULT_IO_THREADS) -> None:
+        self._record(list(items))
+        self.inner.put_many(items, max_workers)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        created = self.inner.put_if_absent(key, data)
+        if created:
+            self._record([key])
+        return created
 
 
 class CachingStore(WrapperStore):
