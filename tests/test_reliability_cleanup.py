@@ -107,11 +107,11 @@ def test_failed_ingest_into_a_new_dataset_removes_what_it_wrote(
 def test_create_refuses_a_create_in_progress_and_deletes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "ds"
     store = LocalStore(path)
-    from plane.core._layout import RefStore
+    from plane.core._layout import FORMAT_VERSION, RefStore
     from plane.core._state import State
 
     key = State().save(store)  # another process is half-way through create()
-    assert RefStore(store).advance("main", 0, {"commit": None, "state": key})
+    assert RefStore(store, FORMAT_VERSION).advance("main", 0, {"commit": None, "state": key})
     before = tree(path)
     with pytest.raises(plane.DatasetExistsError, match="is not empty"):
         plane.create(path)
