@@ -13,9 +13,11 @@ Ray actor with ``max_concurrency=1`` so that calls are serialized. Nothing in th
 imports ``ray`` at import time.
 
 Exactly-once bookkeeping (persisted in the dataset's own store, beside the format's objects;
-gc and the format never touch the ``coordinator/`` prefix):
+gc and the format never touch the ``coordinator/`` prefix; ``<enc>`` is the branch name
+encoded as one key segment, as ref names are in format 3, so ``main/intents`` cannot read
+``main``'s records):
 
-``coordinator/<branch>/applied/<fragment_id>``
+``coordinator/<enc>/applied/<fragment_id>``
     Plain JSON ``{"fragment_id", "commit", "rows", "time"}``, one object per fragment, written
     after the commit that added its rows landed. A coordinator loads the set when it starts and
     refuses those ids from then on (``submit`` returns False), so a re-run of a half-finished
@@ -23,7 +25,7 @@ gc and the format never touch the ``coordinator/`` prefix):
     in the commit message) keeps commit messages as the user wrote them, needs no history walk
     to load, and is written with independent puts (no read-modify-write race).
 
-``coordinator/<branch>/intents/<uuid>``
+``coordinator/<enc>/intents/<uuid>``
     Plain JSON ``{"fragments": {id: rows}, "probe": <row id>, "message", "time"}`` written just
     before the ref move and deleted once the markers exist. It closes the crash window between
     "the commit landed" and "the markers are written": on start (and after a failed commit) a
@@ -53,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import plane
 from plane import Dataset, Fragment, ObjectNotFoundError, SchemaError
-from plane.core._layout import chunk_key
+from plane.core._layout import chunk_key, coordinator_prefix
 from plane.format import TensorMeta
 from plane.ingest._ingest import create_like
 from plane.storage import Store
@@ -93,7 +95,7 @@ class VersionCoordinator:
         self._branch = branch
         self._store: Store = plane.open_store(self._url, storage_options)
         self._verify_chunks = verify_chunks
-        self._prefix = f"coordinator/{branch}/"
+        self._prefix = coordinator_prefix(branch)
         self._ds = self._open()
         self._pending: dict[str, Fragment] = {}
         self._applied: set[str] = set()

@@ -95,6 +95,23 @@ def test_embedded_order_idempotency_and_persistence(tmp_path: Path) -> None:
     assert len(read(url)[2]) == 30
 
 
+def test_branch_records_cannot_alias_another_branchs(tmp_path: Path) -> None:
+    """Branch `main/intents` once kept its records under `coordinator/main/intents/`, where
+    `main`'s intents live: a coordinator of `main` took its markers for intents to settle."""
+    url = str(tmp_path / "ds")
+    make_dataset(url)
+    ds = plane.open(url)
+    ds.branch("main/intents")
+    sub = VersionCoordinator(url, branch="main/intents")
+    assert sub.submit(fragment(url, "f-00", 0))
+    assert sub.commit("on the sub-branch") is not None
+    main = VersionCoordinator(url)  # loads main's applied set: must not see the other branch's
+    assert main.applied_ids() == [] and sub.applied_ids() == ["f-00"]
+    assert main.submit(fragment(url, "f-00", 100))
+    main.commit("on main")
+    assert read(url)[0] == list(range(100, 110))
+
+
 def test_crash_between_commit_and_markers_is_recovered(tmp_path: Path) -> None:
     url = str(tmp_path / "ds")
     make_dataset(url)

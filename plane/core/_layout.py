@@ -34,6 +34,7 @@ __all__ = [
     "RefStore",
     "check_ref_name",
     "encode_ref_name",
+    "coordinator_prefix",
 ]
 
 FORMAT_VERSION = 3
@@ -154,6 +155,12 @@ def encode_ref_name(name: str) -> str:
     and no two names share one. UnicodeEncodeError for lone surrogates."""
     enc = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name.encode())
     return "%2E" + enc[1:] if enc.startswith(".") else enc
+
+
+def coordinator_prefix(branch: str) -> str:
+    """Where a version coordinator of `branch` keeps its records (outside the format): the
+    branch name encoded as one segment, so branch `main/intents` cannot read `main`'s."""
+    return f"coordinator/{encode_ref_name(branch)}/"
 
 
 def decode_ref_name(segment: str) -> str | None:
