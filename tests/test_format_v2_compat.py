@@ -160,3 +160,32 @@ def test_damaged_v2_index_refs_and_views_are_checksum_errors(
         store.put(ref, bad)
         with pytest.raises(plane.ChecksumError, match=ref):
             plane.open(path, read_only=True).query("SELECT id WHERE CONTAINS(caption, 'dog')")
+
+
+
+def test_v2_footer_damage_is_a_plane_error_on_range_reads(v2: tuple[Path, dict[str, Any]]
+                                                          ) -> None:
+    """A version-2 footer has no checksum of its own, so its damage cannot always be seen (the
+    v2 guarantee); but a recorded shape that no longer fits the sample's bytes must be a
+    ChecksumError on a range read, never a raw ValueError. Every bit-4 flip of one footer of
+    the 2-d tensor 'x' is read back on a remote-like store: only PlaneErrors escape."""
+    path, _ = v2
+    store = LocalStore(path)
+    rows = len(plane.open(path, read_only=True))
+    key = next(k for k in sorted(store.list("chunks/"))
+               if (lambda d: parse_footer(d, len(d), k, need_sum=False).ndim == 2)(store.get(k)))
+    data = store.get(key)
+    flen = int.from_bytes(data[-8:-4], "little")
+    raised = 0
+    for i in range(len(data) - 8 - flen, len(data) - 8):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x10
+        (path / key).write_bytes(bytes(damaged))
+        remote = plane.open(_Remote(LocalStore(path)), read_only=True)
+        try:
+            for r in range(rows):
+                remote["x"][r].numpy()
+        except plane.PlaneError:
+            raised += 1
+    (path / key).write_bytes(data)
+    assert raised > 0

@@ -514,7 +514,10 @@ def _read_base(
             got = reader.sample_by_range(keys[0], index.entry_nbytes(e)[0], int(local[0]),
                                          meta.ndim or 1, where(keys[0]))
             if got is not None:
-                v = decode_sample(meta, got[0], got[1], decode)
+                try:
+                    v = decode_sample(meta, got[0], got[1], decode)
+                except ChecksumError as err:
+                    raise ChecksumError(f"chunk {where(keys[0])}: {err}") from None
                 if numeric and not aslist:
                     return np.asarray(v).copy()[None]
                 return [v.copy() if isinstance(v, np.ndarray) else v]

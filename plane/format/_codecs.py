@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import PlaneError, SampleError
+from plane._errors import ChecksumError, PlaneError, SampleError
 from plane.format._meta import MAX_DIM, TensorMeta
 
 __all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value",
@@ -552,4 +552,8 @@ def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int
                          "needs the media extra (pip install 'tensorplane[media]'); read the "
                          "raw bytes with .bytes()")
     shp = tuple(int(s) for s in shape)
-    return np.frombuffer(raw, meta.np_dtype, int(np.prod(shp, dtype=np.int64))).reshape(shp)
+    count = int(np.prod(shp, dtype=np.int64))
+    if count * meta.np_dtype.itemsize != memoryview(raw).nbytes:  # a damaged (v2) footer shape
+        raise ChecksumError(f"tensor {meta.name!r}: a sample of {memoryview(raw).nbytes} bytes "
+                            f"does not fit its recorded shape {shp}: its chunk is corrupt")
+    return np.frombuffer(raw, meta.np_dtype, count).reshape(shp)
