@@ -189,3 +189,23 @@ def test_v2_footer_damage_is_a_plane_error_on_range_reads(v2: tuple[Path, dict[s
             raised += 1
     (path / key).write_bytes(data)
     assert raised > 0
+
+
+def test_v2_unchanged_state_keeps_its_key(v2: tuple[Path, dict[str, Any]]) -> None:
+    """States record their dataset's version: an unchanged working state of a version-2
+    dataset is its commit's state, so a no-op flush writes nothing, an empty commit is refused
+    and a merge does not see uncommitted changes (with version 3 states it did all three)."""
+    path, exp = v2
+    store = LocalStore(path)
+    before = set(store.list(""))
+    ds = plane.open(path)
+    ds.flush()
+    assert not ds.has_changes and set(store.list("")) == before
+    with pytest.raises(plane.PlaneError, match="nothing to commit"):
+        ds.commit("nothing")
+    res = ds.merge("dev")
+    assert len(ds) == exp["main_len"] + 1 and res is not None
+    ds["w"][0] = 5
+    ds.commit("an edit")
+    new_states = {k for k in store.list("states/")} - before
+    assert new_states and {json.loads(store.get(k))["format_version"] for k in new_states} == {2}

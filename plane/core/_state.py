@@ -158,6 +158,9 @@ class State:
     row_ids: RowIds = field(default_factory=RowIds)
     deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     parent: str | None = None
+    #: the format version of the dataset it belongs to: a dataset keeps writing its own, so an
+    #: unchanged state of an older dataset keeps the key its commit has
+    version: int = FORMAT_VERSION
 
     @property
     def length(self) -> int:
@@ -173,7 +176,7 @@ class State:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
+            "format_version": self.version,
             "tensors": [[k, v] for k, v in self.tensors.items()],
             "physical": self.physical, "length": self.length,
             "row_ids": self.row_ids.to_dict(), "parent": self.parent}
@@ -185,7 +188,8 @@ class State:
     def from_dict(cls, d: dict[str, Any]) -> State:
         deleted = unpack_ints(d["deleted"]) if "deleted" in d else np.zeros(0, np.int64)
         return cls({k: v for k, v in d["tensors"]}, int(d["physical"]),
-                   RowIds.from_dict(d["row_ids"]), deleted, d.get("parent"))
+                   RowIds.from_dict(d["row_ids"]), deleted, d.get("parent"),
+                   int(d.get("format_version", 1)))
 
     def save(self, store: Store) -> str:
         return put_cas_json(store, "states", self.to_dict())

@@ -532,7 +532,8 @@ class Dataset:
             if w.dirty or name not in self._part_keys:
                 self._part_keys[name] = TensorPart(w.meta, w.index, w.patches).save(self._store)
             tensors[name] = self._part_keys[name]
-        return State(tensors, self._physical, self._row_ids.copy(), self._deleted)
+        return State(tensors, self._physical, self._row_ids.copy(), self._deleted,
+                     version=int(self._info.get("format_version", 1)))
 
     def _publish(self, message: str | None, parents: Sequence[str] = (),
                  allow_empty: bool = False) -> str | None:

@@ -216,7 +216,8 @@ class VersionControl:
         return compute_diff(a_view, b_view, a_label, b or "working")
 
     def _empty(self) -> Dataset:
-        key = State().save(self._store) if not self._store.read_only else None
+        version = int(self._ds._info.get("format_version", 1))
+        key = State(version=version).save(self._store) if not self._store.read_only else None
         if key is None:
             raise PlaneError("no commit to diff against")
         return self._view(_STATE + key)
