@@ -54,8 +54,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import plane
-from plane import Dataset, Fragment, ObjectNotFoundError, SchemaError
-from plane.core._layout import chunk_key, coordinator_prefix
+from plane import ChecksumError, Dataset, Fragment, ObjectNotFoundError, SchemaError
+from plane.core._layout import chunk_key, coordinator_prefix, read_dataset_info
 from plane.format import TensorMeta
 from plane.ingest._ingest import create_like
 from plane.storage import Store
@@ -72,6 +72,7 @@ __all__ = [
 ]
 
 _FRAGMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+_INTENT_ID = re.compile(r"[0-9a-f]{32}\Z")
 _REMOTE_CLASS: Any = None
 
 
@@ -95,8 +96,9 @@ class VersionCoordinator:
         self._branch = branch
         self._store: Store = plane.open_store(self._url, storage_options)
         self._verify_chunks = verify_chunks
-        self._prefix = coordinator_prefix(branch)
-        self._ds = self._open()
+        self._ds = self._open()  # the branch exists (so its name is valid) before its prefix
+        self._prefix = coordinator_prefix(
+            branch, int(read_dataset_info(self._store).get("format_version", 1)))
         self._pending: dict[str, Fragment] = {}
         self._applied: set[str] = set()
         self._load_applied()
@@ -115,18 +117,27 @@ class VersionCoordinator:
             rest = key[len(marker_prefix):]
             if _FRAGMENT_ID.match(rest):
                 self._applied.add(rest)
-        for key in sorted(self._store.list(self._prefix + "intents/")):
-            self._resolve_intent(key)
+        intents = self._prefix + "intents/"
+        for key in sorted(self._store.list(intents)):
+            if _INTENT_ID.match(key[len(intents):]):  # not another branch's nested records
+                self._resolve_intent(key)
 
     def _resolve_intent(self, key: str) -> bool:
         """Settle an intent left by a commit that may or may not have landed (see module doc);
         return True if its fragments turned out to be committed."""
         try:
-            intent = json.loads(self._store.get(key))
+            raw = self._store.get(key)
         except ObjectNotFoundError:
             return False
-        fragments: dict[str, int] = {str(k): int(v) for k, v in intent["fragments"].items()}
-        landed = bool((self._ds.row_ids == int(intent["probe"])).any())
+        try:
+            intent = json.loads(raw)
+            fragments: dict[str, int] = {str(k): int(v) for k, v in intent["fragments"].items()}
+            probe = int(intent["probe"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ChecksumError(f"{self._store.url}/{key} is not a coordinator intent ({e!r}); "
+                                "it was left as it is: remove it if no coordinator wrote it"
+                                ) from None
+        landed = bool((self._ds.row_ids == probe).any())
         if landed:
             self._record_applied(fragments, None)
         self._store.delete(key)

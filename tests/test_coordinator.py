@@ -97,7 +97,9 @@ def test_embedded_order_idempotency_and_persistence(tmp_path: Path) -> None:
 
 def test_branch_records_cannot_alias_another_branchs(tmp_path: Path) -> None:
     """Branch `main/intents` once kept its records under `coordinator/main/intents/`, where
-    `main`'s intents live: a coordinator of `main` took its markers for intents to settle."""
+    `main`'s intents live: a coordinator of `main` took its markers for intents to settle
+    (KeyError at start, or deleted them). Now names are encoded (format 3) and only keys one
+    level below the prefix are read."""
     url = str(tmp_path / "ds")
     make_dataset(url)
     ds = plane.open(url)
@@ -105,8 +107,13 @@ def test_branch_records_cannot_alias_another_branchs(tmp_path: Path) -> None:
     sub = VersionCoordinator(url, branch="main/intents")
     assert sub.submit(fragment(url, "f-00", 0))
     assert sub.commit("on the sub-branch") is not None
+    # a record an older coordinator of `main/intents` left under the raw name stays untouched
+    legacy = tmp_path / "ds/coordinator/main/intents/applied/f-07"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text('{"fragment_id": "f-07", "commit": null, "rows": 10, "time": 0}')
     main = VersionCoordinator(url)  # loads main's applied set: must not see the other branch's
     assert main.applied_ids() == [] and sub.applied_ids() == ["f-00"]
+    assert legacy.exists()
     assert main.submit(fragment(url, "f-00", 100))
     main.commit("on main")
     assert read(url)[0] == list(range(100, 110))
@@ -338,3 +345,14 @@ def test_bad_fragment_fails_commit_and_changes_nothing(tmp_path: Path,
     assert ray.get(handle.discard.remote(["frag-2", "nope"])) == ["frag-2"]
     assert ray.get(handle.commit.remote("good only")) is not None
     assert read(url)[0] == list(range(10))
+
+
+def test_a_malformed_intent_is_named_and_kept(tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    make_dataset(url)
+    bad = tmp_path / "ds/coordinator/main/intents" / ("ab" * 16)
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    with pytest.raises(plane.ChecksumError, match=f"{'ab' * 16} is not a coordinator intent"):
+        VersionCoordinator(url)
+    assert bad.read_text() == "{not json"

@@ -157,10 +157,12 @@ def encode_ref_name(name: str) -> str:
     return "%2E" + enc[1:] if enc.startswith(".") else enc
 
 
-def coordinator_prefix(branch: str) -> str:
-    """Where a version coordinator of `branch` keeps its records (outside the format): the
-    branch name encoded as one segment, so branch `main/intents` cannot read `main`'s."""
-    return f"coordinator/{encode_ref_name(branch)}/"
+def coordinator_prefix(branch: str, format_version: int = FORMAT_VERSION) -> str:
+    """Where a version coordinator of `branch` keeps its records (outside the format). From
+    format 3 the branch name is encoded as one segment, as its refs are; an older dataset keeps
+    the raw name its coordinators wrote (readers take only keys one level below it)."""
+    seg = encode_ref_name(branch) if format_version >= ENCODED_REFS_VERSION else branch
+    return f"coordinator/{seg}/"
 
 
 def decode_ref_name(segment: str) -> str | None:
