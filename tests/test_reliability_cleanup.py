@@ -334,3 +334,51 @@ def test_ray_ingest_rejects_bad_options_json_before_starting(
     rc, _, err = cli(capsys, "ingest", "parquet", "s3://lake/t.parquet", "s3://b/ds", "--ray",
                      "--storage-options", "{not json")
     assert rc == 2 and "--storage-options is not valid JSON" in err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name fds")
+def test_replacing_an_existing_object_fsyncs_before_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A content address written again (a deterministic fold, a re-put chunk) replaces a file
+    a durable commit may name: the new bytes reach the disk before the rename."""
+    store = LocalStore(tmp_path / "d")
+    store.put("chunks/abc", b"committed bytes")
+    store.sync()
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("rename", src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    store.put("chunks/abc", b"committed bytes")
+    store.put("chunks/new", b"a new object")  # a new name may wait for the next ref move
+    monkeypatch.undo()
+    renames = [(i, src) for i, (kind, src) in enumerate(events) if kind == "rename"]
+    (i_old, tmp_old), (_, tmp_new) = renames
+    assert ("fsync", tmp_old) in events[:i_old]
+    assert ("fsync", tmp_new) not in events
+
+
+def test_index_and_view_writes_are_synced(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _small(tmp_path / "ds")
+    calls: list[str] = []
+    real = LocalStore.sync
+
+    def sync(self: LocalStore) -> None:
+        calls.append("sync")
+        real(self)
+
+    monkeypatch.setattr(LocalStore, "sync", sync)
+    ds.create_index("v", kind="btree")
+    assert calls, "an index ref was left unsynced"
+    calls.clear()
+    ds.query("SELECT * WHERE v < 3").save("small")
+    assert calls, "a saved view was left unsynced"

@@ -156,8 +156,10 @@ def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str
                 "rows": n, "partitions": parts, "created": time.time(),
                 "partition_rows": partition_rows}
     key = put_cas_json(ds.store, "indexes", manifest)
+    ds.store.sync()  # partitions and manifest are durable before a ref names them
     put_artifact_json(ds.store, f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
                       {"manifest": key}, sealed_format(ds._info))
+    ds.store.sync()
     forget(ds)
     return IndexInfo.load(ds, key)
 

@@ -173,6 +173,7 @@ class View:
                 "time": time.time()}
         key = f"views/{name}.json"
         put_artifact_json(self._store, key, body, sealed_format(self.ds._info))
+        self._store.sync()
         return key
 
 

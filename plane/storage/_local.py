@@ -21,7 +21,7 @@ from pathlib import Path
 
 from plane._errors import ObjectNotFoundError
 from plane.storage._base import DEFAULT_IO_THREADS, Store, clamp_range
-from plane.storage._durable import PendingSyncs, fsync_dir
+from plane.storage._durable import PendingSyncs, fsync_dir, fsync_file
 
 __all__ = ["LocalStore", "TMP_PREFIX"]
 
@@ -136,6 +136,10 @@ class LocalStore(Store):
         path = self._path(key)
         tmp = self._tmp(path, data)
         try:
+            if self.durable and os.path.lexists(path):
+                # replacing an object a durable commit may name (a content address written
+                # again): its new bytes are on disk before the rename, never an empty file
+                fsync_file(tmp)
             os.replace(tmp, path)
         except BaseException:
             _unlink_quietly(tmp)
