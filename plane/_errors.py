@@ -20,6 +20,7 @@ __all__ = [
     "IngestError",
     "QueryError",
     "RefNameError",
+    "InvalidArgumentError",
 ]
 
 
@@ -105,3 +106,7 @@ class QueryError(PlaneError, ValueError):
 
 class RefNameError(PlaneError, ValueError):
     """A branch or tag name cannot be used: says why and what a valid name looks like."""
+
+
+class InvalidArgumentError(PlaneError, ValueError):
+    """An argument has a value the call cannot take: the message names it and the fix."""

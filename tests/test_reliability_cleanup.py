@@ -382,3 +382,27 @@ def test_index_and_view_writes_are_synced(tmp_path: Path,
     calls.clear()
     ds.query("SELECT * WHERE v < 3").save("small")
     assert calls, "a saved view was left unsynced"
+
+
+def test_gc_leaves_indexes_alone_when_a_manifest_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "ds"
+    ds = _small(path)
+    ds.create_index("v", kind="btree")
+    (info,) = plane.query.list_indexes(ds)
+    store = ds.store
+    store.put(info.key, b"{truncated")  # a reachable index's manifest, damaged
+    before = set(store.list("indexes/"))
+    report = plane.gc(path, older_than=0, dry_run=False)
+    assert set(store.list("indexes/")) == before
+    assert not any(k.startswith("indexes/") for k in report.unreachable)
+
+
+@pytest.mark.parametrize("keep", [0, -1, 1.5, True])
+def test_gc_refuses_to_prune_every_ref_record(tmp_path: Path, keep: Any) -> None:
+    path = tmp_path / "ds"
+    _small(path)
+    before = set(LocalStore(path).list(""))
+    with pytest.raises(plane.InvalidArgumentError, match="keep_ref_records"):
+        plane.gc(path, older_than=0, dry_run=False, keep_ref_records=keep)
+    assert set(LocalStore(path).list("")) == before
+    assert plane.open(path)["v"].numpy().tolist() == list(range(20))

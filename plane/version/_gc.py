@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plane._errors import ChecksumError, ObjectNotFoundError
+from plane._errors import ChecksumError, InvalidArgumentError, ObjectNotFoundError
 from plane.core._layout import RefStore, chunk_key, read_dataset_info
 from plane.core._state import Commit, State, TensorPart
 from plane.format._hash import unseal
@@ -78,6 +78,8 @@ def _index_objects(store: Store, commits: set[str]) -> set[str] | None:
         keys.update((ref, manifest))
         info = _json(store, manifest)
         if info is None:
+            if store.exists(manifest):  # there but unreadable: its partitions are unknown
+                return None
             continue  # a dangling ref: nothing more to keep
         try:
             keys.update(str(p["key"]) for p in info["partitions"])
@@ -145,6 +147,11 @@ def gc(url: str | os.PathLike[str] | Store, older_than: float = DEFAULT_GRACE_SE
     finished, when older than `older_than` seconds; prune old ref records beyond the newest
     `keep_ref_records` per branch. Safe beside running readers and writers as long as no
     writer holds unflushed chunks longer than `older_than`."""
+    if isinstance(keep_ref_records, bool) or not isinstance(keep_ref_records, int) \
+            or keep_ref_records < 1:
+        raise InvalidArgumentError(
+            f"gc(keep_ref_records={keep_ref_records!r}): keep at least the head record of "
+            "each branch; pass an int >= 1 (default 8)")
     store = open_store(url, storage_options)
     read_dataset_info(store)
     keep = reachable_objects(store, keep_ref_records)
