@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="JSON (or the environment variable PLANE_SOURCE_STORAGE_OPTIONS, "
                    "which keeps credentials off the command line)")
     p.add_argument("--dest-storage-options", type=json.loads,
-                   help="JSON (or PLANE_DEST_STORAGE_OPTIONS)")
+                   help="JSON (or PLANE_STORAGE_OPTIONS)")
     return p
 
 

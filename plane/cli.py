@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -15,6 +16,13 @@ from plane.core._layout import DATASET_KEY
 from plane.storage import RecordingStore, Store
 
 __all__ = ["main"]
+
+
+#: environment variables with storage options (JSON), read when the flags are not given, and
+#: how `plane ingest --ray` hands them to `python -m jobs.ingest`: a command line is visible
+#: to every user (ps), a process's environment only to its owner
+DEST_OPTIONS_ENV = "PLANE_STORAGE_OPTIONS"
+SOURCE_OPTIONS_ENV = "PLANE_SOURCE_STORAGE_OPTIONS"
 
 
 def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
@@ -170,15 +178,10 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
     return out
 
 
-#: environment variables that carry storage options (JSON) to `python -m jobs.ingest`: a
-#: child's command line is visible to every user (ps), its environment only to its owner
-DEST_OPTIONS_ENV = "PLANE_DEST_STORAGE_OPTIONS"
-SOURCE_OPTIONS_ENV = "PLANE_SOURCE_STORAGE_OPTIONS"
 
 
 def _ray_ingest(args: argparse.Namespace) -> int:
     """Run the fan-out job (a program of its own: plane/ never imports jobs/)."""
-    import os
     import subprocess
 
     cmd = [sys.executable, "-m", "jobs.ingest", "--source", *args.src, "--dest", args.url,
@@ -315,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("url", help="dataset URL: a path, mem://name, s3://bucket/prefix")
         sp.add_argument("--branch", default=None, help="branch to read (default: main)")
-        sp.add_argument("--storage-options", default=None,
-                        help="JSON dict passed to the storage backend (e.g. endpoint_url)")
+        sp.add_argument("--storage-options", default=os.environ.get(DEST_OPTIONS_ENV),
+                        help="JSON dict passed to the storage backend (e.g. endpoint_url); "
+                        f"default ${DEST_OPTIONS_ENV} (keeps secrets off the command line)")
 
     s = sub.add_parser("summary", help="print tensors, shapes, chunks and sizes")
     common(s)
@@ -374,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("src", nargs="+", help="file(s), director(ies) or glob(s); local or s3://")
     s.add_argument("url", help="the dataset (created if missing)")
     s.add_argument("--branch", default=None)
-    s.add_argument("--storage-options", default=None, help="JSON, for the dataset's store")
-    s.add_argument("--source-storage-options", default=None, help="JSON, for the source")
+    s.add_argument("--storage-options", default=os.environ.get(DEST_OPTIONS_ENV),
+                   help=f"JSON, for the dataset's store (default ${DEST_OPTIONS_ENV})")
+    s.add_argument("--source-storage-options", default=os.environ.get(SOURCE_OPTIONS_ENV),
+                   help=f"JSON, for the source (default ${SOURCE_OPTIONS_ENV})")
     s.add_argument("--map", nargs="*", metavar="COLUMN=TENSOR", help="column to tensor names")
     s.add_argument("--htype", nargs="*", metavar="TENSOR=HTYPE", help="override inference")
     s.add_argument("--labels", choices=["folder"], default=None, help="images: class per dir")

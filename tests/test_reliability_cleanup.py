@@ -326,6 +326,32 @@ def test_ray_ingest_passes_storage_options_outside_argv(
     assert DEST_OPTIONS_ENV not in os.environ and SOURCE_OPTIONS_ENV not in os.environ
 
 
+def test_cli_reads_storage_options_from_the_environment(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets need not be on the `plane` command line either: without the flags the options
+    come from $PLANE_STORAGE_OPTIONS / $PLANE_SOURCE_STORAGE_OPTIONS."""
+    import subprocess
+
+    seen: dict[str, Any] = {}
+
+    def call(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) -> int:
+        seen.update(cmd=cmd, env=env)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", call)
+    dest, src = {"secret": "s3cr3t-dest"}, {"secret": "s3cr3t-src"}
+    monkeypatch.setenv(DEST_OPTIONS_ENV, json.dumps(dest))
+    monkeypatch.setenv(SOURCE_OPTIONS_ENV, json.dumps(src))
+    argv = ["ingest", "parquet", "s3://lake/t.parquet", "s3://b/ds", "--ray"]
+    rc, _, _ = cli(capsys, *argv)
+    assert rc == 0 and "s3cr3t" not in " ".join(seen["cmd"])
+    assert json.loads(seen["env"][DEST_OPTIONS_ENV]) == dest
+    assert json.loads(seen["env"][SOURCE_OPTIONS_ENV]) == src
+    monkeypatch.setenv(DEST_OPTIONS_ENV, "{not json")
+    rc, _, err = cli(capsys, "summary", "s3://b/ds")
+    assert rc != 0 and "--storage-options is not valid JSON" in err
+
+
 def test_ray_ingest_rejects_bad_options_json_before_starting(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
