@@ -102,7 +102,7 @@ def test_invalid_names_raise_and_change_nothing(tmp_path: Path, name: str) -> No
     with pytest.raises(plane.RefNameError, match="argument `name`") as e:
         ds.branch(name)
     assert isinstance(e.value, ValueError)
-    assert "Use letters, digits" in str(e.value)
+    assert "Use text without spaces" in str(e.value)
     with pytest.raises(plane.RefNameError, match="invalid tag name"):
         ds.tag(name)
     with pytest.raises(plane.RefNameError):

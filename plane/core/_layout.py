@@ -213,9 +213,9 @@ def check_ref_name(name: str, what: str = "branch", format_version: int = FORMAT
     problem = _name_problem(name, format_version)
     if problem is not None:
         raise RefNameError(
-            f"invalid {what} name {name!r} (argument `name`): {problem}. Use letters, digits, "
-            "'-', '_', '.' and '/' (no '/' at either end, no part starting with '.'), "
-            "e.g. 'feature/new-labels'")
+            f"invalid {what} name {name!r} (argument `name`): {problem}. Use text without "
+            "spaces, control characters or any of :*?[]\\~^@, with no '/' at either end and "
+            "no part starting with '.', e.g. 'feature/new-labels'")
     return name
 
 
