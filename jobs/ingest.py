@@ -185,6 +185,7 @@ def run(cfg: IngestConfig) -> dict[str, Any]:
 
     import plane
     from actors.coordinator import start_coordinator
+    from plane.core._layout import await_created
     from plane.ingest import IngestReport
     from plane.ingest._ingest import Rejects, write_quarantine
 
@@ -197,7 +198,7 @@ def run(cfg: IngestConfig) -> dict[str, Any]:
         try:
             plane.create(store)
         except plane.DatasetExistsError:
-            if not store.exists("dataset.json"):
+            if not await_created(store):
                 raise
             # another process created it meanwhile: ingest into theirs
     ds = plane.open(store, version=cfg.branch)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import plane
-from plane.core._layout import DATASET_KEY
+from plane.core._layout import DATASET_KEY, await_created
 from plane.storage import RecordingStore, Store
 
 __all__ = ["main"]
@@ -238,8 +238,8 @@ def _open_or_create(store: Store, branch: str | None
     try:
         ds = plane.create(rec)
     except plane.DatasetExistsError:
-        if not store.exists(DATASET_KEY):
-            raise  # not a dataset (or one still being created): nothing here is ours
+        if not await_created(store):
+            raise  # not a dataset, nor one being created: nothing here is ours
         return plane.open(store, version=branch), None
     except BaseException:
         _undo_create(rec)

@@ -118,6 +118,66 @@ def test_create_refuses_a_create_in_progress_and_deletes_nothing(tmp_path: Path)
     assert tree(path) == before  # a refused create deletes nothing
 
 
+def _half_created(path: Path) -> LocalStore:
+    """What another process's create() has written before its header."""
+    from plane.core._layout import FORMAT_VERSION, RefStore
+    from plane.core._state import State
+
+    store = LocalStore(path)
+    key = State().save(store)
+    assert RefStore(store, FORMAT_VERSION).advance("main", 0, {"commit": None, "state": key})
+    return store
+
+
+def _finish_create(store: LocalStore) -> None:
+    from plane.core._layout import FORMAT_VERSION, write_dataset_info
+
+    write_dataset_info(store, {"format": "tensorplane", "format_version": FORMAT_VERSION,
+                               "created": time.time(), "default_branch": "main"})
+
+
+def test_await_created_sees_the_other_create_finish(tmp_path: Path) -> None:
+    from plane.core._layout import DATASET_KEY, await_created
+    from plane.storage import WrapperStore
+
+    class Finishing(WrapperStore):
+        """The other process writes its header after this process looked twice."""
+        looks = 0
+
+        def exists(self, key: str) -> bool:
+            if key == DATASET_KEY:
+                self.looks += 1
+                if self.looks == 3:
+                    _finish_create(inner)
+            return self.inner.exists(key)
+
+    inner = _half_created(tmp_path / "ds")
+    assert await_created(Finishing(inner))
+    other = LocalStore(tmp_path / "other")
+    other.put("notes.txt", b"a user's file")
+    looked = Finishing(other)
+    assert not await_created(looked, seconds=60) and looked.looks == 1  # no wait for files
+
+
+def test_cli_ingest_joins_a_dataset_another_process_is_creating(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from plane.core._layout import await_created
+
+    dest = tmp_path / "ds"
+    store = _half_created(dest)
+    src = parquet(tmp_path / "src.parquet")
+
+    def other_finishes(s: Any, seconds: float = 10.0) -> bool:
+        _finish_create(store)  # while this process waits, the other create completes
+        return await_created(s, seconds)
+
+    monkeypatch.setattr(plane.cli, "await_created", other_finishes)
+    rc, _, err = cli(capsys, "ingest", "parquet", src, dest)
+    assert rc == 0, err
+    assert len(plane.open(dest)) == len(pq.read_table(src))
+
+
 def test_overwrite_deletes_only_the_datasets_own_objects(tmp_path: Path) -> None:
     path = tmp_path / "ds"
     ds = plane.create(path)

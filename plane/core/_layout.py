@@ -28,6 +28,7 @@ __all__ = [
     "get_cas_json",
     "read_dataset_info",
     "write_dataset_info",
+    "await_created",
     "sealed_format",
     "put_artifact_json",
     "get_artifact_json",
@@ -109,6 +110,20 @@ def get_artifact_json(store: Store, key: str, sealed: bool, what: str) -> dict[s
         raise ChecksumError(f"{what} {where} is corrupt: not a JSON object; delete it and "
                             "re-create it")
     return obj
+
+
+def await_created(store: Store, seconds: float = 10.0) -> bool:
+    """Whether a dataset header appears at `store` within `seconds`, while the location holds
+    only what a create() writes before its header (an empty state and ref records): another
+    process is then creating the dataset. False at once for anything else (a user's files)."""
+    deadline, pause = time.monotonic() + seconds, 0.01
+    while not store.exists(DATASET_KEY):
+        if time.monotonic() > deadline or any(
+                not k.startswith(("states/", "refs/")) for k in store.list("")):
+            return False
+        time.sleep(pause)  # polling a store that has no notifications; backs off to 0.5 s
+        pause = min(0.5, pause * 2)
+    return True
 
 
 def write_dataset_info(store: Store, info: dict[str, Any]) -> bool:
