@@ -423,7 +423,7 @@ def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     base = _read_base(reader, meta, index, positions[others], decode, True) \
         if others.shape[0] else []
     if isinstance(new, np.ndarray):  # one array per row, as a base read gives
-        new = [v.copy() for v in new]
+        new = [np.array(v) for v in new]  # a 0-d array for a scalar row, not np.float32
     values: list[Any] = [None] * positions.shape[0]
     for j, v in zip(others.tolist(), base):
         values[j] = v
