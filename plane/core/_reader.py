@@ -480,8 +480,9 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
         return new
     ent, _ = index.locate(positions[sel])
     filled = bool((index.key_ptr[ent + 1] > index.key_ptr[ent]).all())
-    if numeric and filled and int(positions[-1]) - int(positions[0]) == n - 1:
-        # contiguous: read every row (the patched ones too) on the straight-into-output path
+    if numeric and filled:
+        # read every row, the patched ones too: a range keeps the straight-into-output path,
+        # and a gather needs no mask of the rows left
         out = _read_base(reader, meta, index, positions, decode, False)
         if not isinstance(out, np.ndarray) or out.shape[1:] != shape:
             return None
