@@ -184,3 +184,14 @@ def test_a_patch_that_changes_a_shape_reads_as_a_list_as_before() -> None:
     ds["v"][5] = np.ones(2, np.float32)  # back to one shape: one array again
     arr = ds["v"].numpy()
     assert isinstance(arr, np.ndarray) and arr.shape == (300, 2) and arr[5].tolist() == [1, 1]
+
+
+def test_one_image_read_by_range_is_one_array_like_a_cached_read(tmp_path: Any) -> None:
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("img", htype="image", sample_compression="jpeg")
+    ds.extend({"img": [_jpeg(k) for k in range(4)]})
+    ds.commit("base")
+    cold = plane.open(tmp_path / "d", read_only=True)  # nothing cached: a range read
+    one = cold["img"][2:3].numpy()
+    assert isinstance(one, np.ndarray) and one.shape == (1, 8, 8, 3)
+    np.testing.assert_array_equal(one, cold["img"][1:4].numpy()[1:2])

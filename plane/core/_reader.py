@@ -591,8 +591,8 @@ def _read_base(
                                          meta.ndim or 1, where(keys[0]))
             if got is not None:
                 v = decode_sample(meta, got[0], got[1], decode)
-                if numeric and not aslist:
-                    return np.asarray(v).copy()[None]
+                if not aslist and (numeric or (meta.kind == "array" and decode)):
+                    return np.asarray(v).copy()[None]  # as `_finish` stacks a decoded image
                 return [v.copy() if isinstance(v, np.ndarray) else v]
     uniq = unique_ints(ent)
     single = [int(e) for e in uniq if index.key_ptr[e + 1] - index.key_ptr[e] == 1]
