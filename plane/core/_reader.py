@@ -363,10 +363,14 @@ class PatchMap:
         pick = rows.shape[0] - 1 - first
         return cls(uniq, tuple(p.key for p in patches), which[pick], local[pick])
 
-    def hits(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices into positions that are patched, their index into self.rows)."""
+    def hits(self, positions: np.ndarray, increasing: bool | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into positions that are patched, their index into self.rows).
+        `increasing`: whether positions are strictly increasing, if the caller knows."""
         n = positions.shape[0]
-        if n > 64 and bool((positions[1:] > positions[:-1]).all()):
+        if increasing is None:
+            increasing = _increasing(positions)
+        if increasing and n > 64:
             # sorted (ranges, query candidates): look the few patched rows up in positions,
             # not every position in the patched rows (searchsorted is ~10x a comparison)
             a, b = np.searchsorted(self.rows, [positions[0], positions[-1] + 1])
@@ -379,6 +383,11 @@ class PatchMap:
         hit = (at < self.rows.shape[0]) & (self.rows[at_c] == positions)
         sel = np.flatnonzero(hit)
         return sel, at_c[sel]
+
+
+def _increasing(positions: np.ndarray) -> bool:
+    """Whether `positions` are strictly increasing (one comparison pass)."""
+    return bool((positions[1:] > positions[:-1]).all())
 
 
 def _where(meta: TensorMeta, index: ChunkIndex) -> Callable[[str], str]:
@@ -399,22 +408,28 @@ def read_samples(
     """Read samples at physical `positions`: one ndarray for same-shaped numeric samples, else
     a list. Values in `patches` override the chunk values."""
     if patches is not None:
-        sel, at = patches.hits(positions)
+        n = positions.shape[0]
+        inc = n > 64 and _increasing(positions)
+        sel, at = patches.hits(positions, inc)
         if sel.shape[0]:
-            return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel, at)
+            # strictly increasing with ends n - 1 apart: a range (no second look at the rows)
+            run = inc and int(positions[-1]) - int(positions[0]) == n - 1
+            return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel,
+                                 at, run)
     return _read_base(reader, meta, index, positions, decode, aslist)
 
 
 def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
                   positions: np.ndarray, decode: bool, aslist: bool, pm: PatchMap,
-                  sel: np.ndarray, at: np.ndarray) -> np.ndarray | list[Any]:
+                  sel: np.ndarray, at: np.ndarray, run: bool = False
+                  ) -> np.ndarray | list[Any]:
     """`positions` where `sel` (at `at` in `pm`) are patched. A same-shaped result is gathered
     as if there were no patch and the patched rows overwritten in place; a ragged one (a patch
     that changes a shape, an emptied sample, text/json/bytes, lists) is built row by row."""
     new = _patch_values(reader, meta, pm, at, decode)
     numeric = meta.kind == "array" and not meta.sample_compression
     if meta.kind == "array" and not aslist and (numeric or decode):
-        out = _overwrite(reader, meta, index, positions, decode, sel, new, numeric)
+        out = _overwrite(reader, meta, index, positions, decode, sel, new, numeric, run)
         if out is not None:
             return out
     rest = np.ones(positions.shape[0], bool)
@@ -466,7 +481,8 @@ def _patch_values(reader: ChunkReader, meta: TensorMeta, pm: PatchMap, at: np.nd
 
 def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
                positions: np.ndarray, decode: bool, sel: np.ndarray,
-               new: np.ndarray | list[Any], numeric: bool) -> np.ndarray | None:
+               new: np.ndarray | list[Any], numeric: bool, run: bool
+               ) -> np.ndarray | None:
     """The same-shaped array of `positions` with rows `sel` replaced by `new`: the base rows
     read on the vectorised path, the patched ones written over them. None when the result
     is not one array (a patch or base row of another shape): the caller builds a list."""
@@ -483,7 +499,7 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     if numeric and filled:
         # read every row, the patched ones too: a range keeps the straight-into-output path,
         # and a gather needs no mask of the rows left
-        out = _read_base(reader, meta, index, positions, decode, False)
+        out = _read_base(reader, meta, index, positions, decode, False, run or None)
         if not isinstance(out, np.ndarray) or out.shape[1:] != shape:
             return None
     else:  # only the rows not patched: media decodes only what it returns
@@ -561,11 +577,13 @@ def _read_base(
     positions: np.ndarray,
     decode: bool,
     aslist: bool,
+    run: bool | None = None,
 ) -> np.ndarray | list[Any]:
+    """`run`: True when the caller knows positions are one range (else it is looked at)."""
     n = int(positions.shape[0])
     if n >= CONTIGUOUS_MIN_ROWS and meta.kind == "array" and not meta.sample_compression \
-            and not aslist and int(positions[-1]) - int(positions[0]) == n - 1 \
-            and bool(np.all(np.diff(positions) == 1)):
+            and not aslist and (run or (int(positions[-1]) - int(positions[0]) == n - 1
+                                        and bool(np.all(np.diff(positions) == 1)))):
         whole = _read_contiguous(reader, meta, index, int(positions[0]),
                                  int(positions[-1]) + 1)
         if whole is not None:
