@@ -460,16 +460,16 @@ def _patch_values(reader: ChunkReader, meta: TensorMeta, pm: PatchMap, at: np.nd
     keys = [pm.keys[w] for w in ws]
     chunks = reader.chunks(keys, lambda k: f"patch of tensor {meta.name!r}")
     if meta.kind == "array" and not meta.sample_compression:
-        views = [chunks[k].uniform_view(meta.np_dtype) for k in keys]
-        if all(v is not None for v in views) and len({v.shape[1:] for v in views
-                                                     if v is not None}) == 1:
+        got = [chunks[k].uniform_view(meta.np_dtype) for k in keys]
+        views = [v for v in got if v is not None]
+        if len(views) == len(got) and len({v.shape[1:] for v in views}) == 1:
             if len(ws) == 1:
-                return views[0][locs]  # type: ignore[index]  # a copy: fancy indexing
-            out = np.empty((at.shape[0], *views[0].shape[1:]),  # type: ignore[union-attr]
-                           meta.np_dtype)
+                one: np.ndarray = views[0][locs]  # a copy: fancy indexing
+                return one
+            out = np.empty((at.shape[0], *views[0].shape[1:]), meta.np_dtype)
             for w, v in zip(ws, views):
                 mine = which == w
-                out[mine] = v[locs[mine]]  # type: ignore[index]
+                out[mine] = v[locs[mine]]
             return out
     new: list[Any] = [None] * at.shape[0]
     for j, (w, li) in enumerate(zip(which.tolist(), locs.tolist())):
