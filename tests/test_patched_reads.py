@@ -155,8 +155,10 @@ def test_a_patched_uniform_tensor_converts_no_unpatched_sample(
     np.testing.assert_array_equal(got, want)
     picked = np.sort(rng.choice(n, 500, replace=False))
     np.testing.assert_array_equal(ds["y"][picked.tolist()].numpy(), want[picked])
+    shuffled = rng.permutation(n)[:5_000]  # not in order: each position looked up
+    np.testing.assert_array_equal(ds["y"][shuffled.tolist()].numpy(), want[shuffled])
     assert len(ds.query("SELECT * WHERE w < 0")) == 3
-    assert calls["samples"] <= 3  # at most the patched rows; never the other ~20k
+    assert calls["samples"] <= 3 * 3  # at most the patched rows; never the other ~20k
 
 
 def test_overwriting_patched_rows_leaves_the_cached_chunks_alone() -> None:

@@ -375,6 +375,8 @@ class PatchMap:
             # not every position in the patched rows (searchsorted is ~10x a comparison)
             a, b = np.searchsorted(self.rows, [positions[0], positions[-1] + 1])
             rows = self.rows[a:b]
+            if int(positions[-1]) - int(positions[0]) == n - 1:  # one range: no search
+                return rows - positions[0], np.arange(a, b, dtype=np.int64)
             where = np.searchsorted(positions, rows)
             ok = positions[np.minimum(where, n - 1)] == rows
             return where[ok], np.arange(a, b, dtype=np.int64)[ok]
