@@ -197,3 +197,16 @@ def test_one_image_read_by_range_is_one_array_like_a_cached_read(tmp_path: Any) 
     one = cold["img"][2:3].numpy()
     assert isinstance(one, np.ndarray) and one.shape == (1, 8, 8, 3)
     np.testing.assert_array_equal(one, cold["img"][1:4].numpy()[1:2])
+
+
+def test_a_patch_over_the_one_odd_base_row_reads_as_one_array() -> None:
+    ds = plane.create(f"mem://odd-{next(_N)}")
+    ds.create_tensor("v", dtype="float32")
+    ds.extend({"v": [np.zeros(2, np.float32)] * 5 + [np.zeros(3, np.float32)]
+               + [np.zeros(2, np.float32)] * 294})
+    ds.commit("base")
+    assert isinstance(ds["v"].numpy(), list)  # ragged before the patch
+    ds["v"][5] = np.ones(2, np.float32)
+    arr = ds["v"].numpy()
+    assert isinstance(arr, np.ndarray) and arr.shape == (300, 2) and arr[5].tolist() == [1, 1]
+    assert not arr[np.arange(300) != 5].any()

@@ -501,17 +501,21 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     if numeric and filled:
         # read every row, the patched ones too: a range keeps the straight-into-output path,
         # and a gather needs no mask of the rows left
-        out = _read_base(reader, meta, index, positions, decode, False, run or None)
-        if not isinstance(out, np.ndarray) or out.shape[1:] != shape:
-            return None
-    else:  # only the rows not patched: media decodes only what it returns
-        rest = np.ones(n, bool)
-        rest[sel] = False
-        base = _read_base(reader, meta, index, positions[rest], decode, False)
-        if not isinstance(base, np.ndarray) or base.shape[1:] != shape:
-            return None
-        out = np.empty((n, *shape), base.dtype)
-        out[rest] = base
+        whole = _read_base(reader, meta, index, positions, decode, False, run or None)
+        if isinstance(whole, np.ndarray):
+            if whole.shape[1:] != shape:
+                return None
+            whole[sel] = new
+            return whole
+    # only the rows not patched (media decodes only what it returns; a base row of another
+    # shape may be one a patch replaced)
+    rest = np.ones(n, bool)
+    rest[sel] = False
+    base = _read_base(reader, meta, index, positions[rest], decode, False)
+    if not isinstance(base, np.ndarray) or base.shape[1:] != shape:
+        return None
+    out = np.empty((n, *shape), base.dtype)
+    out[rest] = base
     out[sel] = new
     return out
 
