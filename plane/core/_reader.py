@@ -496,12 +496,9 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     n = positions.shape[0]
     if n == sel.shape[0]:
         return new
-    ent, _ = index.locate(positions[sel])
-    filled = bool((index.key_ptr[ent + 1] > index.key_ptr[ent]).all())
-    if numeric and filled:
-        # read every row, the patched ones too: a range keeps the straight-into-output path,
-        # and a gather needs no mask of the rows left
-        whole = _read_base(reader, meta, index, positions, decode, False, run or None)
+    if numeric and run and _others_cover(index, positions, sel):
+        # a range: read every row, the patched ones too, straight into the output
+        whole = _read_base(reader, meta, index, positions, decode, False, True)
         if isinstance(whole, np.ndarray):
             if whole.shape[1:] != shape:
                 return None
@@ -518,6 +515,22 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     out[rest] = base
     out[sel] = new
     return out
+
+
+def _others_cover(index: ChunkIndex, positions: np.ndarray, sel: np.ndarray) -> bool:
+    """Whether the range `positions` reads every chunk its patched rows `sel` live in for
+    some row not patched (and none is an empty fill): then reading the patched rows' old
+    values too costs no extra chunk (and needs none a patch has replaced, damaged or not)."""
+    ent, _ = index.locate(positions[sel])  # sorted: positions increase
+    starts = np.flatnonzero(np.concatenate(([True], ent[1:] != ent[:-1])))
+    counts = np.diff(np.append(starts, ent.shape[0]))
+    e = ent[starts]
+    if not bool((index.key_ptr[e + 1] > index.key_ptr[e]).all()):
+        return False
+    ends = index.ends[e]
+    lo, hi = int(positions[0]), int(positions[-1]) + 1
+    in_range = np.minimum(hi, ends) - np.maximum(lo, ends - index.rows[e])
+    return bool((in_range > counts).all())
 
 
 def _read_contiguous(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
