@@ -210,3 +210,17 @@ def test_a_patch_over_the_one_odd_base_row_reads_as_one_array() -> None:
     arr = ds["v"].numpy()
     assert isinstance(arr, np.ndarray) and arr.shape == (300, 2) and arr[5].tolist() == [1, 1]
     assert not arr[np.arange(300) != 5].any()
+
+
+def test_ragged_images_with_a_patch_decode_each_row_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = plane.create(f"mem://ragged-{next(_N)}")
+    ds.create_tensor("img", htype="image", sample_compression="jpeg")
+    ds.extend({"img": [_jpeg(k, (8, 8) if k % 2 else (8, 12)) for k in range(40)]})
+    ds.commit("base")
+    ds["img"][3] = _jpeg(99)
+    calls = _counting(monkeypatch)
+    got = ds["img"].numpy()
+    assert isinstance(got, list) and len(got) == 40
+    assert [g.shape for g in got] == [(8, 8, 3) if k % 2 else (8, 12, 3) for k in range(40)]
+    assert calls["samples"] <= 40  # 39 rows read once + the patched one

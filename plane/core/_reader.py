@@ -484,10 +484,11 @@ def _patch_values(reader: ChunkReader, meta: TensorMeta, pm: PatchMap, at: np.nd
 def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
                positions: np.ndarray, decode: bool, sel: np.ndarray,
                new: np.ndarray | list[Any], numeric: bool, run: bool
-               ) -> np.ndarray | None:
+               ) -> np.ndarray | list[Any] | None:
     """The same-shaped array of `positions` with rows `sel` replaced by `new`: the base rows
-    read on the vectorised path, the patched ones written over them. None when the result
-    is not one array (a patch or base row of another shape): the caller builds a list."""
+    read on the vectorised path, the patched ones written over them; a list if the rows read
+    turn out ragged. None when the patched values differ in shape from each other or from
+    a uniform range read: the caller builds the list."""
     if isinstance(new, list):
         if not all(isinstance(v, np.ndarray) for v in new) or len({v.shape for v in new}) != 1:
             return None
@@ -502,6 +503,8 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
         if isinstance(whole, np.ndarray):
             if whole.shape[1:] != shape:
                 return None
+            if not whole.flags.writeable:  # never write into a cached chunk
+                whole = whole.copy()
             whole[sel] = new
             return whole
     # only the rows not patched (media decodes only what it returns; a base row of another
@@ -510,7 +513,13 @@ def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
     rest[sel] = False
     base = _read_base(reader, meta, index, positions[rest], decode, False)
     if not isinstance(base, np.ndarray) or base.shape[1:] != shape:
-        return None
+        # ragged: a list, from the rows already read (not a second read of them)
+        values: list[Any] = [None] * n
+        for j, v in zip(np.flatnonzero(rest).tolist(), base):
+            values[j] = v if isinstance(base, list) else np.array(v)  # rows of an array: own
+        for j, v in zip(sel.tolist(), new):
+            values[j] = np.array(v)  # (a 0-d array for a scalar row, as a base read gives)
+        return values
     out = np.empty((n, *shape), base.dtype)
     out[rest] = base
     out[sel] = new
