@@ -3,6 +3,11 @@
 Run: .venv/bin/python bench/versioning_bench.py [--rows 1000000] [--reps 3]
 Rows are an int64 label + a 32-d float32 vector (136 B/row). Bytes and objects written are
 measured by listing the dataset directory before and after each operation.
+
+"Read after edits" (issue #13, `--reads-only` runs just it, `--quick` stops at 100 edits): a
+full-tensor read, a 1% filter and a filtered vector query on 1M rows, on the clean commit and
+after 1, 100 and 10,000 one-row commits (each commit updates the same random row of all three
+tensors), every version opened read-only and read once before the timed reps.
 """
 
 from __future__ import annotations
@@ -175,14 +180,103 @@ def bench_lance(root: str, labels: np.ndarray, vecs: np.ndarray, reps: int
     return res
 
 
+#: one-row commits after which "read after edits" is measured
+EDIT_COUNTS = (1, 100, 10_000)
+_FILTER = "SELECT * WHERE w < {cut}"
+_VQUERY = "SELECT * WHERE w < {cut} ORDER BY COSINE_SIMILARITY(e, $q) LIMIT 10"
+
+
+def bench_reads(root: str, rows: int, reps: int, counts: tuple[int, ...]) -> dict[str, Any]:
+    """Clean vs after-edits read times: {"clean" | count: {"read" | "filter" | "vector": s}}.
+    The edit commits go to a LocalStore without fsync (reads do not depend on it)."""
+    path = os.path.join(root, "reads")
+    rng = np.random.default_rng(2)
+    ds = plane.create(LocalStore(path, durable=False))
+    ds.create_tensor("y", dtype="float32")
+    ds.create_tensor("w", dtype="int32")
+    ds.create_tensor("e", dtype="float32", shape=(32,))
+    for s in range(0, rows, 100_000):
+        k = min(100_000, rows - s)
+        ds.extend({"y": rng.random(k, dtype=np.float32),
+                   "w": rng.integers(0, rows, k).astype(np.int32),
+                   "e": rng.random((k, 32), dtype=np.float32)})
+    versions = {"clean": ds.commit("base")}
+    cut = rows // 100  # w is uniform in [0, rows): a 1% filter
+    setup: dict[int, float] = {}
+    done, t0 = 0, time.perf_counter()
+    for target in counts:
+        while done < target:
+            r = int(rng.integers(0, rows))
+            ds["y"][r] = np.float32(rng.random())
+            ds["w"][r] = int(rng.integers(0, rows))
+            ds["e"][r] = rng.random(32, dtype=np.float32)
+            ds.commit(f"edit {done}")
+            done += 1
+        versions[target] = ds.commit_id  # type: ignore[assignment]
+        setup[target] = time.perf_counter() - t0
+    q = rng.random(32, dtype=np.float32)
+    out: dict[Any, Any] = {"setup": setup}
+    for name, cid in versions.items():
+        v = plane.open(LocalStore(path, durable=False), version=cid, read_only=True)
+        ops = {"read": lambda v=v: v["y"].numpy(),
+               "filter": lambda v=v: v.query(_FILTER.format(cut=cut)),
+               "vector": lambda v=v: v.query(_VQUERY.format(cut=cut), params={"q": q})}
+        res = {}
+        for op, fn in ops.items():
+            fn()  # warm: chunks cached, patch map built
+            ts = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+            res[op] = med(ts)
+        out[name] = res
+    return out
+
+
+def print_reads(res: dict[Any, Any], rows: int, reps: int) -> None:
+    counts = [k for k in res if isinstance(k, int)]
+    print(f"\n### Read after edits ({rows:,} rows: y float32, w int32, e 32-d float32; "
+          f"{reps} reps, median)\n")
+    print("| after N one-row commits | full read `y` | 1% filter `w` | filtered vector query |")
+    print("|---|---:|---:|---:|")
+    clean = res["clean"]
+    ops = ("read", "filter", "vector")
+    print("| 0 (clean) | " + " | ".join(fmt_t(clean[o]) for o in ops) + " |")
+    worst = 0.0
+    for k in counts:
+        cells = []
+        for o in ops:
+            r = res[k][o] / clean[o]
+            worst = max(worst, r)
+            cells.append(f"{fmt_t(res[k][o])} ({r:.2f}x)")
+        print(f"| {k:,} | " + " | ".join(cells) + " |")
+    setup = ", ".join(f"{k:,} commits after {s:.1f} s" for k, s in res["setup"].items())
+    print(f"\nEdits made in one process (LocalStore, no fsync): {setup}.")
+    print(f"* after edits <= 1.5x the clean time at every count: worst {worst:.2f}x — "
+          f"{'PASS' if worst <= 1.5 else 'FAIL'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--no-fsync", action="store_true",
                    help="tensorplane without fsync (LocalStore(durable=False)): what it costs")
+    p.add_argument("--reads-only", action="store_true",
+                   help="run only the read-after-edits section")
+    p.add_argument("--quick", action="store_true",
+                   help="read after edits: 1 and 100 one-row commits only (not 10,000)")
     args = p.parse_args(argv)
     print(f"`{' '.join([os.path.relpath(sys.executable), *sys.argv])}`\n")
+    counts = EDIT_COUNTS[:2] if args.quick else EDIT_COUNTS
+    if args.reads_only:
+        root = tempfile.mkdtemp(prefix="plane-vbench-")
+        try:
+            print_reads(bench_reads(root, args.rows, args.reps, counts), args.rows, args.reps)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 1000, args.rows).astype(np.int64)
     vecs = rng.random((args.rows, 32), dtype=np.float32)
@@ -191,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         tp = bench_plane(root, labels, vecs, args.reps, durable=not args.no_fsync)
         cp = bench_copy(tp["path"], root, args.reps)
         ln = bench_lance(root, labels, vecs, args.reps)
+        reads = bench_reads(root, args.rows, args.reps, counts)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     copy_t = med([x[0] for x in cp["copy"]])
@@ -239,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'PASS' if b_n == 1 and b_b < 1024 else 'FAIL'}")
     if ln and "b_branch_error" in ln:
         print(f"* Lance create_branch failed here: {ln['b_branch_error']}")
+    print_reads(reads, args.rows, args.reps)
 
 
 if __name__ == "__main__":

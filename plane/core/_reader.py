@@ -363,13 +363,33 @@ class PatchMap:
         pick = rows.shape[0] - 1 - first
         return cls(uniq, tuple(p.key for p in patches), which[pick], local[pick])
 
-    def hits(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices into positions that are patched, their index into self.rows)."""
+    def hits(self, positions: np.ndarray, increasing: bool | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into positions that are patched, their index into self.rows).
+        `increasing`: whether positions are strictly increasing, if the caller knows."""
+        n = positions.shape[0]
+        if increasing is None:
+            increasing = _increasing(positions)
+        if increasing and n > 64:
+            # sorted (ranges, query candidates): look the few patched rows up in positions,
+            # not every position in the patched rows (searchsorted is ~10x a comparison)
+            a, b = np.searchsorted(self.rows, [positions[0], positions[-1] + 1])
+            rows = self.rows[a:b]
+            if int(positions[-1]) - int(positions[0]) == n - 1:  # one range: no search
+                return rows - positions[0], np.arange(a, b, dtype=np.int64)
+            where = np.searchsorted(positions, rows)
+            ok = positions[np.minimum(where, n - 1)] == rows
+            return where[ok], np.arange(a, b, dtype=np.int64)[ok]
         at = np.searchsorted(self.rows, positions)
         at_c = np.minimum(at, max(self.rows.shape[0] - 1, 0))
         hit = (at < self.rows.shape[0]) & (self.rows[at_c] == positions)
         sel = np.flatnonzero(hit)
         return sel, at_c[sel]
+
+
+def _increasing(positions: np.ndarray) -> bool:
+    """Whether `positions` are strictly increasing (one comparison pass)."""
+    return bool((positions[1:] > positions[:-1]).all())
 
 
 def _where(meta: TensorMeta, index: ChunkIndex) -> Callable[[str], str]:
@@ -390,36 +410,136 @@ def read_samples(
     """Read samples at physical `positions`: one ndarray for same-shaped numeric samples, else
     a list. Values in `patches` override the chunk values."""
     if patches is not None:
-        sel, at = patches.hits(positions)
+        n = positions.shape[0]
+        inc = n > 64 and _increasing(positions)
+        sel, at = patches.hits(positions, inc)
         if sel.shape[0]:
-            return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel, at)
+            # strictly increasing with ends n - 1 apart: a range (no second look at the rows)
+            run = inc and int(positions[-1]) - int(positions[0]) == n - 1
+            return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel,
+                                 at, run)
     return _read_base(reader, meta, index, positions, decode, aslist)
 
 
 def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
                   positions: np.ndarray, decode: bool, aslist: bool, pm: PatchMap,
-                  sel: np.ndarray, at: np.ndarray) -> np.ndarray | list[Any]:
-    keys = [pm.keys[int(pm.which[a])] for a in at]
-    chunks = reader.chunks(keys, lambda k: f"patch of tensor {meta.name!r}")
-    new = []
-    for k, a in zip(keys, at):
-        c, li = chunks[k], int(pm.local[a])
-        v = decode_sample(meta, c.sample(li), c.footer.shapes[li], decode)
-        new.append(v.copy() if isinstance(v, np.ndarray) else v)
+                  sel: np.ndarray, at: np.ndarray, run: bool = False
+                  ) -> np.ndarray | list[Any]:
+    """`positions` where `sel` (at `at` in `pm`) are patched. A same-shaped result is gathered
+    as if there were no patch and the patched rows overwritten in place; a ragged one (a patch
+    that changes a shape, an emptied sample, text/json/bytes, lists) is built row by row."""
+    new = _patch_values(reader, meta, pm, at, decode)
+    numeric = meta.kind == "array" and not meta.sample_compression
+    if meta.kind == "array" and not aslist and (numeric or decode):
+        out = _overwrite(reader, meta, index, positions, decode, sel, new, numeric, run)
+        if out is not None:
+            return out
     rest = np.ones(positions.shape[0], bool)
     rest[sel] = False
     others = np.flatnonzero(rest)
     base = _read_base(reader, meta, index, positions[others], decode, True) \
         if others.shape[0] else []
+    if isinstance(new, np.ndarray):  # one array per row, as a base read gives
+        new = [np.array(v) for v in new]  # a 0-d array for a scalar row, not np.float32
     values: list[Any] = [None] * positions.shape[0]
-    for j, v in zip(others, base):
-        values[int(j)] = v
-    for j, v in zip(sel, new):
-        values[int(j)] = v
-    numeric = meta.kind == "array" and not meta.sample_compression
-    if numeric and not aslist and len({np.shape(v) for v in values}) == 1:
+    for j, v in zip(others.tolist(), base):
+        values[j] = v
+    for j, v in zip(sel.tolist(), new):
+        values[j] = v
+    if meta.kind == "array" and (numeric or decode) and not aslist \
+            and len({np.shape(v) for v in values}) == 1:
         return np.stack(values)
     return values
+
+
+def _patch_values(reader: ChunkReader, meta: TensorMeta, pm: PatchMap, at: np.ndarray,
+                  decode: bool) -> np.ndarray | list[Any]:
+    """The newest values of patched rows `at` (indices into `pm.rows`): one (m, *shape) array
+    gathered per patch chunk when every chunk holds raw arrays of one shape, else a list
+    (one conversion per patched sample)."""
+    which, locs = pm.which[at], pm.local[at]
+    ws = unique_ints(which).tolist()
+    keys = [pm.keys[w] for w in ws]
+    chunks = reader.chunks(keys, lambda k: f"patch of tensor {meta.name!r}")
+    if meta.kind == "array" and not meta.sample_compression:
+        got = [chunks[k].uniform_view(meta.np_dtype) for k in keys]
+        views = [v for v in got if v is not None]
+        if len(views) == len(got) and len({v.shape[1:] for v in views}) == 1:
+            if len(ws) == 1:
+                one: np.ndarray = views[0][locs]  # a copy: fancy indexing
+                return one
+            out = np.empty((at.shape[0], *views[0].shape[1:]), meta.np_dtype)
+            for w, v in zip(ws, views):
+                mine = which == w
+                out[mine] = v[locs[mine]]
+            return out
+    new: list[Any] = [None] * at.shape[0]
+    for j, (w, li) in enumerate(zip(which.tolist(), locs.tolist())):
+        c = chunks[pm.keys[w]]
+        v = decode_sample(meta, c.sample(li), c.footer.shapes[li], decode)
+        new[j] = v.copy() if isinstance(v, np.ndarray) else v
+    return new
+
+
+def _overwrite(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
+               positions: np.ndarray, decode: bool, sel: np.ndarray,
+               new: np.ndarray | list[Any], numeric: bool, run: bool
+               ) -> np.ndarray | list[Any] | None:
+    """The same-shaped array of `positions` with rows `sel` replaced by `new`: the base rows
+    read on the vectorised path, the patched ones written over them; a list if the rows read
+    turn out ragged. None when the patched values differ in shape from each other or from
+    a uniform range read: the caller builds the list."""
+    if isinstance(new, list):
+        if not all(isinstance(v, np.ndarray) for v in new) or len({v.shape for v in new}) != 1:
+            return None
+        new = np.stack(new)
+    shape = new.shape[1:]
+    n = positions.shape[0]
+    if n == sel.shape[0]:
+        return new
+    if numeric and run and _others_cover(index, positions, sel):
+        # a range: read every row, the patched ones too, straight into the output
+        whole = _read_base(reader, meta, index, positions, decode, False, True)
+        if isinstance(whole, np.ndarray):
+            if whole.shape[1:] != shape:
+                return None
+            if not whole.flags.writeable:  # never write into a cached chunk
+                whole = whole.copy()
+            whole[sel] = new
+            return whole
+    # only the rows not patched (media decodes only what it returns; a base row of another
+    # shape may be one a patch replaced)
+    rest = np.ones(n, bool)
+    rest[sel] = False
+    base = _read_base(reader, meta, index, positions[rest], decode, False)
+    if not isinstance(base, np.ndarray) or base.shape[1:] != shape:
+        # ragged: a list, from the rows already read (not a second read of them)
+        values: list[Any] = [None] * n
+        for j, v in zip(np.flatnonzero(rest).tolist(), base):
+            values[j] = v if isinstance(base, list) else np.array(v)  # rows of an array: own
+        for j, v in zip(sel.tolist(), new):
+            values[j] = np.array(v)  # (a 0-d array for a scalar row, as a base read gives)
+        return values
+    out = np.empty((n, *shape), base.dtype)
+    out[rest] = base
+    out[sel] = new
+    return out
+
+
+def _others_cover(index: ChunkIndex, positions: np.ndarray, sel: np.ndarray) -> bool:
+    """Whether the range `positions` reads every chunk its patched rows `sel` live in for
+    some row not patched (and none is an empty fill): then reading the patched rows' old
+    values too costs no extra chunk (and needs none a patch has replaced, damaged or not)."""
+    ent, _ = index.locate(positions[sel])  # sorted: positions increase
+    starts = np.flatnonzero(np.concatenate(([True], ent[1:] != ent[:-1])))
+    counts = np.diff(np.append(starts, ent.shape[0]))
+    e = ent[starts]
+    if not bool((index.key_ptr[e + 1] > index.key_ptr[e]).all()):
+        return False
+    ends = index.ends[e]
+    lo, hi = int(positions[0]), int(positions[-1]) + 1
+    in_range = np.minimum(hi, ends) - np.maximum(lo, ends - index.rows[e])
+    return bool((in_range > counts).all())
 
 
 def _read_contiguous(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
@@ -485,11 +605,13 @@ def _read_base(
     positions: np.ndarray,
     decode: bool,
     aslist: bool,
+    run: bool | None = None,
 ) -> np.ndarray | list[Any]:
+    """`run`: True when the caller knows positions are one range (else it is looked at)."""
     n = int(positions.shape[0])
     if n >= CONTIGUOUS_MIN_ROWS and meta.kind == "array" and not meta.sample_compression \
-            and not aslist and int(positions[-1]) - int(positions[0]) == n - 1 \
-            and bool(np.all(np.diff(positions) == 1)):
+            and not aslist and (run or (int(positions[-1]) - int(positions[0]) == n - 1
+                                        and bool(np.all(np.diff(positions) == 1)))):
         whole = _read_contiguous(reader, meta, index, int(positions[0]),
                                  int(positions[-1]) + 1)
         if whole is not None:
@@ -518,8 +640,8 @@ def _read_base(
                     v = decode_sample(meta, got[0], got[1], decode)
                 except ChecksumError as err:
                     raise ChecksumError(f"chunk {where(keys[0])}: {err}") from None
-                if numeric and not aslist:
-                    return np.asarray(v).copy()[None]
+                if not aslist and (numeric or (meta.kind == "array" and decode)):
+                    return np.asarray(v).copy()[None]  # as `_finish` stacks a decoded image
                 return [v.copy() if isinstance(v, np.ndarray) else v]
     uniq = unique_ints(ent)
     single = [int(e) for e in uniq if index.key_ptr[e + 1] - index.key_ptr[e] == 1]
