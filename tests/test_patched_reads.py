@@ -227,9 +227,9 @@ def test_ragged_images_with_a_patch_decode_each_row_once(
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "flat"])
-def test_unfiltered_top_k_after_edits_drops_stale_index_rows(kind: str) -> None:
-    """After a few edits an unfiltered top-k asks the index for k + (rows changed) results and
-    drops the changed ones (their new values are searched exactly), instead of filtering every
+def test_unfiltered_top_k_after_edits_excludes_stale_index_rows(kind: str) -> None:
+    """After edits an unfiltered top-k excludes the rows changed since the index's commit from
+    the index search (their new values are searched exactly), instead of allowing every other
     row: the answer is the exact one, deleted rows never appear, and explain says so."""
     pytest.importorskip("faiss")
     rng = np.random.default_rng(3)
@@ -259,4 +259,4 @@ def test_unfiltered_top_k_after_edits_drops_stale_index_rows(kind: str) -> None:
         assert got.tolist() == want.tolist()
     else:  # approximate
         assert len(set(got.tolist()) & set(want.tolist())) >= 8
-    assert "changed since dropped from its top" in ds.explain(sql, {"q": q})
+    assert "changed since excluded from it" in ds.explain(sql, {"q": q})

@@ -560,11 +560,6 @@ def _vectors(ctx: _Ctx, name: str, pos: np.ndarray) -> np.ndarray:
     return np.asarray(v, np.float32).reshape(pos.shape[0], -1)
 
 
-#: up to this many rows changed since an index's commit, an unfiltered top-k asks the index
-#: for that many more results and drops them, rather than filtering every row
-OVERFETCH_STALE = 4096
-
-
 def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(positions, scores) best first among candidate positions."""
@@ -587,31 +582,27 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     same = info.state == ctx.ds._base_key and not ctx.ds._unflushed
     every = cpos.shape[0] == ctx.n
     unfiltered = every and not stale.shape[0]
-    # all rows wanted, a few stale in the index: ask it for k + stale more and drop the stale
-    # ones from the answer, instead of a selector over every other row (O(n) per query)
-    overfetch = every and k is not None and 0 < stale.shape[0] <= OVERFETCH_STALE
-    cids = ctx.ids[cpos] if not ((unfiltered or overfetch) and same) else ctx.ids
-    allowed = None if unfiltered or overfetch else (
+    # all rows wanted, some stale in the index: exclude those (a selector of the stale rows),
+    # instead of allowing every other row (a sort and a selector of n ids per query)
+    exclude = every and stale.shape[0] > 0
+    cids = ctx.ids[cpos] if not ((unfiltered or exclude) and same) else ctx.ids
+    allowed = None if unfiltered or exclude else (
         np.sort(cids) if not stale.shape[0] else np.setdiff1d(cids, stale))
     if same and allowed is not None and not stale.shape[0]:
         allowed = cids  # the local positions below are used instead; no sort needed
     kk = ctx.n if k is None else k
-    ask = kk + int(stale.shape[0]) if overfetch else kk
     parts = []
     for p in info.partitions:
         part = load_partition(ctx.ds, p["key"], False)
         if same and allowed is not None:  # the index's rows are this state's rows in order
             a, b = int(p["start"]), int(p["start"]) + int(p["rows"])
             local = cpos[(cpos >= a) & (cpos < b)] - a
-            parts.append(part.search(qv, ask, None, local=local))
+            parts.append(part.search(qv, kk, None, local=local))
         else:
-            parts.append(part.search(qv, ask, allowed))
-    ids, sc = merge_topk(parts, ask, higher_is_better(s.metric))
-    if overfetch:
-        keep = ~np.isin(ids, stale)
-        ids, sc = ids[keep][:kk], sc[keep][:kk]
+            parts.append(part.search(qv, kk, allowed, excluded=stale if exclude else None))
+    ids, sc = merge_topk(parts, kk, higher_is_better(s.metric))
     want = min(kk, int(allowed.shape[0]) if allowed is not None
-               else info.rows - (int(stale.shape[0]) if overfetch else 0))
+               else info.rows - (int(stale.shape[0]) if exclude else 0))
     if ids.shape[0] < want:  # the index came back short under the filter: be exact
         ctx.plan.add(f"{label}: {info.kind} index returned {ids.shape[0]} < {want}; exact "
                      f"search over the {cpos.shape[0]:,} candidates instead")
@@ -620,8 +611,8 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     ctx.plan.add(f"{label}: {info.kind} index at commit {info.commit[:12]} "
                  f"({len(info.partitions)} partition(s), params {info.params}); prefilter "
                  f"{'none' if allowed is None else f'{allowed.shape[0]:,} allowed rows'}"
-                 + (f"; {stale.shape[0]:,} rows changed since dropped from its top "
-                    f"{ask:,}" if overfetch else ""))
+                 + (f"; {stale.shape[0]:,} rows changed since excluded from it"
+                    if exclude else ""))
     # rows added or changed since the index (all in this version) among the candidates
     new = fresh if every or not fresh.shape[0] else np.intersect1d(cids, fresh)
     if new.shape[0]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,8 @@ class VectorPartition:
     params: dict[str, Any]
     row_ids: np.ndarray
     index: Any
+    _order: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                          compare=False)
 
     @property
     def ntotal(self) -> int:
@@ -142,11 +144,26 @@ class VectorPartition:
         return cls(head["kind"], head["metric"], head["params"], z["ids"].astype(np.int64),
                    index)
 
+    def positions_of(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in this partition of those row `ids` it holds (O(len(ids) log n) after a
+        sort of its ids, made once per loaded partition)."""
+        if self._order is None:
+            order = np.argsort(self.row_ids, kind="stable")
+            self._order = (order, self.row_ids[order])
+        order, sorted_ids = self._order
+        ids = np.asarray(ids, np.int64)
+        at = np.searchsorted(sorted_ids, ids)
+        inside = at < sorted_ids.shape[0]
+        at, ids = at[inside], ids[inside]
+        out: np.ndarray = order[at[sorted_ids[at] == ids]]
+        return out
+
     def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None,
-               params: dict[str, Any] | None = None, local: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               params: dict[str, Any] | None = None, local: np.ndarray | None = None,
+               excluded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(row ids, scores) of the k best vectors, best first. A prefilter: `allowed` row
-        ids, or `local` positions inside this partition (cheaper: no id lookup)."""
+        ids, or `local` positions inside this partition (cheaper: no id lookup); or the
+        opposite, `excluded` row ids (a few rows changed since the index was built)."""
         if self.index is None or not self.ntotal or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         check_width(np.asarray(q).reshape(-1), int(self.index.d), "the query vector",
@@ -160,6 +177,12 @@ class VectorPartition:
             if not local.shape[0]:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             sel = faiss.IDSelectorBatch(np.ascontiguousarray(local, np.int64))
+        elif excluded is not None and excluded.shape[0]:
+            gone = self.positions_of(excluded)
+            if gone.shape[0]:
+                inner = faiss.IDSelectorBatch(np.ascontiguousarray(gone, np.int64))
+                sel = faiss.IDSelectorNot(inner)
+                sel.referenced = inner  # keep the inner selector alive while sel is
         kk = min(k, self.ntotal)
         sp = self._search_params(faiss, p, sel)
         qq = normalize_query(q[None]) if self.metric == "cosine" else np.ascontiguousarray(
