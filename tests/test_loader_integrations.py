@@ -256,3 +256,22 @@ def test_ragged_batches_from_workers_arrive_whole_and_in_order(local_ds: str) ->
     own = next(iter(DataLoader(ds.pytorch(batch_size=8, tensors=["input_ids"]).torch_dataset(),
                                batch_size=None, num_workers=1)))
     assert isinstance(own["input_ids"], list) and own["input_ids"][0].dtype == torch.int32
+
+
+def test_class_labels_reach_torch_as_int64(tmp_path: Any) -> None:
+    """class_label tensors are stored as uint32, which F.cross_entropy refuses: torch batches
+    widen uint16/uint32 losslessly (to int32/int64); other dtypes stay as stored (#15.7)."""
+    torch = pytest.importorskip("torch")
+    ds = plane.create(str(tmp_path / "d"))
+    ds.create_tensor("label", htype="class_label", class_names=["cat", "dog", "bird"])
+    ds.create_tensor("u16", dtype="uint16")
+    ds.create_tensor("u8", dtype="uint8")
+    ds.extend({"label": [0, 2, 1, 2], "u16": np.array([1, 65535, 2, 3], np.uint16),
+               "u8": np.array([1, 2, 3, 255], np.uint8)})
+    ds.commit("c")
+    (batch,) = list(ds.pytorch(batch_size=4, shuffle=False))
+    assert batch["label"].dtype == torch.int64 and batch["label"].tolist() == [0, 2, 1, 2]
+    assert batch["u16"].dtype == torch.int32 and batch["u16"].tolist() == [1, 65535, 2, 3]
+    assert batch["u8"].dtype == torch.uint8
+    logits = torch.zeros(4, 3)
+    torch.nn.functional.cross_entropy(logits, batch["label"])  # refused uint32 before

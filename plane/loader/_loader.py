@@ -385,12 +385,20 @@ def _default_collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: unsigned dtypes torch barely supports (F.cross_entropy refuses uint32 class labels, the
+#: default class_label dtype) -> the signed dtype that holds every value
+_TORCH_WIDEN = {"u2": np.int32, "u4": np.int64}
+
+
 def _to_torch(batch: Any, pin: bool) -> Any:
     import torch
 
     if isinstance(batch, dict):
         return {k: _to_torch(v, pin) for k, v in batch.items()}
     if isinstance(batch, np.ndarray) and batch.dtype.kind in "biuf":
+        wide = _TORCH_WIDEN.get(batch.dtype.str[1:])
+        if wide is not None:  # torch has little support for uint16/32: widen, losslessly
+            batch = batch.astype(wide)
         t = torch.from_numpy(batch if batch.flags.writeable else batch.copy())
         return t.pin_memory() if pin else t
     if isinstance(batch, list) and batch and all(isinstance(v, np.ndarray) for v in batch):
