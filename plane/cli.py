@@ -214,7 +214,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from plane.ingest._sources import PARQUET_EXTS, image_files, resolve_files
 
     if args.kind == "parquet":  # a missing source fails before anything is created
-        resolve_files(src, PARQUET_EXTS, src_opts)
+        files = resolve_files(src, PARQUET_EXTS, src_opts)
+        if cols is not None and files:  # --map renames; unmapped columns keep their names
+            from plane.ingest._sources import parquet_schema
+
+            names = parquet_schema(*files[0])[0].names
+            cols = {**{c: cols.get(c, c) for c in names}, **cols}  # in the source's order
     else:
         image_files(src, src_opts)
     store = plane.open_store(args.url, opts)
@@ -382,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"JSON, for the dataset's store (default ${DEST_OPTIONS_ENV})")
     s.add_argument("--source-storage-options", default=os.environ.get(SOURCE_OPTIONS_ENV),
                    help=f"JSON, for the source (default ${SOURCE_OPTIONS_ENV})")
-    s.add_argument("--map", nargs="*", metavar="COLUMN=TENSOR", help="column to tensor names")
-    s.add_argument("--htype", nargs="*", metavar="TENSOR=HTYPE", help="override inference")
+    s.add_argument("--map", nargs="*", action="extend", metavar="COLUMN=TENSOR",
+                   help="column to tensor names (repeatable; unmapped columns keep their names)")
+    s.add_argument("--htype", nargs="*", action="extend", metavar="TENSOR=HTYPE",
+                   help="override inference (repeatable)")
     s.add_argument("--labels", choices=["folder"], default=None, help="images: class per dir")
     s.add_argument("--on-error", choices=["raise", "skip", "quarantine"], default="raise")
     s.add_argument("--batch-rows", type=int, default=None)

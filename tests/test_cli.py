@@ -375,6 +375,25 @@ def _parquet(tmp_path: Path) -> tuple[Path, Path, pa.Table]:
     return a, b, t
 
 
+def test_ingest_map_flags_accumulate(capsys: pytest.CaptureFixture[str], tmp_path: Path
+                                     ) -> None:
+    """`--map a=x --map b=y` kept only the last flag (argparse nargs='*' replaces)."""
+    a, _, t = _parquet(tmp_path)
+    dest = tmp_path / "ds"
+    rc, _, err = cli(capsys, "ingest", "parquet", a, dest, "--map", "img=images",
+                     "--map", "label=labels", "--htype", "labels=generic", "--htype",
+                     "extra=generic")
+    assert rc == 0, err
+    ds = plane.open(dest, read_only=True)
+    assert list(ds.tensors) == ["images", "labels", "txt", "extra"]
+    assert ds["labels"].meta.htype == "generic"
+    assert ds["extra"].numpy().tolist() == t["extra"].to_pylist()
+    # a map onto a name another column keeps is refused, naming it; nothing is left behind
+    rc, _, err = cli(capsys, "ingest", "parquet", a, tmp_path / "d2", "--map", "img=extra")
+    assert rc != 0 and "['extra']" in err
+    assert not [p for p in (tmp_path / "d2").rglob("*") if p.is_file()]
+
+
 def test_ingest_parquet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     a, b, t = _parquet(tmp_path)
     dest = tmp_path / "ds"
@@ -384,7 +403,8 @@ def test_ingest_parquet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert rc == 0 and err == ""
     assert out.startswith("ingested 8 of 8 rows from 2 file(s) in ")
     ds = plane.open(dest, read_only=True)
-    assert len(ds) == 8 and sorted(ds.tensors) == ["caption", "images", "labels"]  # no extra
+    # unmapped columns keep their names (they were silently dropped)
+    assert len(ds) == 8 and list(ds.tensors) == ["images", "labels", "caption", "extra"]
     assert ds["labels"].meta.htype == "generic"  # inference alone says class_label
     assert ds["images"].meta.htype == "image"
     assert ds["labels"].numpy().tolist() == [0, 1, 0, 1, 0, 0, 1, 0]
