@@ -98,7 +98,7 @@ def _cmd_checkout(args: argparse.Namespace) -> int:
         plane.open(args.url, storage_options=_opts(args)).versions.create_branch(
             args.create, args.version)
         print(f"created branch {args.create} at {args.version}")
-    ds.summary()
+    print(ds.summary())
     print(f"\nopen it with plane.open({args.url!r}, version={args.version!r})")
     return 0
 
@@ -141,7 +141,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    _open(args).summary()
+    print(_open(args).summary())
     return 0
 
 

@@ -54,7 +54,7 @@ def run(path: Path, n: int) -> None:
     assert np.array_equal(ds["embedding"][[3, 7, 9]].numpy(), emb[[3, 7, 9]])
     batch = ds["embedding"][:n].numpy()
     t_read = time.perf_counter() - t1
-    ds.summary()
+    print(ds.summary())
     files = [p for p in path.rglob("*") if p.is_file()]
     print(f"\nwrote {n + 1} samples in {t_write:.2f}s; reopened and read back in {t_read:.2f}s")
     print(f"sample 5: image {img.shape} {img.dtype}, label "

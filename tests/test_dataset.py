@@ -383,3 +383,14 @@ def test_large_contiguous_read_verifies_chunks(tmp_path: Any) -> None:
     fresh = plane.open(tmp_path / "d", read_only=True)
     with pytest.raises(plane.ChecksumError, match=key.split("/")[1]):
         fresh["v"][0:2000].numpy()
+
+
+def test_summary_returns_the_table_without_printing_it(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """summary() printed and returned the text, so a REPL showed it twice (#15 item 11)."""
+    ds = plane.create("mem://summary-once")
+    ds.create_tensor("labels", htype="class_label")
+    text = ds.summary()
+    assert capsys.readouterr().out == ""
+    assert "labels" in text and "class_label" in text
+    assert repr(text) == str(text)  # a REPL shows the table itself, once

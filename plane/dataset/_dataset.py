@@ -845,7 +845,9 @@ class Dataset:
             yield DatasetView(self, np.array([i], np.int64), True)
 
     def summary(self) -> str:
-        """A table of tensors (htype, dtype, shape, rows, chunks, bytes); also printed."""
+        """A table of tensors (htype, dtype, shape, rows, chunks, bytes): a str that a REPL
+        shows as the table (print it in a script). It printed and returned the text, which a
+        REPL then showed twice."""
         rows = [("tensor", "htype", "dtype", "shape", "compression", "chunks", "bytes")]
         for name, w in self._writers.items():
             t = Tensor(self, name)
@@ -861,9 +863,7 @@ class Dataset:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
-        text = "\n".join(lines)
-        print(text)
-        return text
+        return _Text("\n".join(lines))
 
     def __repr__(self) -> str:
         where = f"branch={self._branch!r}" if self._branch else f"commit={self._commit_id!r}"
@@ -1046,3 +1046,10 @@ def _storage_errors(what: str, url: Any) -> Iterator[None]:
         where = url.url if isinstance(url, Store) else os.fspath(url)
         raise StoreError(f"cannot {what} at {where}: {e.strerror or e}; check the path (it "
                          "must be writable to create or write) or choose another") from e
+
+
+class _Text(str):
+    """A str whose repr is itself, so a REPL shows a table as a table (once)."""
+
+    def __repr__(self) -> str:
+        return str(self)
