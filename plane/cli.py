@@ -31,8 +31,10 @@ def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     try:
         out = json.loads(text)
     except json.JSONDecodeError as e:
+        example = ('\'{"q": [0.1, 0.2]}\'' if flag == "--params"
+                   else '\'{"endpoint_url": "http://..."}\'')
         raise plane.PlaneError(f"{flag} is not valid JSON ({e}): give an object such as "
-                               '\'{"endpoint_url": "http://..."}\'') from None
+                               f"{example}") from None
     if not isinstance(out, dict):
         raise plane.PlaneError(f"{flag} must be a JSON object, got {type(out).__name__}")
     return out
@@ -72,7 +74,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     ds = _open(args)
     d = ds.versions.diff(args.a, args.b)
     print(json.dumps(d.to_dict(), indent=1) if args.json else d)
-    return 0
+    return 1 if args.exit_code and d else 0  # as `git diff --exit-code`
 
 
 def _cmd_branch(args: argparse.Namespace) -> int:
@@ -346,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("a", nargs="?", default=None, help="old version (default: head commit)")
     s.add_argument("b", nargs="?", default=None, help="new version (default: working state)")
     s.add_argument("--json", action="store_true", help="print the full diff as JSON")
+    s.add_argument("--exit-code", action="store_true",
+                   help="exit 1 if the versions differ, 0 if not (as git diff --exit-code)")
     s.set_defaults(fn=_cmd_diff)
     s = sub.add_parser("branch", help="list, create (NAME [--at V]) or --delete branches")
     common(s)

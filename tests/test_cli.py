@@ -174,6 +174,17 @@ def test_diff_text_and_json(capsys: pytest.CaptureFixture[str], dataset: Any) ->
     rc, out, _ = cli(capsys, "diff", path)
     assert rc == 0 and out.splitlines() == [f"diff {c2} -> working", "  rows: +0 -0",
                                             "  (no changes)"]
+    # --exit-code, as git's: 1 when the versions differ, 0 when they do not
+    assert cli(capsys, "diff", path, c1, c2, "--exit-code")[0] == 1
+    assert cli(capsys, "diff", path, "--exit-code")[0] == 0
+
+
+def test_query_params_error_shows_a_params_example(capsys: pytest.CaptureFixture[str],
+                                                   dataset: Any) -> None:
+    path = dataset[0]
+    rc, _, err = cli(capsys, "query", path, "SELECT * LIMIT 1", "--params", "not json")
+    assert rc == 2 and "--params is not valid JSON" in err
+    assert '"q":' in err and "endpoint_url" not in err
 
 
 # ---- branches, checkout ----------------------------------------------------------------------
