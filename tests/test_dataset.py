@@ -394,3 +394,16 @@ def test_summary_returns_the_table_without_printing_it(capsys: pytest.CaptureFix
     assert capsys.readouterr().out == ""
     assert "labels" in text and "class_label" in text
     assert repr(text) == str(text)  # a REPL shows the table itself, once
+
+
+def test_loader_search_and_versions_have_readable_reprs() -> None:
+    ds = plane.create("mem://reprs")
+    ds.create_tensor("x", dtype="int64")
+    ds.extend({"x": [1, 2, 3]})
+    ds.commit("c")
+    loader = ds.numpy(batch_size=2, seed=7)
+    assert repr(loader).startswith("Loader(numpy, mem://reprs") and "batch_size=2" in repr(loader)
+    assert "seed=7" in repr(loader) and "epoch=0" in repr(loader)
+    s = ds.search().where("x > 1")
+    assert repr(s).startswith("Search(mem://reprs, 1 filter(s), 0 ranking(s), limit=10")
+    assert repr(ds.versions) == "VersionControl(mem://reprs, at 'main')"

@@ -493,6 +493,12 @@ class Loader:
     def config(self) -> LoaderConfig:
         return self.source.config
 
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Loader({self.kind}, {self.source.store.url}, tensors={list(c.tensors or [])}, "
+                f"batch_size={c.batch_size}, shuffle={c.shuffle}, seed={c.seed}, "
+                f"epoch={self.epoch}, position={self.position})")
+
     def __len__(self) -> int:
         return len(self.source.plan(self.epoch).batches)
 

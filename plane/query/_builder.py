@@ -118,6 +118,10 @@ class Search:
     def run(self) -> View:
         return run_query(self._ds, self.to_query(), "")
 
+    def __repr__(self) -> str:
+        return (f"Search({self._ds.url}, {len(self._where)} filter(s), {len(self._scores)} "
+                f"ranking(s), limit={self._limit}, offset={self._offset}); .run() or .explain()")
+
     def explain(self) -> str:
         return explain_query(self._ds, self.to_query())
 

@@ -67,6 +67,10 @@ class VersionControl:
     def __init__(self, ds: Dataset) -> None:
         self._ds = ds
 
+    def __repr__(self) -> str:
+        where = self._ds.current_branch or self._ds.commit_id
+        return f"VersionControl({self._ds.url}, at {where!r})"
+
     @property
     def _store(self) -> Any:
         return self._ds._store
