@@ -203,3 +203,19 @@ def test_params_that_are_not_a_mapping_of_names_are_query_errors(ds: plane.Datas
             run(sql, [1, 2])  # type: ignore[arg-type]
         with pytest.raises(QueryError, match=r"params names are strings, got 1 \(int\)"):
             run(sql, {"p": 2, 1: 3})  # type: ignore[dict-item]
+
+
+def test_explain_says_when_a_similarity_is_ordered_worst_first() -> None:
+    """ORDER BY COSINE_SIMILARITY(...) without DESC returns the least similar rows first, as
+    SQL's ASC does; explain now says so and names the fix (#15 item 11)."""
+    ds = plane.create("mem://asc-similarity")
+    ds.create_tensor("e", htype="embedding", dtype="float32")
+    ds.extend({"e": np.eye(4, dtype=np.float32)})
+    ds.commit("c")
+    q = {"q": np.array([1, 0, 0, 0], np.float32)}
+    asc = ds.explain("SELECT * ORDER BY COSINE_SIMILARITY(e, $q) LIMIT 1", q)
+    assert "the least similar rows first (write DESC for the nearest)" in asc
+    desc = ds.explain("SELECT * ORDER BY COSINE_SIMILARITY(e, $q) DESC LIMIT 1", q)
+    assert "least similar" not in desc
+    assert ds.query("SELECT * ORDER BY COSINE_SIMILARITY(e, $q) DESC LIMIT 1", q).ids[0] == \
+        ds.row_ids[0]

@@ -743,6 +743,9 @@ def execute(ds: Dataset, q: Query, plan: Plan | None = None) -> tuple[np.ndarray
         o = q.order_by[0]
         pos, scores, higher = rank(ctx, o.expr, cand, limit)
         if o.desc != higher:  # asked for the worst first: rank everything, then reverse
+            plan.add(f"{_score_name(o.expr)} ordered {'DESC' if o.desc else 'ASC'}: the "
+                     f"{'most' if not higher else 'least'} {'distant' if not higher else 'similar'}"
+                     f" rows first (write {'ASC' if o.desc else 'DESC'} for the nearest)")
             pos, scores, _ = rank(ctx, o.expr, cand, None)
             pos, scores = pos[::-1], scores[::-1]
             if limit is not None:
