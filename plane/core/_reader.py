@@ -13,6 +13,7 @@ import numpy as np
 import xxhash
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError
+from plane._pool import process_pool
 from plane.core._layout import chunk_key
 from plane.format._chunk import (
     CODEC_NONE,
@@ -65,8 +66,6 @@ class _LRU:
                 self.total -= self.size(old)
 
 
-_POOL: Any = None
-_POOL_PID = -1
 _POOL_LOCK = threading.Lock()
 
 
@@ -133,16 +132,7 @@ def check_samples(c: ParsedChunk, rows: Iterable[int], where: str) -> None:
 
 def _io_pool() -> Any:
     """One shared I/O thread pool per process (recreated after fork)."""
-    global _POOL, _POOL_PID
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    if _POOL is None or _POOL_PID != os.getpid():
-        with _POOL_LOCK:
-            if _POOL is None or _POOL_PID != os.getpid():
-                _POOL = ThreadPoolExecutor(16, thread_name_prefix="plane-io")
-                _POOL_PID = os.getpid()
-    return _POOL
+    return process_pool("io", 16)
 
 
 class ChunkReader:

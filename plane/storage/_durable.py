@@ -12,22 +12,13 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from plane._pool import process_pool
+
 __all__ = ["PendingSyncs", "fsync_dir"]
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = -1
-_POOL_LOCK = threading.Lock()
-
 
 def _pool() -> ThreadPoolExecutor:
     """One small fsync pool per process (made anew after a fork)."""
-    global _POOL, _POOL_PID
-    if _POOL is None or _POOL_PID != os.getpid():
-        with _POOL_LOCK:
-            if _POOL is None or _POOL_PID != os.getpid():
-                _POOL = ThreadPoolExecutor(8, thread_name_prefix="plane-fsync")
-                _POOL_PID = os.getpid()
-    return _POOL
+    return process_pool("fsync", 8)
 
 
 def fsync_dir(path: str) -> None:
