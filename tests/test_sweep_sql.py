@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _oracles import like_ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,20 +132,6 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> States:
 
 
 # ---- the reference ----------------------------------------------------------------------
-
-
-def like_ref(s: str, p: str) -> bool:
-    """SQL LIKE by dynamic programming (% any run, _ one character)."""
-    prev = [True] + [False] * len(p)
-    for j, c in enumerate(p):
-        prev[j + 1] = prev[j] and c == "%"
-    for ch in s:
-        cur = [False] * (len(p) + 1)
-        for j, c in enumerate(p):
-            cur[j + 1] = (cur[j] or prev[j + 1]) if c == "%" else (
-                prev[j] and (c == "_" or c == ch))
-        prev = cur
-    return prev[-1]
 
 
 Ref = Callable[[dict[str, Any]], bool] | None  # a row's truth; None: not checked
