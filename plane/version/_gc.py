@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -10,9 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plane._errors import ChecksumError, InvalidArgumentError, ObjectNotFoundError
-from plane.core._layout import RefStore, chunk_key, read_dataset_info
+from plane.core._layout import (
+    RefStore,
+    chunk_key,
+    get_artifact_json,
+    get_cas_json,
+    read_dataset_info,
+    sealed_format,
+)
 from plane.core._state import Commit, State, TensorPart
-from plane.format._hash import unseal
 from plane.storage import Store, open_store
 
 __all__ = ["GcReport", "gc", "reachable_objects", "DEFAULT_GRACE_SECONDS"]
@@ -46,37 +51,32 @@ class GcReport:
                 f"{self.ref_records_pruned} old ref records {prune}")
 
 
-def _json(store: Store, key: str) -> Any:
-    """A JSON object, plain or sealed; None if it is missing or unreadable."""
+def _json(store: Store, key: str, sealed: bool | None) -> Any:
+    """A JSON object as readers read it (`sealed`: a named artifact of a format-3 dataset or
+    not; None: content-addressed); None if it is missing or damaged."""
     try:
-        raw = store.get(key)
-    except ObjectNotFoundError:
+        if sealed is None:
+            return get_cas_json(store, key)
+        return get_artifact_json(store, key, sealed, "object")
+    except (ObjectNotFoundError, ChecksumError):
         return None
-    for data in (raw, None):
-        try:
-            if data is None:
-                data = unseal(raw, f"{store.url}/{key}")
-            return json.loads(data)
-        except (ValueError, ChecksumError):
-            continue
-    return None
 
 
-def _index_objects(store: Store, commits: set[str]) -> set[str] | None:
+def _index_objects(store: Store, commits: set[str], sealed: bool) -> set[str] | None:
     """Index refs of reachable commits, their manifests and partitions; None if an index
     object that matters cannot be read (then gc leaves every index object alone)."""
     keys: set[str] = set()
     for ref in store.list("indexes/refs/"):
         if ref.rsplit("/", 1)[-1] not in commits:
             continue
-        body = _json(store, ref)
+        body = _json(store, ref, sealed)
         if body is None:
             return None
         manifest = body.get("manifest") if isinstance(body, dict) else None
         if not isinstance(manifest, str):
             return None
         keys.update((ref, manifest))
-        info = _json(store, manifest)
+        info = _json(store, manifest, None)
         if info is None:
             if store.exists(manifest):  # there but unreadable: its partitions are unknown
                 return None
@@ -93,6 +93,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
     their history, with the indexes of reachable commits. Keys under ``indexes/`` are all
     included when an index object cannot be read (gc never deletes what it can't follow)."""
     refs = RefStore(store)
+    sealed = sealed_format(read_dataset_info(store))
     commits: set[str] = set()
     states: set[str] = set()
     todo: list[str] = []
@@ -104,7 +105,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
                 todo.append(rec["commit"])
     todo.extend(str(t["commit"]) for t in refs.tags().values())
     for vkey in store.list("views/"):  # a saved view reopens at its commit
-        view = _json(store, vkey)
+        view = _json(store, vkey, sealed)
         if isinstance(view, dict) and isinstance(view.get("commit"), str):
             todo.append(view["commit"])
     while todo:
@@ -134,7 +135,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
                 continue
             keys.update(chunk_key(k) for k in part.index.keys)
             keys.update(chunk_key(p.key) for p in part.patches)
-    index_keys = _index_objects(store, commits)
+    index_keys = _index_objects(store, commits, sealed)
     keys.update(index_keys if index_keys is not None else store.list("indexes/"))
     return keys
 
