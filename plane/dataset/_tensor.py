@@ -29,7 +29,7 @@ class Tensor:
     # ---- schema ---------------------------------------------------------------------------
     @property
     def meta(self) -> TensorMeta:
-        return self._ds._writer(self.name).meta
+        return self._ds._ws.writer(self.name).meta
 
     @property
     def htype(self) -> str:
@@ -46,7 +46,7 @@ class Tensor:
 
     @property
     def num_chunks(self) -> int:
-        w = self._ds._writer(self.name)
+        w = self._ds._ws.writer(self.name)
         return w.index.num_chunks + (1 if w.buffer is not None else 0)
 
     def positions(self) -> np.ndarray:
@@ -72,7 +72,7 @@ class Tensor:
 
     # ---- reading --------------------------------------------------------------------------
     def _read(self, decode: bool, aslist: bool) -> Any:
-        out = self._ds._read(self.name, self.positions(), decode, aslist)
+        out = self._ds._ws.read(self.name, self.positions(), decode, aslist)
         if self._scalar:
             return out[0]
         return out
@@ -99,7 +99,7 @@ class Tensor:
 
     def bytes(self) -> Any:
         """Samples as stored bytes (e.g. the original JPEG) without decoding."""
-        w = self._ds._writer(self.name)
+        w = self._ds._ws.writer(self.name)
         if w.meta.kind == "array" and not w.meta.sample_compression:
             arr = self._read(True, True)
             return arr.tobytes() if self._scalar else [a.tobytes() for a in arr]
@@ -107,8 +107,8 @@ class Tensor:
 
     def text(self) -> Any:
         """Alias of numpy() for text tensors; the URIs of a ``link[...]`` tensor."""
-        if self._ds._writer(self.name).meta.link:
-            out = self._ds._read(self.name, self.positions(), True, True, links=False)
+        if self._ds._ws.writer(self.name).meta.link:
+            out = self._ds._ws.read(self.name, self.positions(), True, True, links=False)
             return out[0] if self._scalar else out
         return self.numpy()
 
@@ -122,10 +122,10 @@ class Tensor:
     @property
     def shape(self) -> tuple[int | None, ...]:
         """(rows, *sample dims); a dimension that varies between samples is None."""
-        w = self._ds._writer(self.name)
+        w = self._ds._ws.writer(self.name)
         if w.meta.kind != "array":
             return () if self._scalar else (len(self),)
-        shapes = self._ds._shapes(self.name, self.positions())
+        shapes = self._ds._ws.shapes(self.name, self.positions())
         if shapes.shape[0] == 0:
             dims: tuple[int | None, ...] = tuple(w.meta.fixed_shape or ())
         else:

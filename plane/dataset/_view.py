@@ -39,7 +39,7 @@ class DatasetView:
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             if key not in self._ds.tensors:
-                raise TensorNotFoundError(self._ds._no_tensor(key))
+                raise TensorNotFoundError(self._ds._ws.no_tensor(key))
             return Tensor(self._ds, key, self._positions, self._scalar)
         if self._scalar:
             raise IndexError("this view is one row; index a tensor of it instead")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -206,6 +207,32 @@ class TensorMeta:
 
     def evolve(self, **changes: Any) -> TensorMeta:
         return replace(self, **changes)
+
+    def combine(self, other: TensorMeta, conflict: Callable[[str, Any, Any], Exception],
+                same: Sequence[str] = (), one_way: bool = False) -> TensorMeta:
+        """This meta after learning what `other` knows about the same tensor: each field in
+        `same` must be equal; dtype and ndim are taken from `other` where unset here and must
+        agree where both are set; class names grow to the longer list when one extends the
+        other (with `one_way`, only `other`'s may extend these). `conflict(field, ours,
+        theirs)` builds the error raised when they disagree."""
+        for f in same:
+            if getattr(self, f) != getattr(other, f):
+                raise conflict(f, getattr(self, f), getattr(other, f))
+        out = self
+        for f in ("dtype", "ndim"):
+            a, b = getattr(self, f), getattr(other, f)
+            if a is None:
+                out = out.evolve(**{f: b})
+            elif b is not None and a != b:
+                raise conflict(f, a, b)
+        an, bn = self.class_names, other.class_names
+        if bn[: len(an)] == an:
+            names = bn
+        elif not one_way and an[: len(bn)] == bn:
+            names = an
+        else:
+            raise conflict("class_names", an, bn)
+        return out.evolve(class_names=names) if names != out.class_names else out
 
     def to_dict(self) -> dict[str, Any]:
         cached: dict[str, Any] | None = self.__dict__.get("_dict")

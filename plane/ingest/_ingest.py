@@ -366,13 +366,13 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
 def apply_ingest(ds: Dataset, frag: Fragment | Sequence[Fragment], metas: Mapping[str, TensorMeta],
                  created: Sequence[str]) -> int:
     """Create the new tensors and append the written rows: all or nothing (checked first)."""
-    from plane.dataset._dataset import _fragment_meta
+    from plane.core._working import fragment_meta
 
     frags = [frag] if isinstance(frag, Fragment) else list(frag)
     have = {n: w.meta for n, w in ds._writers.items()}
     for f in frags:  # validate against the dataset's schema before changing anything
         for n, m in have.items():
-            have[n] = _fragment_meta(m, TensorMeta.from_dict(f.metas[n]), f.fragment_id)
+            have[n] = fragment_meta(m, TensorMeta.from_dict(f.metas[n]), f.fragment_id)
     for name in created:
         create_like(ds, metas[name])
     return ds.apply_fragments(frags)

@@ -108,10 +108,10 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
             res.tensors_removed.append(t)
     for t in d_theirs.schema_changed:
         if t in ours._writers:  # class names / learned dtype: take the richer side
-            from plane.dataset._dataset import _merge_meta
+            from plane.core._working import merge_meta
 
             w = ours._writers[t]
-            w.meta = _merge_meta(w.meta, w.meta, theirs._writers[t].meta, label)
+            w.meta = merge_meta(w.meta, theirs._writers[t].meta, label)
             w.dirty = True
 
     # 2. rows they appended (and, with "theirs", rows we deleted that they updated)
@@ -128,7 +128,7 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
         for t in ours._writers:
             cols[t] = read_physical(theirs, t, tp, decode=True) if t in theirs._writers \
                 else [None] * add_ids.shape[0]
-        ours.extend(cols, _row_ids=add_ids)
+        ours._ws.extend(cols, len(add_ids), row_ids=add_ids)
         res.rows_added = int(add_ids.shape[0])
 
     # 3. rows they updated (and every existing row of a tensor they created)

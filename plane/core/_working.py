@@ -1,0 +1,668 @@
+"""WorkingState: the write side of one branch (or a read-only commit) of a dataset.
+
+It holds the base the writes started from, the tensors' writers (indexes, open chunks,
+patches), the rows, their ids and deletions, and it owns the write protocol: appends,
+patches and their folding, publishing a state (and commit) by moving the branch ref, and
+rebasing on a branch another writer moved. `Dataset` and `VersionControl` drive it; every
+reader gets a `Snapshot` of it (`view()` in memory, `snapshot()` stored, unpublished).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from plane._errors import (
+    CommitConflictError,
+    PlaneError,
+    ReadOnlyError,
+    SchemaError,
+    TensorNotFoundError,
+)
+from plane.core._fragment import Fragment
+from plane.core._layout import RefStore, chunk_key, read_dataset_info, sealed_format
+from plane.core._links import LinkResolver
+from plane.core._reader import ChunkReader, PatchMap, read_samples, read_shapes
+from plane.core._snapshot import Snapshot, _link_resolver, no_tensor, read_rows
+from plane.core._state import Commit, Patch, RowIds, State, TensorPart, new_row_id_base
+from plane.core._writer import TensorWriter
+from plane.format._codecs import Block, encode_batch
+from plane.format._index import ChunkIndex
+from plane.format._meta import TensorMeta
+from plane.storage import Store
+
+__all__ = ["WorkingState", "INLINE_PATCH_BYTES", "PATCH_COMPACT_AT"]
+
+#: patch chunks up to this size are kept inside the tensor's part (one object fewer per
+#: small update; format version 2)
+INLINE_PATCH_BYTES = 2048
+#: when a working state first updates a tensor whose base lists this many patches, they are
+#: folded into one (newest value per row), so a part (rewritten by every commit that touches
+#: the tensor) stays small
+PATCH_COMPACT_AT = 32
+
+#: a writer that keeps losing the race for the branch ref gives up (CommitConflictError "too
+#: many concurrent writers") only after this many attempts *and* this many seconds
+_MAX_REBASES = 50
+_RETRY_SECONDS = 120.0
+#: after each lost race a writer waits uniform(0, min(cap, base * 2**losses)) seconds: full
+#: jitter spreads racing writers out, so they take turns instead of colliding again
+_BACKOFF_BASE = 0.002
+_BACKOFF_CAP = 0.25
+_JITTER = random.SystemRandom()  # no shared seed across forked processes
+
+
+class WorkingState:
+    """The working state of one dataset handle: base version, writers and rows."""
+
+    def __init__(self, store: Store, cache_bytes: int,
+                 link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.store = store
+        self.info: dict[str, Any] = read_dataset_info(store)
+        self.refs = RefStore(store, self.format_version)
+        self.reader = ChunkReader(store, cache_bytes, sealed_format(self.info))
+        self.link_storage_options = link_storage_options
+        self.links: LinkResolver = _link_resolver(store, link_storage_options)
+        # the base: what the branch ref pointed at when these writes started
+        self.branch: str | None = None
+        self.seq = -1
+        self.commit_id: str | None = None
+        self.base_key = ""
+        self.base = State()
+        self.base_parts: dict[str, TensorPart] = {}
+        self.base_entries: dict[str, int] = {}
+        self.base_npatches: dict[str, int] = {}
+        self.base_folds: dict[str, str] = {}  # tensor -> key of the fold of the base patches
+        self.commit_states: dict[str, str] = {}  # commit id -> state key (immutable)
+        # the writes
+        self.writers: dict[str, TensorWriter] = {}
+        self.part_keys: dict[str, str] = {}
+        self.created: set[str] = set()
+        self.dropped: set[str] = set()
+        self.physical = 0
+        self.row_ids = RowIds()
+        self.deleted = np.zeros(0, np.int64)
+        self._live: np.ndarray | None = None
+        self._view: Snapshot | None = None
+        self._snapshot: Snapshot | None = None
+        self._id_next = -1
+        self._id_left = 0
+
+    @property
+    def format_version(self) -> int:
+        return int(self.info.get("format_version", 1))
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    # ---- base -----------------------------------------------------------------------------
+    def set_base(self, branch: str | None, seq: int, commit_id: str | None, key: str,
+                 state: State) -> None:
+        """Make `state` the base of an empty working state (on `branch`, or detached)."""
+        self.branch = branch
+        self.seq = seq
+        self.commit_id = commit_id
+        self.base_key = key
+        self.base = state
+        self.base_parts = {n: TensorPart.load(self.store, k) for n, k in state.tensors.items()}
+        self.writers = {n: TensorWriter(p.meta, p.index.copy(), self.reader, p.patches)
+                        for n, p in self.base_parts.items()}
+        self.part_keys = dict(state.tensors)
+        self.mark_clean()
+        self.physical = state.physical
+        self.row_ids = state.row_ids.copy()
+        self.deleted = state.deleted
+        self.changed()
+
+    def mark_clean(self) -> None:
+        for w in self.writers.values():
+            w.dirty = False
+        self.base_entries = {n: w.index.num_entries for n, w in self.writers.items()}
+        self.base_npatches = {n: len(w.patches) for n, w in self.writers.items()}
+        self.created = set()
+        self.dropped = set()
+        self.base_folds = {}
+
+    def changed(self) -> None:
+        """Forget what was derived from the rows or writers (call after every change)."""
+        self._live = None
+        self._view = None
+        self._snapshot = None
+
+    # ---- state ----------------------------------------------------------------------------
+    @property
+    def unflushed(self) -> bool:
+        """True if the in-memory working state differs from `base_key` (not yet flushed)."""
+        return bool(any(w.dirty for w in self.writers.values()) or self.created
+                    or self.dropped or (self.deleted is not self.base.deleted
+                                        and not np.array_equal(self.deleted,
+                                                               self.base.deleted)))
+
+    @property
+    def has_changes(self) -> bool:
+        """True if the working state differs from its commit (flushed or not)."""
+        if self.unflushed:
+            return True
+        if self.commit_id is None:
+            return bool(self.base.tensors)
+        return self.commit_state(self.commit_id) != self.base_key
+
+    def commit_state(self, commit_id: str | None) -> str | None:
+        """The state key of a commit (cached: commits are immutable)."""
+        if commit_id is None:
+            return None
+        if commit_id not in self.commit_states:
+            self.commit_states[commit_id] = Commit.load(self.store, commit_id).state
+        return self.commit_states[commit_id]
+
+    def __len__(self) -> int:
+        return self.physical - int(self.deleted.shape[0])
+
+    def writer(self, name: str) -> TensorWriter:
+        try:
+            return self.writers[name]
+        except KeyError:
+            raise TensorNotFoundError(self.no_tensor(name)) from None
+
+    def no_tensor(self, name: str) -> str:
+        return no_tensor(self.url, name, self.writers)
+
+    def metas(self) -> dict[str, TensorMeta]:
+        return {n: w.meta for n, w in self.writers.items()}
+
+    def check_writable(self, what: str) -> None:
+        if self.store.read_only:
+            raise ReadOnlyError(f"cannot {what}: {self.url} is open read-only; open it with "
+                                "plane.open(url, read_only=False)")
+        if self.branch is None:
+            raise ReadOnlyError(f"cannot {what}: commit {self.commit_id} is checked out "
+                                "(detached, read-only); checkout a branch, or create one here "
+                                "with ds.branch(name)")
+
+    # ---- reading --------------------------------------------------------------------------
+    def to_physical(self, positions: np.ndarray) -> np.ndarray:
+        if not self.deleted.shape[0]:
+            return positions
+        if self._live is None:
+            mask = np.ones(self.physical, bool)
+            mask[self.deleted] = False
+            self._live = np.flatnonzero(mask).astype(np.int64)
+        out: np.ndarray = self._live[positions]
+        return out
+
+    def read(self, name: str, positions: np.ndarray, decode: bool = True,
+             aslist: bool = False, links: bool = True) -> Any:
+        w = self.writer(name)
+        w.seal()
+        return read_rows(self.reader, self.links if links else None, name, w.meta, w.index,
+                         w.patch_map(), self.to_physical(positions), positions, decode,
+                         aslist)
+
+    def shapes(self, name: str, positions: np.ndarray) -> np.ndarray:
+        w = self.writer(name)
+        w.seal()
+        return read_shapes(self.reader, w.meta, w.index, self.to_physical(positions),
+                           w.patch_map())
+
+    def view(self) -> Snapshot:
+        """The working state as it is now, unflushed writes included, as an in-memory
+        Snapshot (not stored, not picklable; valid until the next change)."""
+        if self._view is None:
+            for w in self.writers.values():
+                w.seal()
+            state = State({n: "" for n in self.writers}, self.physical, self.row_ids,
+                          self.deleted, version=self.format_version)
+            parts = {n: TensorPart(w.meta, w.index, w.patches) for n, w in self.writers.items()}
+            self._view = Snapshot(self.store, None if self.unflushed else self.base_key,
+                                  state, parts, commit_id=self.commit_id, branch=self.branch,
+                                  info=self.info, reader=self.reader, links=self.links,
+                                  link_storage_options=self.link_storage_options)
+        return self._view
+
+    def snapshot(self) -> Snapshot:
+        """A stored, picklable Snapshot of the working state: unflushed writes are stored as
+        unpublished objects (chunks, parts, a state) — the branch does not move."""
+        if self._snapshot is None:
+            if not self.unflushed:
+                key = self.base_key
+                state = self.base
+            else:
+                self.store_pending()
+                state = self.working_state()
+                key = state.save(self.store)
+            parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches))
+                     for n, w in self.writers.items()}
+            commit = self.commit_id if key == self.commit_state(self.commit_id) else None
+            self._snapshot = Snapshot(self.store, key, state, parts, commit_id=commit,
+                                      branch=self.branch, info=self.info, reader=self.reader,
+                                      links=self.links,
+                                      link_storage_options=self.link_storage_options)
+        return self._snapshot
+
+    # ---- schema ---------------------------------------------------------------------------
+    def add_tensor(self, meta: TensorMeta) -> None:
+        w = TensorWriter(meta, ChunkIndex(), self.reader)
+        w.add_fill(self.physical)
+        w.dirty = True
+        self.writers[meta.name] = w
+        self.created.add(meta.name)
+        self.dropped.discard(meta.name)
+        self.base_entries[meta.name] = w.index.num_entries
+        self.base_npatches[meta.name] = 0
+        self.changed()
+
+    def drop_tensor(self, name: str) -> None:
+        self.writer(name)
+        del self.writers[name]
+        if name in self.created:
+            self.created.discard(name)
+        else:
+            self.dropped.add(name)
+        self.changed()
+
+    def replace_tensor(self, name: str, writer: TensorWriter) -> None:
+        """Swap in a rewritten tensor (same rows), as if created by this working state."""
+        writer.dirty = True
+        self.writers[name] = writer
+        self.created.add(name)
+        self.base_entries[name] = 0
+        self.base_npatches[name] = 0
+        self.changed()
+
+    # ---- appends --------------------------------------------------------------------------
+    def alloc_ids(self, n: int) -> np.ndarray:
+        if self._id_left < n:
+            self._id_next, self._id_left = new_row_id_base(), 1 << 40
+        ids = np.arange(self._id_next, self._id_next + n, dtype=np.int64)
+        self._id_next += n
+        self._id_left -= n
+        return ids
+
+    def extend(self, columns: Mapping[str, Any], n: int,
+               row_ids: np.ndarray | None = None) -> None:
+        """Append `n` rows given as checked columns (one per tensor), with new row ids
+        unless `row_ids` are given (a merge carries the other side's ids)."""
+        row0 = len(self)
+        plans = {}
+        for name, values in columns.items():
+            w = self.writers[name]
+            block, meta = encode_batch(w.meta, values, row0)
+            plans[name] = w.plan(block, meta)
+        chunks = {chunk_key(k): v for p in plans.values() for k, v in p.chunks.items()}
+        self.store.put_many(chunks)
+        for name, plan in plans.items():
+            self.writers[name].apply(plan)
+        self.row_ids.extend_ids(row_ids if row_ids is not None else self.alloc_ids(n))
+        self.physical += n
+        self.changed()
+
+    def apply_fragments(self, fragments: Sequence[Fragment]) -> int:
+        """Append rows that workers already wrote as fragments, in order; all or nothing."""
+        names = set(self.writers)
+        for f in fragments:
+            if set(f.metas) != names:
+                raise SchemaError(f"fragment {f.fragment_id} has tensors {sorted(f.metas)}, the "
+                                  f"dataset has {sorted(names)}")
+        metas = self.metas()
+        for f in fragments:  # validate every schema before changing anything
+            for n in names:
+                metas[n] = fragment_meta(metas[n], TensorMeta.from_dict(f.metas[n]),
+                                         f.fragment_id)
+        total = 0
+        for f in fragments:
+            for n, w in self.writers.items():
+                w.seal()
+                w.reopenable = None
+                for rows, keys, sizes in f.entries[n]:
+                    w.index.append(rows, keys, sizes)
+                w.meta = metas[n]
+                w.dirty = True
+            self.row_ids.extend_ids(self.alloc_ids(f.rows))
+            self.physical += f.rows
+            total += f.rows
+        self.changed()
+        return total
+
+    # ---- updates and deletes --------------------------------------------------------------
+    def update(self, name: str, phys: np.ndarray, block: Block, meta: TensorMeta) -> None:
+        """New values (an encoded block, in `phys` order, sorted) for physical rows `phys`."""
+        w = self.writers[name]
+        if len(w.patches) >= PATCH_COMPACT_AT and \
+                len(w.patches) == self.base_npatches.get(name, -1):
+            self.fold_base_patches(name)  # before our first patch of this working state
+        self._add_patch(w, phys, block, meta)
+        self.changed()
+
+    def _add_patch(self, w: TensorWriter, phys: np.ndarray, block: Block, meta: TensorMeta
+                   ) -> None:
+        patch, data = w.plan_patch(phys, block, meta)
+        if len(data) <= INLINE_PATCH_BYTES and self.format_version >= 2:
+            patch = Patch(patch.key, patch.nbytes, patch.rows, data)  # lives in the part
+        else:
+            self.store.put(chunk_key(patch.key), data)
+        w.apply_patch(patch, data, meta)
+
+    def fold_base_patches(self, name: str) -> None:
+        """Replace the patches this working state started from with one patch holding the
+        newest value of each row they touch (same values; a bounded part). Only the base's
+        patches are folded, so what this writer changed stays a patch list of its own, and a
+        concurrent writer that folded the same base produced the same patch (same key)."""
+        w = self.writers[name]
+        folded = _fold(self.reader, w.meta, w.index, w.patches)
+        if folded is None:
+            return
+        rows, block, meta = folded
+        w.set_patches([])
+        self._add_patch(w, rows, block, meta)
+        self.base_npatches[name] = 1
+        self.base_folds[name] = w.patches[0].key
+
+    def _base_fold_key(self, name: str) -> str | None:
+        """The key of the fold of this working state's base patches of `name`."""
+        if name in self.base_folds:
+            return self.base_folds[name]
+        part = self.base_parts.get(name)
+        if part is None or not part.patches:
+            return None
+        w = self.writers.get(name)
+        if w is None:
+            return None
+        folded = _fold(self.reader, part.meta, part.index, part.patches)
+        if folded is None:
+            return None
+        rows, block, meta = folded
+        return w.plan_patch(rows, block, meta)[0].key
+
+    def delete(self, phys: np.ndarray) -> None:
+        """Delete physical rows `phys`."""
+        self.deleted = np.union1d(self.deleted, phys).astype(np.int64)
+        self.changed()
+
+    # ---- publishing -----------------------------------------------------------------------
+    def store_pending(self) -> None:
+        """Store every chunk the writers still hold in memory."""
+        pending: dict[str, bytes] = {}
+        taken: dict[str, list[str]] = {}
+        for name, w in self.writers.items():
+            got = w.take_unwritten()
+            pending.update({chunk_key(k): v for k, v in got.items()})
+            taken[name] = list(got)
+        self.store.put_many(pending)
+        for name, keys in taken.items():
+            self.writers[name].stored(keys)
+
+    def working_state(self) -> State:
+        """The working state as a State, its changed parts saved (chunks must be stored)."""
+        tensors = {}
+        for name, w in self.writers.items():
+            if w.dirty or name not in self.part_keys:
+                self.part_keys[name] = TensorPart(w.meta, w.index, w.patches).save(self.store)
+            tensors[name] = self.part_keys[name]
+        return State(tensors, self.physical, self.row_ids.copy(), self.deleted,
+                     version=self.format_version)
+
+    def publish(self, message: str | None, parents: Sequence[str] = (),
+                allow_empty: bool = False) -> str | None:
+        """Store pending chunks, write the working state and move the branch ref to it,
+        with a new commit when `message` is given. Returns the commit id (or None)."""
+        self.store_pending()
+        started = time.monotonic()
+        for attempt in itertools.count():
+            state = self.working_state()
+            key = state.save(self.store)
+            commit_id = self.commit_id
+            if message is not None:
+                prev = self.commit_state(commit_id)
+                if key == prev and not allow_empty and not parents:
+                    raise PlaneError("nothing to commit: the working state equals commit "
+                                     f"{commit_id}; pass allow_empty=True for an empty commit")
+                own = (commit_id,) if commit_id else ()
+                commit_id = Commit(key, own + tuple(parents), message, _author(),
+                                   time.time()).save(self.store).id
+            elif key == self.base_key:
+                return commit_id
+            assert self.branch is not None
+            rec = {"commit": commit_id, "state": key}
+            if self.refs.advance(self.branch, self.seq + 1, rec):
+                self.seq += 1
+                self.commit_id = commit_id
+                if message is not None:  # a new commit: its state is the one just written
+                    self.commit_states[commit_id] = key  # type: ignore[index]
+                self.base_key, self.base = key, state
+                self.base_parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches))
+                                   for n, w in self.writers.items()}
+                self.mark_clean()
+                self.changed()
+                return commit_id
+            waited = time.monotonic() - started
+            if attempt + 1 >= _MAX_REBASES and waited >= _RETRY_SECONDS:
+                raise CommitConflictError(
+                    f"could not move branch {self.branch!r} of {self.url} after {attempt + 1} "
+                    f"attempts in {waited:.0f} s: too many concurrent writers; nothing was "
+                    "written. Retry later, or write to separate branches and merge")
+            time.sleep(_JITTER.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt)))
+            self.rebase()
+        raise AssertionError("unreachable")
+
+    def _changed_since_base(self, name: str, theirs: TensorPart, rows: np.ndarray
+                            ) -> np.ndarray:
+        """Those of the shared physical `rows` whose newest value in `theirs` differs from
+        the one in this working state's base (values, as diff and merge compare them)."""
+        if not rows.shape[0]:
+            return rows
+        got = []
+        for part in (self.base_parts[name], theirs):
+            self.reader.inline.update((p.key, p.data) for p in part.patches
+                                      if p.data is not None)
+            pm = PatchMap.build(part.patches) if part.patches else None
+            raw = part.meta.sample_compression is not None
+            got.append(list(read_samples(self.reader, part.meta, part.index, rows, not raw,
+                                         True, pm)))
+        differ = [i for i, (a, b) in enumerate(zip(*got)) if not _same_value(a, b)]
+        return rows[np.asarray(differ, np.int64)] if differ else np.zeros(0, np.int64)
+
+    def rebase(self) -> None:
+        """Replay this writer's changes on top of the branch head another writer just moved.
+
+        Appended rows move after theirs; patches and deletes on shared rows are kept; a row
+        both sides changed (or one deleted and the other updated) is a CommitConflictError.
+        """
+        assert self.branch is not None
+        head = self.refs.head(self.branch)
+        if head is None:
+            raise CommitConflictError(f"branch {self.branch!r} was deleted concurrently")
+        seq, rec = head
+        theirs = State.load(self.store, rec["state"])
+        base = self.base
+        shift = theirs.physical - base.physical
+        ours_n = self.physical - base.physical
+        if shift < 0:
+            raise CommitConflictError(f"branch {self.branch!r} was compacted concurrently; "
+                                      "reopen the dataset and redo the change")
+
+        def moved(rows: np.ndarray) -> np.ndarray:
+            return np.where(rows >= base.physical, rows + shift, rows)
+
+        def shared(rows: np.ndarray) -> np.ndarray:
+            """Rows both sides had: each side's appended rows (numbered from base.physical
+            on both sides) are its own and can clash with nothing."""
+            return rows[rows < base.physical]
+
+        our_del_all = np.setdiff1d(self.deleted, base.deleted)
+        our_del = shared(our_del_all)
+        their_del = np.setdiff1d(theirs.deleted, base.deleted)
+        conflicts: dict[str, list[int]] = {}
+        their_parts = {n: TensorPart.load(self.store, k) for n, k in theirs.tensors.items()}
+        our_changed = {n: shared(_patch_rows(w.patches[self.base_npatches[n]:]))
+                       for n, w in self.writers.items() if n in self.base_npatches}
+        their_touched: dict[str, np.ndarray] = {}
+        for name, tp in their_parts.items():
+            base_p = self.base_parts[name].patches if name in self.base_parts else []
+            nb = len(base_p)
+            touched = _patch_rows(tp.patches[nb:])
+            if [p.key for p in tp.patches[:nb]] != [p.key for p in base_p]:
+                if tp.patches and tp.patches[0].key == self._base_fold_key(name):
+                    touched = _patch_rows(tp.patches[1:])  # they folded our base: same values
+                else:  # the base's patches were rewritten (a fold of a later base): of the
+                    # rows we changed too, those whose value they changed count
+                    mine = np.union1d(our_changed.get(name, np.zeros(0, np.int64)), our_del)
+                    touched = self._changed_since_base(
+                        name, tp, np.intersect1d(_patch_rows(tp.patches), mine))
+            their_touched[name] = touched
+        new_writers: dict[str, TensorWriter] = {}
+        same: set[str] = set()  # tensors this writer left as they were: their part is ours
+        base_entries: dict[str, int] = {}
+        base_npatches: dict[str, int] = {}
+        for name, tp in their_parts.items():
+            if name in self.created:
+                raise CommitConflictError(f"tensor {name!r} was created concurrently on branch "
+                                          f"{self.branch!r}; reopen the dataset and retry")
+            if name in self.dropped:
+                continue  # we deleted this tensor; their changes to it go with it
+            index = tp.index.copy()
+            meta, patches = tp.meta, list(tp.patches)
+            if name in self.writers:
+                w = self.writers[name]
+                meta = merge_meta(meta, w.meta, self.branch)
+                base_entries[name], base_npatches[name] = index.num_entries, len(patches)
+                _append_entries(index, w.index, self.base_entries[name])
+                ours = w.patches[self.base_npatches[name]:]
+                our_rows = our_changed[name]
+                clash = np.union1d(np.intersect1d(our_rows, their_touched[name]),
+                                   np.intersect1d(our_rows, their_del))
+                if clash.shape[0]:
+                    conflicts[name] = self.row_ids.take(clash).tolist()
+                patches += [p.moved(moved(p.rows)) for p in ours]
+                if not ours and meta == tp.meta and index.num_entries == base_entries[name]:
+                    same.add(name)
+            else:  # a tensor they created: our appended rows are empty in it
+                if ours_n:
+                    index.append(ours_n)
+                else:
+                    same.add(name)
+                base_entries[name], base_npatches[name] = index.num_entries, len(patches)
+            new_writers[name] = TensorWriter(meta, index, self.reader, patches)
+        for name in self.created:
+            w = self.writers[name]
+            index = ChunkIndex()
+            if theirs.physical:
+                index.append(theirs.physical)
+            base_entries[name], base_npatches[name] = index.num_entries, 0
+            _append_entries(index, w.index, self.base_entries[name])
+            patches = [p.moved(moved(p.rows)) for p in w.patches]
+            new_writers[name] = TensorWriter(w.meta, index, self.reader, patches)
+        touched_any = np.concatenate([np.zeros(0, np.int64), *their_touched.values()])
+        clash = np.intersect1d(our_del, touched_any)
+        if clash.shape[0]:
+            conflicts["<deleted rows>"] = self.row_ids.take(clash).tolist()
+        if conflicts:
+            desc = "; ".join(f"{t!r}: row ids {ids[:10]}" for t, ids in conflicts.items())
+            raise CommitConflictError(f"concurrent changes on branch {self.branch!r} touch the "
+                                      f"same rows ({desc}); nothing was written. Reopen the "
+                                      "dataset and redo the change")
+        row_ids = theirs.row_ids.copy()
+        row_ids.extend_ids(self.row_ids.take(np.arange(base.physical, self.physical)))
+        self.seq = seq
+        self.commit_id = rec.get("commit")
+        self.base_key, self.base = rec["state"], theirs
+        self.base_parts = their_parts
+        self.writers = new_writers
+        self.part_keys = {n: theirs.tensors[n] for n in same}  # nothing of ours in them
+        for name, w in self.writers.items():
+            w.dirty = name not in same
+        # what is "ours" stays ours: entries/patches past the new base, created/dropped tensors
+        self.base_entries, self.base_npatches = base_entries, base_npatches
+        self.base_folds = {}
+        self.physical = theirs.physical + ours_n
+        self.row_ids = row_ids
+        self.deleted = np.union1d(theirs.deleted, moved(our_del_all)).astype(np.int64)
+        self.changed()
+
+
+def merge_meta(theirs: TensorMeta, ours: TensorMeta, branch: str) -> TensorMeta:
+    """Combine what two writers learned about a tensor (dtype, ndim, class names)."""
+    def conflict(field_: str, a: Any, b: Any) -> Exception:
+        if field_ == "class_names":
+            return CommitConflictError(f"tensor {theirs.name!r}: concurrent writers on branch "
+                                       f"{branch!r} added different class names; reopen and "
+                                       "retry")
+        return CommitConflictError(f"tensor {theirs.name!r}: concurrent writers on branch "
+                                   f"{branch!r} stored {field_} {a} and {b}")
+
+    return theirs.combine(ours, conflict)
+
+
+def fragment_meta(have: TensorMeta, frag: TensorMeta, fragment_id: str) -> TensorMeta:
+    """The tensor's meta after taking a fragment written with `frag`; SchemaError if the
+    fragment was written for another schema."""
+    where = f"fragment {fragment_id!r}, tensor {have.name!r}"
+
+    def conflict(field_: str, a: Any, b: Any) -> Exception:
+        if field_ == "class_names":
+            return SchemaError(f"{where}: class names {list(b)} do not extend the dataset's "
+                               f"{list(a)}; write fragments with the dataset's class names")
+        fix = ("cast the fragment's values and rewrite it" if field_ in ("dtype", "ndim")
+               else "rewrite the fragment with the dataset's schema")
+        return SchemaError(f"{where}: {field_} is {b!r} in the fragment but {a!r} in the "
+                           f"dataset; {fix}")
+
+    return have.combine(frag, conflict, same=("htype", "sample_compression", "shape",
+                                              "max_shape", "chunk_compression"), one_way=True)
+
+
+def _author() -> str:
+    env = os.environ.get("PLANE_AUTHOR")
+    if env:
+        return env
+    return _login()
+
+
+@functools.cache
+def _login() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _fold(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex, patches: list[Patch]
+          ) -> tuple[np.ndarray, Block, TensorMeta] | None:
+    """(rows, block, meta) of one patch holding the newest value of every row `patches`
+    touch, encoded deterministically (the same patches give the same bytes)."""
+    if not patches:
+        return None
+    pm = PatchMap.build(patches)
+    raw = meta.sample_compression is not None
+    vals = list(read_samples(reader, meta, index, pm.rows, not raw, True, pm))
+    if raw:  # an emptied sample reads as no bytes: it is written back as empty
+        vals = [None if not len(v) else v for v in vals]
+    block, meta = encode_batch(meta, vals, 0)
+    return pm.rows, block, meta
+
+
+def _patch_rows(patches: Sequence[Patch]) -> np.ndarray:
+    """Every physical row the patches write (with repeats)."""
+    return (np.concatenate([p.rows for p in patches]) if patches
+            else np.zeros(0, np.int64))
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.shape(a) == np.shape(b) and np.array_equal(a, b))
+    return bool(a == b)
+
+
+def _append_entries(dst: ChunkIndex, src: ChunkIndex, start: int) -> None:
+    for e in range(start, src.num_entries):
+        dst.append(int(src.rows[e]), src.entry_keys(e), src.entry_nbytes(e))
+
