@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from test_versions_stateful import VersionMachine
 
 import plane
-import plane.dataset._dataset as dsmod
+import plane.core._working as dsmod
 from plane.core._state import State, TensorPart
 
 

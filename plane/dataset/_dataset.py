@@ -66,7 +66,7 @@ _OLD = {"_writer": "writer", "_writers": "writers", "_base_key": "base_key", "_r
         "_links": "links", "_check_writable": "check_writable", "_store": "store",
         "_refs": "refs", "_publish": "publish", "_branch": "branch", "_base": "base",
         "_no_tensor": "no_tensor", "_commit_state": "commit_state",
-        "_add_tensor": "add_tensor"}
+        "_add_tensor": "add_tensor", "_part_keys": "part_keys"}
 
 #: writable datasets alive in this process, checked for unflushed writes at exit
 _OPEN: weakref.WeakSet[Dataset] = weakref.WeakSet()
