@@ -2,9 +2,12 @@
 
 Imports `plane`; `plane` never imports this package. ``import actors`` does not import ray:
 the Ray actor classes are created on first use (`actors.coordinator.start_coordinator`).
-Chunk-store shards and index partitions arrive with the ingestion (#5) and query (#6) issues.
+`actors.chunk_cache` shards a dataset's chunks over the cluster and `actors.cluster_loader`
+streams globally shuffled batches from it to each trainer.
 """
 
+from actors.chunk_cache import ChunkCache, get_chunk_cache, start_chunk_cache
+from actors.cluster_loader import ClusterLoader, cluster_loader
 from actors.coordinator import (
     VersionCoordinator,
     coordinator_actor_class,
@@ -14,6 +17,11 @@ from actors.coordinator import (
 )
 
 __all__ = [
+    "ChunkCache",
+    "ClusterLoader",
+    "cluster_loader",
+    "get_chunk_cache",
+    "start_chunk_cache",
     "VersionCoordinator",
     "coordinator_actor_class",
     "get_coordinator",

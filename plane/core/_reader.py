@@ -32,7 +32,8 @@ from plane.storage import Store
 if TYPE_CHECKING:
     from plane.core._state import Patch
 
-__all__ = ["ChunkReader", "PatchMap", "read_samples", "read_shapes", "DEFAULT_CACHE_BYTES"]
+__all__ = ["ChunkReader", "PatchMap", "read_samples", "read_shapes", "finish_samples",
+           "DEFAULT_CACHE_BYTES"]
 
 DEFAULT_CACHE_BYTES = 256 << 20
 _TAIL_GUESS = 16 << 10
@@ -757,6 +758,13 @@ def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,
             and len({np.shape(v) for v in raws}) == 1:
         return np.stack(raws)
     return raws
+
+
+def finish_samples(meta: TensorMeta, raws: list[Any], shapes: list[Any]
+                   ) -> np.ndarray | list[Any]:
+    """Values of samples read undecoded (`read(..., decode=False)` bytes and their shapes):
+    what a decoding read returns, decoded where this runs (e.g. on a trainer)."""
+    return _finish(meta, list(raws), list(shapes), True, False)
 
 
 def _footer_fits(c: ParsedChunk, meta: TensorMeta, rows: int) -> bool:

@@ -63,14 +63,16 @@ class Snapshot:
     @classmethod
     def open(cls, store: Store, state_key: str, *, commit_id: str | None = None,
              branch: str | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-             link_storage_options: Mapping[str, Mapping[str, Any]] | None = None
-             ) -> Snapshot:
-        """The version whose state object is `state_key` in `store`."""
+             link_storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+             reader: ChunkReader | None = None) -> Snapshot:
+        """The version whose state object is `state_key` in `store`; `reader` shares a chunk
+        reader (and its cache) between snapshots of one store."""
         info = read_dataset_info(store)
         state = State.load(store, state_key)
         parts = {n: TensorPart.load(store, k) for n, k in state.tensors.items()}
         return cls(store, state_key, state, parts, commit_id=commit_id, branch=branch,
-                   info=info, reader=ChunkReader(store, cache_bytes, sealed_format(info)),
+                   info=info, reader=reader or ChunkReader(store, cache_bytes,
+                                                           sealed_format(info)),
                    link_storage_options=link_storage_options)
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -7,10 +7,53 @@ without any I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from numpy.random import default_rng  # at import: numpy.random takes ~5 ms to load
 
-__all__ = ["epoch_order", "global_batches", "rank_batches", "units_of"]
+__all__ = ["EpochPlan", "epoch_order", "global_batches", "plan_epoch", "rank_batches",
+           "units_of"]
+
+
+@dataclass
+class EpochPlan:
+    """One rank's epoch: the visiting order of all rows, this rank's batches as slices of
+    it, the window of each batch, and the rows of each window."""
+
+    epoch: int
+    order: np.ndarray
+    batches: list[tuple[int, int]]  # this rank's batches, as slices of `order`
+    window_of_batch: np.ndarray  # window id of each batch (for read-ahead)
+    windows: list[np.ndarray] = field(default_factory=list)  # positions per window
+    units: list[np.ndarray] = field(default_factory=list)  # row positions per chunk
+
+
+def plan_epoch(entry_of_row: np.ndarray, bytes_per_chunk: float, window_bytes: int,
+               seed: int, epoch: int, shuffle: bool, batch_size: int, rank: int, world: int,
+               drop_last: bool, positions: np.ndarray | None = None) -> EpochPlan:
+    """The plan of one epoch for rank `rank` of `world`: `entry_of_row[i]` is the chunk of
+    row i of the rows streamed (all rows, or the subset `positions`, which the order then
+    refers to), chunks of `bytes_per_chunk` on average shuffle in windows of `window_bytes`."""
+    units = units_of(entry_of_row)
+    n = int(entry_of_row.shape[0])
+    window = max(1, int(window_bytes // max(bytes_per_chunk, 1.0)))
+    order = epoch_order(units, seed, epoch, shuffle, window)
+    if positions is not None:
+        order = positions[order]  # indices into the subset -> dataset positions
+    bounds = rank_batches(global_batches(n, batch_size, world, drop_last), rank, world)
+    if shuffle:
+        perm = default_rng([seed, epoch]).permutation(len(units))
+        sizes = [sum(units[i].shape[0] for i in perm[s:s + window])
+                 for s in range(0, len(perm), window)]
+    else:
+        sizes = [sum(u.shape[0] for u in units[s:s + window])
+                 for s in range(0, len(units), window)]
+    ends = np.cumsum(sizes) if sizes else np.zeros(0, np.int64)
+    starts = ends - np.asarray(sizes, np.int64) if sizes else ends
+    wob = np.searchsorted(ends, np.asarray([a for a, _ in bounds], np.int64), side="right")
+    windows = [order[int(a):int(b)] for a, b in zip(starts, ends)]
+    return EpochPlan(epoch, order, bounds, wob, windows, units)
 
 
 def units_of(entry_of_row: np.ndarray) -> list[np.ndarray]:

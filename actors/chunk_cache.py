@@ -1,0 +1,246 @@
+"""Chunk-shard actors: the chunks of a dataset, cached across a Ray cluster.
+
+A `ChunkCache` is a set of long-lived shard actors (one per node by default). Shard ids are
+0..n-1; the owner of a chunk is the shard with the highest `xxh64(f"{shard}:{key}")`
+(rendezvous hashing), so adding or losing a shard moves only that shard's share. A shard
+fetches a chunk from the dataset's store the first time one of its rows is asked for,
+verifies it once (the chunk reader checks the content hash while parsing), keeps it in a
+memory budget (LRU, `memory_bytes`) over an optional local-disk tier (`disk_dir`, e.g. NVMe),
+and coalesces concurrent requests for one chunk into one GET.
+
+Trainers never hold an object a shard owns: `gather` returns its rows as the method's return
+value, which Ray makes the caller's object, so a shard that dies takes nothing a trainer
+holds with it. Shards restart (`max_restarts=-1`) and calls in flight are retried
+(`max_task_retries=-1`); a restarted shard fetches again what it had cached.
+
+Nothing here imports ray at import time.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xxhash
+
+import plane
+from plane.core import Snapshot
+from plane.storage import CachingStore, Store, WrapperStore, open_store
+
+__all__ = ["ChunkCache", "ChunkShard", "get_chunk_cache", "owner_of", "start_chunk_cache"]
+
+NAMESPACE = "tensorplane"
+_PREFIX = "plane-chunk-shard-"
+
+
+def owner_of(key: str, shards: Sequence[int]) -> int:
+    """The shard (of `shards`) that owns chunk `key`: highest random weight."""
+    return max(shards, key=lambda s: xxhash.xxh64_intdigest(f"{s}:{key}".encode()))
+
+
+def _cache_id(url: str) -> str:
+    return hashlib.sha1(url.rstrip("/").encode()).hexdigest()[:12]
+
+
+class _CountingStore(WrapperStore):
+    """Counts the chunk GETs that reach the dataset's store (what a shard costs S3)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.gets: collections.Counter[str] = collections.Counter()
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def _count(self, key: str, n: int) -> None:
+        with self._lock:
+            self.gets[key] += 1
+            self.bytes += n
+
+    def get(self, key: str) -> bytes:
+        data = self.inner.get(key)
+        self._count(key, len(data))
+        return data
+
+    def get_buffer(self, key: str) -> bytes | memoryview:
+        data = self.inner.get_buffer(key)
+        self._count(key, len(data))
+        return data
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        data = self.inner.get_range(key, start, end)
+        self._count(key, len(data))
+        return data
+
+
+class ChunkShard:
+    """One shard: reads rows of the chunks it owns, from its cache or the store. Plain
+    Python; `start_chunk_cache` runs it as a Ray actor."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None, shard_id: int,
+                 memory_bytes: int, disk_dir: str | None = None,
+                 disk_bytes: int = 1 << 40) -> None:
+        self.url = url
+        self.shard_id = shard_id
+        self.counted = _CountingStore(open_store(url, storage_options))
+        store: Store = self.counted
+        if disk_dir is not None:
+            store = CachingStore(store, max_bytes=0, disk_dir=f"{disk_dir}/shard-{shard_id}",
+                                 disk_max_bytes=disk_bytes,
+                                 cacheable=lambda k: k.startswith("chunks/"))
+        self.store = store
+        self.memory_bytes = memory_bytes
+        self._reader: Any = None
+        self._snaps: collections.OrderedDict[str, Snapshot] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def _snapshot(self, state_key: str) -> Snapshot:
+        with self._lock:
+            snap = self._snaps.get(state_key)
+            if snap is None:
+                snap = Snapshot.open(self.store, state_key, cache_bytes=self.memory_bytes,
+                                     reader=self._reader)
+                self._reader = snap.reader  # one cache for every version
+                self._snaps[state_key] = snap
+                while len(self._snaps) > 4:
+                    self._snaps.popitem(last=False)
+            self._snaps.move_to_end(state_key)
+            self.calls += 1
+            return snap
+
+    def gather(self, state_key: str, request: Mapping[str, np.ndarray],
+               raw: Sequence[str] = ()) -> dict[str, Any]:
+        """Rows `request[tensor]` (logical positions) of version `state_key`, in the order
+        asked: values, or for tensors in `raw` (media the caller decodes) a pair (bytes of
+        each sample, their shapes)."""
+        snap = self._snapshot(state_key)
+        keys: list[str] = []
+        for name, pos in request.items():  # whole chunks into the cache: one GET each
+            index = snap.index(name)
+            for e in np.unique(index.locate(snap.to_physical(pos))[0]):
+                keys.extend(index.entry_keys(int(e)))
+        snap.reader.chunks(keys, lambda k: f"{self.url}, shard {self.shard_id}")
+        out: dict[str, Any] = {}
+        for name, pos in request.items():
+            if name in raw:
+                out[name] = (snap.read(name, pos, decode=False, aslist=True),
+                             snap.shapes(name, pos))
+            else:
+                out[name] = snap.read(name, pos)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """GETs that reached the store (per chunk key), bytes fetched, cache use."""
+        reader = self._reader
+        return {"shard": self.shard_id, "gets": dict(self.counted.gets),
+                "bytes": self.counted.bytes, "calls": self.calls,
+                "cached_bytes": int(getattr(reader.cache, "nbytes", 0)) if reader else 0}
+
+    def ping(self) -> int:
+        return self.shard_id
+
+
+class ChunkCache:
+    """Handles on the shards of one dataset's cache (picklable: pass it to trainers)."""
+
+    def __init__(self, url: str, shards: Sequence[Any]) -> None:
+        self.url = url
+        self.shards = list(shards)
+
+    @property
+    def shard_ids(self) -> list[int]:
+        return list(range(len(self.shards)))
+
+    def owner(self, key: str) -> int:
+        return owner_of(key, self.shard_ids)
+
+    def stats(self) -> list[dict[str, Any]]:
+        import ray
+
+        return list(ray.get([s.stats.remote() for s in self.shards]))
+
+    def gets_per_chunk(self) -> dict[str, int]:
+        """GETs of every chunk summed over the shards since they started."""
+        total: collections.Counter[str] = collections.Counter()
+        for st in self.stats():
+            total.update({k: v for k, v in st["gets"].items() if k.startswith("chunks/")})
+        return dict(total)
+
+    def stop(self) -> None:
+        import ray
+
+        for s in self.shards:
+            ray.kill(s, no_restart=True)
+
+    def __repr__(self) -> str:
+        return f"ChunkCache({self.url!r}, shards={len(self.shards)})"
+
+
+def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int = 8 << 30,
+                      disk_dir: str | None = None, disk_bytes: int = 1 << 40,
+                      storage_options: Mapping[str, Any] | None = None,
+                      nodes: Sequence[str] | None = None, detached: bool = False
+                      ) -> ChunkCache:
+    """Start the shard actors of `url`'s chunk cache: one per alive node by default (or
+    `shards`, spread; or one per node id in `nodes`), each with `memory_bytes` of chunk
+    cache and an optional disk tier under `disk_dir`. Returns when every shard answers."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    url = _check_url(url)
+    plane.open(url, read_only=True, storage_options=storage_options)  # a dataset, reachable
+    if nodes is None and shards is None:
+        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    count = len(nodes) if nodes is not None else int(shards or 1)
+    if count < 1:
+        raise plane.InvalidArgumentError(f"a chunk cache needs at least one shard, got {count}")
+    cls: Any = ray.remote(ChunkShard)
+    handles = []
+    for i in range(count):
+        opts: dict[str, Any] = {
+            "name": f"{_PREFIX}{_cache_id(url)}-{i}", "namespace": NAMESPACE,
+            "num_cpus": 0, "max_restarts": -1, "max_task_retries": -1,
+            "max_concurrency": 8, "get_if_exists": True}
+        if detached:
+            opts["lifetime"] = "detached"
+        if nodes is not None:
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i], soft=True)
+        else:
+            opts["scheduling_strategy"] = "SPREAD"
+        handles.append(cls.options(**opts).remote(
+            url, dict(storage_options) if storage_options else None, i, memory_bytes,
+            disk_dir, disk_bytes))
+    ray.get([h.ping.remote() for h in handles])
+    return ChunkCache(url, handles)
+
+
+def get_chunk_cache(url: str) -> ChunkCache:
+    """The running chunk cache of `url` (started by `start_chunk_cache` in this cluster)."""
+    import ray
+
+    url = _check_url(url)
+    prefix = f"{_PREFIX}{_cache_id(url)}-"
+    found = sorted(int(a["name"][len(prefix):])
+                   for a in ray.util.list_named_actors(all_namespaces=True)
+                   if a["namespace"] == NAMESPACE and a["name"].startswith(prefix))
+    if not found:
+        raise plane.PlaneError(f"no chunk cache is running for {url}; start one with "
+                               "actors.start_chunk_cache(url) (once, from the driver)")
+    if found != list(range(len(found))):
+        raise plane.PlaneError(f"the chunk cache of {url} has shards {found}: some are gone "
+                               "for good; restart it with actors.start_chunk_cache(url)")
+    return ChunkCache(url, [ray.get_actor(f"{prefix}{i}", namespace=NAMESPACE)
+                            for i in found])
+
+
+def _check_url(url: str) -> str:
+    url = str(url)
+    if url.startswith("mem://"):
+        raise plane.InvalidArgumentError(
+            f"{url} is an in-process memory store that other Ray workers cannot see; put the "
+            "dataset on a store every node can reach (s3://..., a shared file system path)")
+    return url

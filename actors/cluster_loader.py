@@ -1,0 +1,289 @@
+"""The cluster loader: globally shuffled batches for one rank, gathered where the chunks live.
+
+Each rank plans the epoch exactly as the embedded loader does (`plane.loader.plan_epoch`:
+chunk-aware window shuffle from `(seed, epoch)`, rank r takes every world-size-th batch), so
+rank r's batches equal `ds.pytorch(seed=..., rank=r, world_size=W)`'s. For each window it
+asks every shard for the rows of that window it owns (per tensor, by the chunk that holds
+the row) in one call, and assembles its batches from the pieces: the rows cross the network
+once, to the rank that consumes them, and the chunk bytes stay on the shard that read them.
+Media (JPEG, PNG ...) travel as stored and are decoded here, on the trainer. Windows are
+requested `prefetch` ahead of the one being consumed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+import plane
+from actors.chunk_cache import ChunkCache, _check_url, get_chunk_cache, owner_of
+from plane.core import Snapshot, finish_samples
+from plane.loader import DEFAULT_WINDOW_BYTES, EpochPlan, plan_epoch, to_torch
+
+__all__ = ["ClusterLoader", "cluster_loader"]
+
+
+def cluster_loader(url: str, *, version: str | None = None,
+                   tensors: Sequence[str] | None = None, batch_size: int = 64,
+                   shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                   window_bytes: int = DEFAULT_WINDOW_BYTES, rank: int | None = None,
+                   world_size: int | None = None, pin_memory: bool = False,
+                   kind: str = "torch", cache: ChunkCache | None = None,
+                   storage_options: dict[str, Any] | None = None, prefetch: int = 2
+                   ) -> ClusterLoader:
+    """A loader over `url` at `version` (default: the default branch's head) that reads
+    through the cluster's chunk cache (`actors.start_chunk_cache`, found by URL unless
+    `cache` is given). Rank and world size: given, else from `ray.train.get_context()` inside
+    Ray Train, else 0 and 1. `kind`: "torch" (dicts of tensors) or "numpy"."""
+    url = _check_url(url)
+    if kind not in ("torch", "numpy"):
+        raise plane.InvalidArgumentError(f"kind must be 'torch' or 'numpy', got {kind!r}")
+    if batch_size < 1:
+        raise plane.InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+    snap = plane.open(url, read_only=True, version=version,
+                      storage_options=storage_options).snapshot()
+    names = list(tensors) if tensors else list(snap.tensor_names)
+    for n in names:
+        snap.meta(n)  # TensorNotFoundError listing the tensors
+    r, w = _rank(rank, world_size)
+    return ClusterLoader(snap, cache or get_chunk_cache(url), names, batch_size, shuffle,
+                         seed, drop_last, window_bytes, r, w, pin_memory, kind, prefetch)
+
+
+def _rank(rank: int | None, world: int | None) -> tuple[int, int]:
+    if rank is not None and world is not None:
+        return rank, world
+    try:
+        from ray import train
+
+        ctx = train.get_context()
+        return (rank if rank is not None else ctx.get_world_rank(),
+                world if world is not None else ctx.get_world_size())
+    except Exception:  # not inside Ray Train
+        return rank or 0, world or 1
+
+
+class ClusterLoader:
+    """Batches of one rank, one epoch per iteration; resumable mid-epoch (`state_dict`)."""
+
+    def __init__(self, snap: Snapshot, cache: ChunkCache, tensors: list[str], batch_size: int,
+                 shuffle: bool, seed: int, drop_last: bool, window_bytes: int, rank: int,
+                 world: int, pin_memory: bool, kind: str, prefetch: int) -> None:
+        if not 0 <= rank < world:
+            raise plane.InvalidArgumentError(f"rank {rank} is outside world size {world}")
+        self.snapshot = snap
+        self.cache = cache
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.window_bytes = window_bytes
+        self.rank, self.world = rank, world
+        self.pin_memory = pin_memory
+        self.kind = kind
+        self.prefetch = max(1, prefetch)
+        self.epoch = 0
+        self.position = 0
+        self.last_epoch: dict[str, Any] = {}
+        metas = {n: snap.meta(n) for n in tensors}
+        self._raw = [n for n, m in metas.items() if m.sample_compression and m.kind == "array"]
+        self._primary = max(tensors, key=lambda n: snap.index(n).nbytes)
+        phys = snap.to_physical(np.arange(len(snap), dtype=np.int64))
+        self._entry = {n: snap.index(n).locate(phys)[0] if len(snap) else
+                       np.zeros(0, np.int64) for n in tensors}
+        ids = cache.shard_ids
+        self._owner = {}
+        for n in tensors:  # the shard of each row of each tensor: the owner of its chunk
+            index = snap.index(n)
+            per_entry = np.array([owner_of(_entry_key(index, e), ids)
+                                  for e in range(index.num_entries)], np.int64)
+            self._owner[n] = per_entry[self._entry[n]] if per_entry.shape[0] else \
+                np.zeros(0, np.int64)
+        self._plans: dict[int, EpochPlan] = {}
+
+    # ---- planning -------------------------------------------------------------------------
+    def plan(self, epoch: int) -> EpochPlan:
+        if epoch not in self._plans:
+            prim = self.snapshot.index(self._primary)
+            self._plans = {epoch: plan_epoch(
+                self._entry[self._primary], prim.nbytes / max(1, prim.num_chunks),
+                self.window_bytes, self.seed, epoch, self.shuffle, self.batch_size, self.rank,
+                self.world, self.drop_last)}
+        return self._plans[epoch]
+
+    def __len__(self) -> int:
+        return len(self.plan(self.epoch).batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = int(epoch), 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
+                "batch_size": self.batch_size, "rank": self.rank, "world_size": self.world,
+                "state": self.snapshot.state_key}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("state") != self.snapshot.state_key:
+            raise plane.InvalidArgumentError(
+                "this loader state was saved for another dataset version (state "
+                f"{state.get('state')}); open the loader at the same version")
+        mine = (self.seed, self.batch_size, self.rank, self.world)
+        theirs = (state.get("seed"), state.get("batch_size"), state.get("rank"),
+                  state.get("world_size"))
+        if mine != theirs:
+            raise plane.InvalidArgumentError(
+                f"loader state is for (seed, batch_size, rank, world_size) = {theirs}, this "
+                f"loader has {mine}")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    # ---- reading --------------------------------------------------------------------------
+    def _groups(self, plan: EpochPlan, start: int) -> list[list[int]]:
+        """This rank's batches from `start` on, grouped by window (requests go per group)."""
+        groups: list[list[int]] = []
+        last = -1
+        for i in range(start, len(plan.batches)):
+            w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
+            if w != last:
+                groups.append([])
+                last = w
+            groups[-1].append(i)
+        return groups
+
+    def _request(self, plan: EpochPlan, group: list[int]) -> tuple[np.ndarray, list[Any]]:
+        """Ask every shard for its rows of `group`'s batches: (positions, refs)."""
+        pos = np.concatenate([plan.order[a:b] for a, b in (plan.batches[i] for i in group)])
+        refs = []
+        for s, shard in enumerate(self.cache.shards):
+            req = {}
+            for n in self.tensors:
+                mine = pos[self._owner[n][pos] == s] if pos.shape[0] else pos
+                if mine.shape[0]:
+                    req[n] = mine
+            if req:
+                refs.append(shard.gather.remote(self.snapshot.state_key, req, self._raw))
+            else:
+                refs.append(None)
+        return pos, refs
+
+    def _assemble(self, pos: np.ndarray, refs: list[Any], stats: dict[str, Any]
+                  ) -> dict[str, tuple[np.ndarray, Any]]:
+        """Per tensor: the positions it got (sorted) and their values in that order."""
+        import ray
+
+        got = ray.get([r for r in refs if r is not None])
+        out: dict[str, tuple[np.ndarray, Any]] = {}
+        for n in self.tensors:
+            parts_pos, parts_val = [], []
+            k = 0
+            for s, r in enumerate(refs):
+                if r is None:
+                    continue
+                piece = got[k]
+                k += 1
+                if n not in piece:
+                    continue
+                parts_pos.append(pos[self._owner[n][pos] == s])
+                parts_val.append(piece[n])
+                stats["bytes"] += _nbytes(piece[n])
+            all_pos = np.concatenate(parts_pos)
+            order = np.argsort(all_pos, kind="stable")
+            out[n] = (all_pos[order], _concat(parts_val, order))
+        return out
+
+    def _batch(self, table: dict[str, tuple[np.ndarray, Any]], rows: np.ndarray
+               ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for n, (sorted_pos, vals) in table.items():
+            at = np.searchsorted(sorted_pos, rows)
+            if n in self._raw:
+                raws, shapes = vals
+                out[n] = finish_samples(self.snapshot.meta(n), [raws[i] for i in at],
+                                        [tuple(shapes[i]) for i in at])
+            elif isinstance(vals, np.ndarray):
+                out[n] = vals[at]
+            else:
+                picked = [vals[i] for i in at]
+                if self.snapshot.meta(n).kind == "array" and picked and \
+                        all(isinstance(v, np.ndarray) for v in picked) and \
+                        len({v.shape for v in picked}) == 1:
+                    out[n] = np.stack(picked)
+                else:
+                    out[n] = picked
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        plan = self.plan(self.epoch)
+        groups = self._groups(plan, self.position)
+        started = time.perf_counter()
+        stats: dict[str, Any] = {"bytes": 0, "waits": [], "rows": 0, "chunks_per_batch": []}
+        gets_before = sum(self.cache.gets_per_chunk().values())
+        ahead = [self._request(plan, g) for g in groups[:self.prefetch]]
+        first = None
+        for gi, group in enumerate(groups):
+            t0 = time.perf_counter()
+            pos, refs = ahead.pop(0)
+            table = self._assemble(pos, refs, stats)
+            if gi + self.prefetch < len(groups):
+                ahead.append(self._request(plan, groups[gi + self.prefetch]))
+            for i in group:
+                a, b = plan.batches[i]
+                rows = plan.order[a:b]
+                batch = self._batch(table, rows)
+                stats["waits"].append(time.perf_counter() - t0)
+                stats["rows"] += int(rows.shape[0])
+                stats["chunks_per_batch"].append(
+                    int(np.unique(self._entry[self._primary][rows]).shape[0]))
+                if first is None:
+                    first = time.perf_counter() - started
+                self.position = i + 1
+                yield to_torch(batch, self.pin_memory) if self.kind == "torch" else batch
+                t0 = time.perf_counter()
+        took = time.perf_counter() - started
+        waits = np.asarray(stats["waits"] or [0.0])
+        self.last_epoch = {
+            "epoch": self.epoch, "batches": len(stats["waits"]), "rows": stats["rows"],
+            "seconds": took, "time_to_first_batch": first or 0.0,
+            "rows_per_s": stats["rows"] / took if took > 0 else 0.0,
+            "p99_wait": float(np.percentile(waits, 99)), "wait_total": float(waits.sum()),
+            "store_gets": sum(self.cache.gets_per_chunk().values()) - gets_before,
+            "bytes_moved": stats["bytes"],
+            "chunks_per_batch": float(np.mean(stats["chunks_per_batch"] or [0]))}
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def __repr__(self) -> str:
+        return (f"ClusterLoader({self.snapshot.url!r}, rank={self.rank}/{self.world}, "
+                f"batch_size={self.batch_size}, shards={len(self.cache.shards)}, "
+                f"epoch={self.epoch}, position={self.position})")
+
+
+def _entry_key(index: Any, e: int) -> str:
+    keys = index.entry_keys(e)
+    return str(keys[0]) if keys else f"fill-{e}"
+
+
+def _nbytes(v: Any) -> int:
+    if isinstance(v, np.ndarray):
+        return int(v.nbytes)
+    if isinstance(v, tuple):
+        return sum(_nbytes(x) for x in v)
+    if isinstance(v, list):
+        return sum(_nbytes(x) if isinstance(x, np.ndarray) else len(x)
+                   if isinstance(x, (bytes, str)) else 8 for x in v)
+    return 8
+
+
+def _concat(parts: list[Any], order: np.ndarray) -> Any:
+    """Pieces (arrays, lists, or (bytes, shapes) pairs) joined, then put in `order`."""
+    if parts and isinstance(parts[0], tuple):
+        raws = [x for p in parts for x in p[0]]
+        shapes = np.concatenate([np.asarray(p[1]).reshape(len(p[0]), -1) for p in parts])
+        return [raws[i] for i in order], shapes[order]
+    if parts and all(isinstance(p, np.ndarray) for p in parts) and \
+            len({(p.dtype, p.shape[1:]) for p in parts}) == 1:
+        return np.concatenate(parts)[order]
+    flat = [x for p in parts for x in p]
+    return [flat[i] for i in order]

@@ -1,0 +1,235 @@
+"""The cluster data plane on a real multi-node Ray cluster (`ray.cluster_utils.Cluster`, 3
+nodes, each with its own object store) over S3 (the moto server): chunk-shard actors and the
+cluster loader, checked against the embedded loader's plan, GET counts, a shard killed
+mid-epoch, a resume in a new process and bad input."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import plane
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("s3fs")
+from conftest import s3_storage_options  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.s3]
+
+ROWS = 480
+WINDOW = 12 << 10  # a few chunks per window: many windows in a small dataset
+BATCH = 16
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(2):
+        c.add_node(num_cpus=1)
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: str, _s3_client: Any) -> tuple[str, dict[str, Any]]:
+    name = f"cluster-{uuid.uuid4().hex[:16]}"
+    _s3_client.create_bucket(Bucket=name)
+    return f"s3://{name}", s3_storage_options(s3_server)
+
+
+def _make(bucket: tuple[str, dict[str, Any]], tag: str) -> tuple[str, dict[str, Any]]:
+    """A dataset of JPEG images, labels and small vectors, in many small chunks."""
+    root, opts = bucket
+    url = f"{root}/{tag}-{uuid.uuid4().hex[:8]}"
+    ds = plane.create(url, storage_options=opts)
+    ds.create_tensor("images", htype="image", sample_compression="jpeg", chunk_bytes=4096)
+    ds.create_tensor("labels", htype="class_label", class_names=[f"c{i}" for i in range(10)],
+                     chunk_bytes=1024)
+    ds.create_tensor("x", dtype="float32", chunk_bytes=2048)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (ROWS, 16, 16, 3), dtype=np.uint8)
+    ds.extend({"images": list(img), "labels": rng.integers(0, 10, ROWS).tolist(),
+               "x": rng.normal(size=(ROWS, 4)).astype(np.float32)})
+    ds.delete([3, 77])  # deleted rows must not come back
+    ds.commit("data")
+    return url, opts
+
+
+def _expected(url: str, opts: dict[str, Any], rank: int, world: int, epoch: int,
+              seed: int = 7) -> list[dict[str, Any]]:
+    loader = plane.open(url, read_only=True, storage_options=opts).numpy(
+        batch_size=BATCH, seed=seed, rank=rank, world_size=world, window_bytes=WINDOW)
+    loader.set_epoch(epoch)
+    return list(loader)
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+
+
+@ray.remote(num_cpus=0)
+def _rank_epochs(url: str, opts: dict[str, Any], rank: int, world: int, epochs: int,
+                 seed: int = 7) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    import actors
+
+    loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=seed,
+                                   rank=rank, world_size=world, window_bytes=WINDOW,
+                                   kind="numpy")
+    out, stats = [], []
+    for e in range(epochs):
+        loader.set_epoch(e)
+        out.append(list(loader))
+        stats.append(loader.last_epoch)
+    return out, stats
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_every_rank_gets_the_embedded_plan_and_each_chunk_is_read_once(
+        cluster: Any, bucket: tuple[str, dict[str, Any]], world: int) -> None:
+    import actors
+
+    url, opts = _make(bucket, f"w{world}")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        assert len(cache.shards) == 3  # one per node
+        got = ray.get([_rank_epochs.remote(url, opts, r, world, 1) for r in range(world)])
+        for r, (epochs, stats) in enumerate(got):
+            _same(epochs[0], _expected(url, opts, r, world, 0))
+            assert stats[0]["chunks_per_batch"] > 1  # batches mix chunks
+        gets = cache.gets_per_chunk()
+        snap = plane.open(url, read_only=True, storage_options=opts).snapshot()
+        chunks = {f"chunks/{k}" for n in snap.tensor_names
+                  for e in range(snap.index(n).num_entries)
+                  for k in snap.index(n).entry_keys(e)}
+        assert set(gets) == chunks and set(gets.values()) == {1}  # exactly one GET each
+        got = ray.get([_rank_epochs.remote(url, opts, r, world, 2) for r in range(world)])
+        for r, (epochs, stats) in enumerate(got):
+            _same(epochs[1], _expected(url, opts, r, world, 1))
+        assert cache.gets_per_chunk() == gets  # the cache held the dataset: no GET after
+    finally:
+        cache.stop()
+
+
+def test_a_cache_smaller_than_the_data_reads_each_chunk_once_per_epoch(
+        cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    import actors
+
+    url, opts = _make(bucket, "small")
+    cache = actors.start_chunk_cache(url, storage_options=opts, memory_bytes=24 << 10)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache)
+        for epoch in range(2):
+            before = cache.gets_per_chunk()
+            loader.set_epoch(epoch)
+            _same(list(loader), _expected(url, opts, 0, 1, epoch))
+            after = cache.gets_per_chunk()
+            assert max(after[k] - before.get(k, 0) for k in after) == 1
+    finally:
+        cache.stop()
+
+
+def test_a_shard_killed_mid_epoch_loses_nothing(cluster: Any,
+                                                bucket: tuple[str, dict[str, Any]]) -> None:
+    import actors
+
+    url, opts = _make(bucket, "kill")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache, prefetch=1)
+        expected = _expected(url, opts, 0, 1, 0)
+        got = []
+        victim = cache.shards[1]
+        for i, batch in enumerate(loader):
+            got.append(batch)
+            if i == len(expected) // 2:
+                before = cache.stats()[1]["gets"]
+                ray.kill(victim, no_restart=False)  # restarts, empty
+        _same(got, expected)
+        assert ray.get(victim.ping.remote()) == 1  # back
+        refetched = cache.stats()[1]["gets"]  # counts since the restart
+        assert set(refetched) <= set(before)  # only that shard's chunks are read again
+    finally:
+        cache.stop()
+
+
+@ray.remote(num_cpus=0)
+def _resume(url: str, opts: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+    import actors
+
+    loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                   rank=0, world_size=1, window_bytes=WINDOW, kind="numpy")
+    loader.load_state_dict(state)
+    return list(loader)
+
+
+def test_a_trainer_resumes_exactly_in_a_new_process(cluster: Any,
+                                                    bucket: tuple[str, dict[str, Any]]) -> None:
+    import actors
+
+    url, opts = _make(bucket, "resume")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache)
+        loader.set_epoch(1)
+        it = iter(loader)
+        first = [next(it) for _ in range(5)]
+        state = loader.state_dict()
+        rest = ray.get(_resume.remote(url, opts, state))
+        _same(first + rest, _expected(url, opts, 0, 1, 1))
+    finally:
+        cache.stop()
+
+
+def test_torch_batches_and_bad_input(cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    import torch
+
+    import actors
+
+    url, opts = _make(bucket, "bad")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        batch = next(iter(actors.cluster_loader(url, storage_options=opts, batch_size=4,
+                                                cache=cache)))
+        assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (4, 16, 16, 3)
+        assert batch["labels"].dtype == torch.int64  # class ids that cross_entropy takes
+        with pytest.raises(plane.TensorNotFoundError, match="nope"):
+            actors.cluster_loader(url, storage_options=opts, tensors=["nope"], cache=cache)
+        with pytest.raises(plane.VersionNotFoundError):
+            actors.cluster_loader(url, storage_options=opts, version="no-such", cache=cache)
+        with pytest.raises(plane.InvalidArgumentError, match="mem://"):
+            actors.cluster_loader("mem://x")
+        with pytest.raises(plane.InvalidArgumentError, match="mem://"):
+            actors.start_chunk_cache("mem://x")
+        # a chunk the shard cannot fetch: the error names the chunk and the store
+        snap = plane.open(url, read_only=True, storage_options=opts).snapshot()
+        key = snap.index("x").entry_keys(0)[0]
+        plane.storage.open_store(url, opts).delete(f"chunks/{key}")
+        loader = actors.cluster_loader(url, storage_options=opts, tensors=["x"], cache=cache,
+                                       shuffle=False)
+        with pytest.raises(plane.PlaneError, match=key) as err:
+            list(loader)
+        assert url.split("://")[1].split("/")[0] in str(err.value)
+    finally:
+        cache.stop()
+    with pytest.raises(plane.PlaneError, match="no chunk cache is running"):
+        actors.cluster_loader(url, storage_options=opts)
