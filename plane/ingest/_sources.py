@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from plane._errors import PlaneError
+from plane._runtime import IO_THREADS
 
 __all__ = ["Piece", "SourceFile", "resolve_files", "parquet_pieces", "arrow_pieces",
            "filesystem_for", "parquet_schema", "folder_label", "image_files", "image_pieces",
@@ -167,7 +168,7 @@ def folder_label(url: str) -> str:
 
 
 def image_pieces(files: Sequence[tuple[Any, SourceFile]], labels: str | None,
-                 batch_rows: int, threads: int = 16) -> Iterator[Piece]:
+                 batch_rows: int, threads: int = IO_THREADS) -> Iterator[Piece]:
     """Batches of (image bytes[, folder label], path) read by a thread pool."""
     def read(item: tuple[Any, SourceFile]) -> bytes:
         fs, f = item
