@@ -23,6 +23,7 @@ import pyarrow as pa
 from plane._errors import IngestError, PlaneError, SampleError, SchemaError
 from plane._progress import progress_bar
 from plane.core._fragment import Fragment, FragmentWriter
+from plane.core._layout import quarantine_key
 from plane.format._codecs import EncodedBytes, encode_batch
 from plane.format._media import decode
 from plane.format._meta import TensorMeta
@@ -290,7 +291,7 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
 def write_quarantine(store: Store, rejects: Rejects) -> str | None:
     if not rejects.items:
         return None
-    key = f"quarantine/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
+    key = quarantine_key(f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     store.put(key, "".join(json.dumps(r) + "\n" for r in rejects.items).encode())
     return key
 
