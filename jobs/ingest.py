@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,13 +135,6 @@ def ingest_unit(cfg_json: str, unit: Unit, metas: dict[str, dict[str, Any]],
     from plane.storage import open_store
 
     cfg = IngestConfig.model_validate_json(cfg_json)
-    if cfg.fail_once_dir is not None:
-        marker = os.path.join(cfg.fail_once_dir, unit.fragment_id)
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            raise OSError(f"injected failure of task {unit.fragment_id} (fail_once_dir)")
-        except FileExistsError:
-            pass
     store = open_store(cfg.dest, cfg.dest_storage_options)
     fw = FragmentWriter(store, unit.fragment_id,
                         {n: TensorMeta.from_dict(d) for n, d in metas.items()})
@@ -181,8 +174,9 @@ def _offset(pieces: Any, a: int) -> Any:
         yield p
 
 
-def run(cfg: IngestConfig) -> dict[str, Any]:
-    """Run the ingest on the Ray cluster this process is connected to (or a local one)."""
+def run(cfg: IngestConfig, task: Callable[..., dict[str, Any]] = ingest_unit) -> dict[str, Any]:
+    """Run the ingest on the Ray cluster this process is connected to (or a local one).
+    `task` is what each unit runs (`ingest_unit`, or a wrapper of it with its arguments)."""
     import ray
 
     import plane
@@ -207,13 +201,13 @@ def run(cfg: IngestConfig) -> dict[str, Any]:
     coord = start_coordinator(cfg.dest, cfg.branch, dest_opts)
     known = ray.get([coord.known.remote(u.fragment_id) for u in units])
     todo = [u for u, k in zip(units, known) if not k]
-    task = ray.remote(ingest_unit).options(
+    remote = ray.remote(task).options(
         max_retries=cfg.max_retries, retry_exceptions=[OSError],
         num_cpus=cfg.num_cpus_per_task)
     cfg_json = cfg.model_dump_json()
     meta_dicts = {n: m.to_dict() for n, m in metas.items()}
     try:
-        results = ray.get([task.remote(cfg_json, u, meta_dicts, mapping) for u in todo])
+        results = ray.get([remote.remote(cfg_json, u, meta_dicts, mapping) for u in todo])
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         raise SystemExit(f"jobs.ingest: a task failed, nothing was committed: {cause}"
