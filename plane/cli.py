@@ -33,10 +33,10 @@ def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         example = ('\'{"q": [0.1, 0.2]}\'' if flag == "--params"
                    else '\'{"endpoint_url": "http://..."}\'')
-        raise plane.PlaneError(f"{flag} is not valid JSON ({e}): give an object such as "
-                               f"{example}") from None
+        raise plane.InvalidArgumentError(f"{flag} is not valid JSON ({e}): give an object such as "
+                                         f"{example}") from None
     if not isinstance(out, dict):
-        raise plane.PlaneError(f"{flag} must be a JSON object, got {type(out).__name__}")
+        raise plane.InvalidArgumentError(f"{flag} must be a JSON object, got {type(out).__name__}")
     return out
 
 
@@ -176,7 +176,7 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
     for it in items:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            raise plane.PlaneError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
+            raise plane.InvalidArgumentError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
         out[k] = v
     return out
 
@@ -311,7 +311,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             print("(no indexes)")
         return 0
     if not args.tensor:
-        raise plane.PlaneError("plane index create URL TENSOR: name the tensor to index")
+        raise plane.InvalidArgumentError("plane index create URL TENSOR: name the tensor to index")
     ds = _open(args, write=True)
     info = ds.create_index(args.tensor, kind=args.kind, metric=args.metric, progress=None)
     print(info)

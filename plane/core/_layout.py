@@ -13,8 +13,8 @@ from plane._errors import (
     DatasetNotFoundError,
     FormatVersionError,
     ObjectNotFoundError,
-    PlaneError,
     RefNameError,
+    VersionNotFoundError,
 )
 from plane.format._hash import digest_hex, seal, unseal
 from plane.storage import Store
@@ -425,7 +425,7 @@ class RefStore:
         while True:
             head = self.head(branch)
             if head is None:
-                raise PlaneError(f"no branch {branch!r} in {self.store.url}")
+                raise VersionNotFoundError(f"no branch {branch!r} in {self.store.url}")
             if self.advance(branch, head[0] + 1, {"deleted": True}):
                 break
         for seq in self._seqs(branch):
@@ -479,5 +479,5 @@ class RefStore:
     def delete_tag(self, name: str) -> None:
         key = self._tag_key(name)
         if key is None or self.get_tag(name) is None:
-            raise PlaneError(f"no tag {name!r} in {self.store.url}")
+            raise VersionNotFoundError(f"no tag {name!r} in {self.store.url}")
         self.store.delete(key)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import ObjectNotFoundError, PlaneError, SampleError
+from plane._errors import InvalidArgumentError, ObjectNotFoundError, PlaneError, SampleError
 from plane._runtime import LRU, io_pool
 from plane.storage import Store, open_store
 
@@ -30,8 +30,8 @@ def split_uri(uri: str) -> tuple[str, str]:
             return "/", rest.lstrip("/")
         head, _, key = rest.partition("/")
         if not key:
-            raise PlaneError(f"link {uri!r} names no object; give a full URI like "
-                             f"{protocol}://bucket/path/file")
+            raise InvalidArgumentError(f"link {uri!r} names no object; give a full URI like "
+                                       f"{protocol}://bucket/path/file")
         return f"{protocol}://{head}", key
     path = os.path.abspath(os.path.expanduser(uri))
     return "/", path.lstrip("/")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import PlaneError, SampleError
+from plane._errors import MissingDependencyError, PlaneError, SampleError
 from plane._runtime import io_pool, usable_cpus
 
 __all__ = ["sniff", "probe", "decode", "decode_many", "decode_batch", "encode",
@@ -141,8 +141,8 @@ def _need(pkg: str) -> Any:
             mod = _MODS[pkg] = importlib.import_module(pkg)
         except ImportError:
             _MISSING.add(pkg)
-            raise PlaneError(f"decoding images needs {pkg}: pip install 'tensorplane[media]'"
-                             ) from None
+            raise MissingDependencyError(f"decoding images needs {pkg}: pip install "
+                                         "'tensorplane[media]'") from None
     return mod
 
 

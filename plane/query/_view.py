@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, QueryError
+from plane._errors import (
+    ChecksumError,
+    ObjectNotFoundError,
+    PlaneError,
+    QueryError,
+    ReadOnlyError,
+)
 from plane.core._layout import (
     VIEWS,
     get_artifact_json,
@@ -172,7 +178,7 @@ class View:
         if self._commit is None:
             raise PlaneError("a view is saved against a commit: commit the dataset first")
         if self._store.read_only:
-            raise PlaneError(f"cannot save view {name!r}: the dataset is open read-only")
+            raise ReadOnlyError(f"cannot save view {name!r}: the dataset is open read-only")
         body = {"v": 1, "name": name, "commit": self._commit, "query": self.query,
                 "columns": self.columns, "score_name": self.score_name,
                 "row_ids": self.ids.tolist(),
