@@ -1,8 +1,9 @@
-"""Ray actors (chunk-store shards, index partitions, version coordinator).
+"""Ray actors: the version coordinator (one writer per branch that commits the fragments
+workers wrote, exactly once).
 
-Imports `plane`; `plane` never imports this package. ``import actors`` does not import ray:
-the Ray actor classes are created on first use (`actors.coordinator.start_coordinator`).
-Chunk-store shards and index partitions arrive with the ingestion (#5) and query (#6) issues.
+Imports `plane` (its public API only); `plane` never imports this package. ``import actors``
+does not import ray: the Ray actor class is created on first use
+(`actors.coordinator.start_coordinator`).
 """
 
 from actors.coordinator import (
