@@ -1,9 +1,11 @@
-"""Ray actors (chunk-store shards, index partitions, version coordinator).
+"""Ray actors: the version coordinator (one writer per branch that commits the fragments
+workers wrote, exactly once), and the chunk cache (`actors.chunk_cache`: shard actors that
+own a dataset's chunks across the cluster) with its loader (`actors.cluster_loader`:
+globally shuffled batches to each trainer).
 
-Imports `plane`; `plane` never imports this package. ``import actors`` does not import ray:
-the Ray actor classes are created on first use (`actors.coordinator.start_coordinator`).
-`actors.chunk_cache` shards a dataset's chunks over the cluster and `actors.cluster_loader`
-streams globally shuffled batches from it to each trainer.
+Imports `plane` (its public API only); `plane` never imports this package. ``import actors``
+does not import ray: the Ray actor classes are created on first use
+(`actors.coordinator.start_coordinator`).
 """
 
 from actors.chunk_cache import ChunkCache, get_chunk_cache, start_chunk_cache

@@ -28,7 +28,7 @@ import numpy as np
 import xxhash
 
 import plane
-from plane.core import Snapshot
+from plane.core import Snapshot, is_chunk_key
 from plane.storage import CachingStore, Store, WrapperStore, open_store
 
 __all__ = ["ChunkCache", "ChunkShard", "get_chunk_cache", "owner_of", "start_chunk_cache"]
@@ -90,7 +90,7 @@ class ChunkShard:
         if disk_dir is not None:
             store = CachingStore(store, max_bytes=0, disk_dir=f"{disk_dir}/shard-{shard_id}",
                                  disk_max_bytes=disk_bytes,
-                                 cacheable=lambda k: k.startswith("chunks/"))
+                                 cacheable=is_chunk_key)
         self.store = store
         self.memory_bytes = memory_bytes
         self._reader: Any = None
@@ -167,7 +167,7 @@ class ChunkCache:
         """GETs of every chunk summed over the shards since they started."""
         total: collections.Counter[str] = collections.Counter()
         for st in self.stats():
-            total.update({k: v for k, v in st["gets"].items() if k.startswith("chunks/")})
+            total.update({k: v for k, v in st["gets"].items() if is_chunk_key(k)})
         return dict(total)
 
     def stop(self) -> None:

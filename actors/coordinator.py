@@ -55,9 +55,9 @@ from typing import TYPE_CHECKING, Any
 
 import plane
 from plane import ChecksumError, Dataset, Fragment, ObjectNotFoundError, SchemaError
-from plane.core._layout import chunk_key, coordinator_prefix, read_dataset_info
+from plane.core import chunk_key, coordinator_prefix, read_dataset_info
 from plane.format import TensorMeta
-from plane.ingest._ingest import create_like
+from plane.ingest import create_like
 from plane.storage import Store
 
 if TYPE_CHECKING:

@@ -36,9 +36,6 @@ class IngestConfig(BaseModel):
     message: str | None = Field(None, description="the commit message")
     source_storage_options: dict[str, Any] = Field(default_factory=dict)
     dest_storage_options: dict[str, Any] = Field(default_factory=dict)
-    fail_once_dir: str | None = Field(
-        None, description="for tests of retries: every task fails once (OSError) before its "
-                          "work, leaving a marker file per task in this directory")
 
     @field_validator("source")
     @classmethod

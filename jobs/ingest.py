@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,7 @@ def _fid(*parts: Any) -> str:
 def plan(cfg: IngestConfig, ds_metas: dict[str, Any]) -> tuple[list[Unit], dict[str, str],
                                                               dict[str, Any], list[str]]:
     """(units in source order, column -> tensor, tensor metas, tensors to create)."""
-    from plane.ingest._ingest import plan_images, plan_parquet
-    from plane.ingest._sources import image_files, parquet_schema
+    from plane.ingest import image_files, parquet_schema, plan_images, plan_parquet
 
     opts = cfg.source_storage_options
     key = (cfg.columns, cfg.htypes, cfg.labels, cfg.batch_rows, cfg.verify)
@@ -90,7 +89,7 @@ def _with_all_class_names(files: Sequence[tuple[Any, Any]], mapping: dict[str, s
     first, then new ones sorted), so tasks agree on the ids without talking to each other."""
     import pyarrow as pa
 
-    from plane.ingest._sources import parquet_pieces, parquet_schema
+    from plane.ingest import parquet_pieces, parquet_schema
 
     cols = [c for c, t in mapping.items() if metas[t].htype == "class_label"]
     if not cols:
@@ -120,26 +119,22 @@ def _with_all_class_names(files: Sequence[tuple[Any, Any]], mapping: dict[str, s
 def ingest_unit(cfg_json: str, unit: Unit, metas: dict[str, dict[str, Any]],
                 mapping: dict[str, str]) -> dict[str, Any]:
     """A Ray task: convert one unit and write its chunks; returns the fragment and report."""
-    from plane.core._fragment import FragmentWriter
-    from plane.format._meta import TensorMeta
-    from plane.ingest import IngestReport
-    from plane.ingest._ingest import FileReadError, Rejects, guard_file, ingest_pieces
-    from plane.ingest._sources import (
+    from plane.core import FragmentWriter
+    from plane.format import TensorMeta
+    from plane.ingest import (
+        FileReadError,
+        IngestReport,
+        Rejects,
         SourceFile,
         filesystem_for,
+        guard_file,
         image_pieces,
+        ingest_pieces,
         parquet_pieces,
     )
     from plane.storage import open_store
 
     cfg = IngestConfig.model_validate_json(cfg_json)
-    if cfg.fail_once_dir is not None:
-        marker = os.path.join(cfg.fail_once_dir, unit.fragment_id)
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            raise OSError(f"injected failure of task {unit.fragment_id} (fail_once_dir)")
-        except FileExistsError:
-            pass
     store = open_store(cfg.dest, cfg.dest_storage_options)
     fw = FragmentWriter(store, unit.fragment_id,
                         {n: TensorMeta.from_dict(d) for n, d in metas.items()})
@@ -179,22 +174,22 @@ def _offset(pieces: Any, a: int) -> Any:
         yield p
 
 
-def run(cfg: IngestConfig) -> dict[str, Any]:
-    """Run the ingest on the Ray cluster this process is connected to (or a local one)."""
+def run(cfg: IngestConfig, task: Callable[..., dict[str, Any]] = ingest_unit) -> dict[str, Any]:
+    """Run the ingest on the Ray cluster this process is connected to (or a local one).
+    `task` is what each unit runs (`ingest_unit`, or a wrapper of it with its arguments)."""
     import ray
 
     import plane
     from actors.coordinator import start_coordinator
-    from plane.core._layout import await_created
-    from plane.ingest import IngestReport
-    from plane.ingest._ingest import Rejects, write_quarantine
+    from plane.core import DATASET_KEY, await_created
+    from plane.ingest import IngestReport, Rejects, write_quarantine
 
     t0 = time.perf_counter()
     if not ray.is_initialized():
         ray.init()
     dest_opts = cfg.dest_storage_options or None
     store = plane.open_store(cfg.dest, dest_opts)
-    if not store.exists("dataset.json"):
+    if not store.exists(DATASET_KEY):
         try:
             plane.create(store)
         except plane.DatasetExistsError:
@@ -206,13 +201,13 @@ def run(cfg: IngestConfig) -> dict[str, Any]:
     coord = start_coordinator(cfg.dest, cfg.branch, dest_opts)
     known = ray.get([coord.known.remote(u.fragment_id) for u in units])
     todo = [u for u, k in zip(units, known) if not k]
-    task = ray.remote(ingest_unit).options(
+    remote = ray.remote(task).options(
         max_retries=cfg.max_retries, retry_exceptions=[OSError],
         num_cpus=cfg.num_cpus_per_task)
     cfg_json = cfg.model_dump_json()
     meta_dicts = {n: m.to_dict() for n, m in metas.items()}
     try:
-        results = ray.get([task.remote(cfg_json, u, meta_dicts, mapping) for u in todo])
+        results = ray.get([remote.remote(cfg_json, u, meta_dicts, mapping) for u in todo])
     except ray.exceptions.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         raise SystemExit(f"jobs.ingest: a task failed, nothing was committed: {cause}"
@@ -285,7 +280,7 @@ def _env_options(name: str) -> dict[str, Any] | None:
 def _pairs(items: list[str] | None, what: str) -> dict[str, str] | None:
     """NAME=VALUE flags as a dict (the same parsing as `plane ingest`)."""
     import plane
-    from plane.cli import _pairs as parse_pairs
+    from plane.cli import parse_pairs
 
     try:
         return parse_pairs(items, what)

@@ -21,6 +21,7 @@ __all__ = [
     "QueryError",
     "RefNameError",
     "InvalidArgumentError",
+    "MissingDependencyError",
 ]
 
 
@@ -110,3 +111,7 @@ class RefNameError(PlaneError, ValueError):
 
 class InvalidArgumentError(PlaneError, ValueError):
     """An argument has a value the call cannot take: the message names it and the fix."""
+
+
+class MissingDependencyError(PlaneError, ImportError):
+    """An optional extra the call needs is not installed: the message names the pip command."""

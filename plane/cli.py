@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 import plane
-from plane.core._layout import DATASET_KEY, await_created
+from plane.core._layout import DATASET_KEY, REFS, await_created
 from plane.storage import RecordingStore, Store
 
-__all__ = ["main"]
+__all__ = ["main", "parse_pairs"]
 
 
 #: environment variables with storage options (JSON), read when the flags are not given, and
@@ -33,10 +33,10 @@ def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         example = ('\'{"q": [0.1, 0.2]}\'' if flag == "--params"
                    else '\'{"endpoint_url": "http://..."}\'')
-        raise plane.PlaneError(f"{flag} is not valid JSON ({e}): give an object such as "
-                               f"{example}") from None
+        raise plane.InvalidArgumentError(f"{flag} is not valid JSON ({e}): give an object such as "
+                                         f"{example}") from None
     if not isinstance(out, dict):
-        raise plane.PlaneError(f"{flag} must be a JSON object, got {type(out).__name__}")
+        raise plane.InvalidArgumentError(f"{flag} must be a JSON object, got {type(out).__name__}")
     return out
 
 
@@ -168,14 +168,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
+def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
+    """NAME=VALUE command-line flags (`flag` names them in errors) as a dict; None if none."""
     if not items:
         return None
     out = {}
     for it in items:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            raise plane.PlaneError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
+            raise plane.InvalidArgumentError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
         out[k] = v
     return out
 
@@ -208,7 +209,7 @@ def _ray_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     src = args.src if len(args.src) > 1 else args.src[0]
-    cols, hts = _pairs(args.map, "--map"), _pairs(args.htype, "--htype")
+    cols, hts = parse_pairs(args.map, "--map"), parse_pairs(args.htype, "--htype")
     if args.ray:
         return _ray_ingest(args)
     opts = _opts(args)
@@ -266,9 +267,9 @@ def _undo_create(rec: RecordingStore) -> None:
     it is no dataset), refs last. If a ref record is not ours, another process uses the
     dataset too: then nothing is removed (its objects are left to gc)."""
     store = rec.inner
-    if any(k not in rec.written for k in store.list("refs/")):
+    if any(k not in rec.written for k in store.list(REFS)):
         return
-    order = sorted(rec.written, key=lambda k: (k != DATASET_KEY, k.startswith("refs/"), k))
+    order = sorted(rec.written, key=lambda k: (k != DATASET_KEY, k.startswith(REFS), k))
     for key in order:
         store.delete(key)
 
@@ -310,7 +311,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             print("(no indexes)")
         return 0
     if not args.tensor:
-        raise plane.PlaneError("plane index create URL TENSOR: name the tensor to index")
+        raise plane.InvalidArgumentError("plane index create URL TENSOR: name the tensor to index")
     ds = _open(args, write=True)
     info = ds.create_index(args.tensor, kind=args.kind, metric=args.metric, progress=None)
     print(info)

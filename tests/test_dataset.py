@@ -318,7 +318,8 @@ def test_corrupt_sample_caught_on_range_read(tmp_path: Any) -> None:
 
 
 def test_single_sample_read_uses_ranges(tmp_path: Any) -> None:
-    from plane.storage import FaultyStore, LocalStore
+    from plane.storage import LocalStore
+    from plane.testing import FaultyStore
 
     ds = plane.create(tmp_path / "d")
     ds.create_tensor("img", htype="image")

@@ -63,13 +63,29 @@ def _cfg(src: Any, dest: str, **kw: Any) -> IngestConfig:
     return IngestConfig.model_validate(base)
 
 
+def _fail_once(markers: str) -> Any:
+    """A task that fails (OSError, which the job retries) the first time it runs each unit,
+    leaving a marker file per unit in `markers`, then runs the real one."""
+    from jobs.ingest import ingest_unit
+
+    def task(cfg_json: str, unit: Any, metas: Any, mapping: Any) -> dict[str, Any]:
+        try:
+            os.close(os.open(os.path.join(markers, unit.fragment_id),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return ingest_unit(cfg_json, unit, metas, mapping)
+        raise OSError(f"injected failure of task {unit.fragment_id}")
+
+    return task
+
+
 def test_fan_out_commits_once_in_source_order_with_retries(ray_local: None,
                                                           tmp_path: Path) -> None:
     lake = _lake(tmp_path)
     dest = str(tmp_path / "ds")
     markers = tmp_path / "markers"
     markers.mkdir()
-    out = run(_cfg(lake, dest, fail_once_dir=str(markers), message="from the lake"))
+    out = run(_cfg(lake, dest, message="from the lake"), task=_fail_once(str(markers)))
     assert out["units"] == 3 * 3 and out["units_run"] == 9  # 5 row groups per file, 2 per task
     assert len(list(markers.iterdir())) == 9  # every task failed once and was retried
     assert out["rows_written"] == 300 and out["commit"]

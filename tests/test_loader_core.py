@@ -310,7 +310,7 @@ def test_same_order_from_s3(dataset: str, s3_bucket: tuple[str, Any]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(-5, 5) | st.integers(-2**62, 2**62), max_size=50))
 def test_unique_ints_is_np_unique(xs: list[int]) -> None:
-    from plane.core._reader import unique_ints
+    from plane._runtime import unique_ints
 
     a = np.asarray(xs, np.int64)
     assert unique_ints(a).tolist() == np.unique(a).tolist()

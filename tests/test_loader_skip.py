@@ -10,7 +10,8 @@ import pytest
 
 import plane
 from plane.core._layout import chunk_key
-from plane.storage import FaultyStore, open_store
+from plane.storage import open_store
+from plane.testing import FaultyStore
 
 N = 1000  # rows; "row" holds each row's position, so a served row names itself
 

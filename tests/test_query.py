@@ -302,7 +302,7 @@ def test_optimize_index_rebuilds_at_the_current_commit(tmp_path: Path) -> None:
                                          ("flat", "ip"), ("ivf_pq", "cosine")])
 def test_prepared_top_k_path_equals_the_general_executor(
         tmp_path: Path, kind: str, metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plane.query import _fast, _parse_cached
+    from plane.query import _parse_cached, _prepared
     from plane.query._builder import run_query
 
     rng = np.random.default_rng(11)
@@ -317,14 +317,14 @@ def test_prepared_top_k_path_equals_the_general_executor(
     fn = {"cosine": "COSINE_SIMILARITY", "l2": "L2_DISTANCE", "ip": "INNER_PRODUCT"}[metric]
     order = "ASC" if metric == "l2" else "DESC"
     used = []
-    real_run = _fast.Prepared.run
+    real_run = _prepared.Prepared.run
 
     def spy(self: Any, params: Any, text: str, commit: Any = None) -> Any:
         out = real_run(self, params, text, commit)
         used.append(out is not None)
         return out
 
-    monkeypatch.setattr(_fast.Prepared, "run", spy)
+    monkeypatch.setattr(_prepared.Prepared, "run", spy)
     sqls = [f"SELECT id ORDER BY {fn}(embedding, $q) {order} LIMIT 10",
             f"SELECT id, width ORDER BY {fn}(embedding, $q) {order} LIMIT 5 OFFSET 3"]
     queries = [x[7], *rng.standard_normal((6, 8)).astype(np.float32)]

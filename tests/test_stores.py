@@ -16,7 +16,6 @@ import pytest
 from plane._errors import ObjectNotFoundError, PlaneError, ReadOnlyError, StoreError
 from plane.storage import (
     CachingStore,
-    FaultyStore,
     FsspecStore,
     LocalStore,
     MemoryStore,
@@ -24,7 +23,7 @@ from plane.storage import (
     Store,
     open_store,
 )
-from plane.testing import StoreReadTests, StoreTests, run_store_state_machine
+from plane.testing import FaultyStore, StoreReadTests, StoreTests, run_store_state_machine
 
 
 @pytest.fixture

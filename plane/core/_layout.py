@@ -13,8 +13,8 @@ from plane._errors import (
     DatasetNotFoundError,
     FormatVersionError,
     ObjectNotFoundError,
-    PlaneError,
     RefNameError,
+    VersionNotFoundError,
 )
 from plane.format._hash import digest_hex, seal, unseal
 from plane.storage import Store
@@ -24,6 +24,29 @@ __all__ = [
     "DATASET_KEY",
     "DATASET_PREFIXES",
     "chunk_key",
+    "is_chunk_key",
+    "commit_key",
+    "commit_id_of",
+    "view_key",
+    "view_name_of",
+    "index_data_key",
+    "index_ref_key",
+    "index_ref_prefix",
+    "is_index_manifest_key",
+    "quarantine_key",
+    "REFS",
+    "HEADS",
+    "TAGS",
+    "COMMITS",
+    "STATES",
+    "PARTS",
+    "CHUNKS",
+    "INDEXES",
+    "INDEX_REFS",
+    "INDEX_DATA",
+    "VIEWS",
+    "COORDINATOR",
+    "QUARANTINE",
     "put_cas_json",
     "get_cas_json",
     "read_dataset_info",
@@ -47,28 +70,87 @@ DATASET_KEY = "dataset.json"
 SEALED_FROM = 3
 
 
+# ---- key names: this module is the one place that spells them (FORMAT.md) -------------------
+REFS = "refs/"
+HEADS = "refs/heads/"
+TAGS = "refs/tags/"
+COMMITS = "commits/"
+STATES = "states/"
+PARTS = "parts/"
+CHUNKS = "chunks/"
+INDEXES = "indexes/"
+INDEX_REFS = "indexes/refs/"
+INDEX_DATA = "indexes/data/"
+VIEWS = "views/"
+COORDINATOR = "coordinator/"
+QUARANTINE = "quarantine/"
+
+#: every prefix tensorplane writes under beside `DATASET_KEY` (FORMAT.md): all a dataset owns
+DATASET_PREFIXES = (REFS, COMMITS, STATES, PARTS, CHUNKS, INDEXES, VIEWS, COORDINATOR,
+                    QUARANTINE)
+
+
 def chunk_key(hexdigest: str) -> str:
-    return f"chunks/{hexdigest}"
+    return f"{CHUNKS}{hexdigest}"
 
 
 def is_chunk_key(key: str) -> bool:
     """Chunks are content-addressed, hence immutable: the only objects safe to cache."""
-    return key.startswith("chunks/")
+    return key.startswith(CHUNKS)
 
 
-#: every prefix tensorplane writes under beside `DATASET_KEY` (FORMAT.md): all a dataset owns
-DATASET_PREFIXES = ("refs/", "commits/", "states/", "parts/", "chunks/", "indexes/", "views/",
-                    "coordinator/", "quarantine/")
+def commit_key(commit_id: str) -> str:
+    """The object of commit `commit_id` (its content address)."""
+    return f"{COMMITS}{commit_id}.json"
+
+
+def commit_id_of(key: str) -> str:
+    """The commit id a `commit_key` names."""
+    return key[len(COMMITS):].removesuffix(".json")
+
+
+def view_key(name: str) -> str:
+    return f"{VIEWS}{name}.json"
+
+
+def view_name_of(key: str) -> str:
+    """The name a `view_key` holds."""
+    return key[len(VIEWS):].removesuffix(".json")
+
+
+def index_data_key(hexdigest: str) -> str:
+    """An index partition (faiss, BM25, min/max, sorted), content-addressed."""
+    return f"{INDEX_DATA}{hexdigest}"
+
+
+def index_ref_prefix(tensor: str | None = None) -> str:
+    """Where the index refs (of `tensor`, or all) live."""
+    return f"{INDEX_REFS}{tensor}/" if tensor else INDEX_REFS
+
+
+def index_ref_key(tensor: str, kind: str, commit_id: str) -> str:
+    """The ref naming the `kind` index of `tensor` built at `commit_id`."""
+    return f"{INDEX_REFS}{tensor}/{kind}/{commit_id}"
+
+
+def is_index_manifest_key(key: str) -> bool:
+    return key.startswith(INDEXES) and key.endswith(".json")
+
+
+def quarantine_key(stamp: str) -> str:
+    """The JSONL of rows an ingest rejected (`stamp`: its time and a random suffix)."""
+    return f"{QUARANTINE}{stamp}.jsonl"
 
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
-def put_cas_json(store: Store, kind: str, obj: Any) -> str:
-    """Write a JSON object under its content address `kind/<xxh3>.json`; return the key."""
+def put_cas_json(store: Store, prefix: str, obj: Any) -> str:
+    """Write a JSON object under its content address `<prefix><xxh3>.json` (`prefix`: one of
+    COMMITS, STATES, PARTS, INDEXES); return the key."""
     data = _dumps(obj)
-    key = f"{kind}/{digest_hex(data)}.json"
+    key = f"{prefix}{digest_hex(data)}.json"
     store.put(key, data)
     return key
 
@@ -119,7 +201,7 @@ def await_created(store: Store, seconds: float = 10.0) -> bool:
     deadline, pause = time.monotonic() + seconds, 0.01
     while not store.exists(DATASET_KEY):
         if time.monotonic() > deadline or any(
-                not k.startswith(("states/", "refs/")) for k in store.list("")):
+                not k.startswith((STATES, REFS)) for k in store.list("")):
             return False
         time.sleep(pause)  # polling a store that has no notifications; backs off to 0.5 s
         pause = min(0.5, pause * 2)
@@ -177,7 +259,7 @@ def coordinator_prefix(branch: str, format_version: int = FORMAT_VERSION) -> str
     format 3 the branch name is encoded as one segment, as its refs are; an older dataset keeps
     the raw name its coordinators wrote (readers take only keys one level below it)."""
     seg = encode_ref_name(branch) if format_version >= ENCODED_REFS_VERSION else branch
-    return f"coordinator/{seg}/"
+    return f"{COORDINATOR}{seg}/"
 
 
 def decode_ref_name(segment: str) -> str | None:
@@ -243,7 +325,7 @@ class RefStore:
     succeed from the same base; the loser re-reads the head and retries. Tags are immutable
     objects created with put_if_absent.
 
-    Keys (the only place that spells them): from format 3 `refs/heads/<enc>/<seq:020d>` and
+    Keys (spelled only in this module): from format 3 `refs/heads/<enc>/<seq:020d>` and
     `refs/tags/<enc>` with `enc = encode_ref_name(name)`; before, the raw name
     (`refs/heads/<name>/<seq:020d>`, `refs/tags/<name>`), which a dataset of that version
     keeps writing. `format_version` defaults to the one in the store's dataset.json.
@@ -283,7 +365,7 @@ class RefStore:
 
     def _prefix(self, branch: str) -> str | None:
         seg = self._segment(branch)
-        return None if seg is None else f"refs/heads/{seg}/"
+        return None if seg is None else f"{HEADS}{seg}/"
 
     def _read(self, key: str) -> dict[str, Any]:
         rec: dict[str, Any] = json.loads(unseal(self.store.get(key), f"{self.store.url}/{key}"))
@@ -331,8 +413,8 @@ class RefStore:
 
     def branches(self) -> list[str]:
         names: set[str] = set()
-        for k in self.store.list("refs/heads/"):
-            seg = k[len("refs/heads/"):].rsplit("/", 1)[0]
+        for k in self.store.list(HEADS):
+            seg = k[len(HEADS):].rsplit("/", 1)[0]
             name = decode_ref_name(seg) if self._encoded else seg
             if name is not None:
                 names.add(name)
@@ -343,7 +425,7 @@ class RefStore:
         while True:
             head = self.head(branch)
             if head is None:
-                raise PlaneError(f"no branch {branch!r} in {self.store.url}")
+                raise VersionNotFoundError(f"no branch {branch!r} in {self.store.url}")
             if self.advance(branch, head[0] + 1, {"deleted": True}):
                 break
         for seq in self._seqs(branch):
@@ -359,7 +441,7 @@ class RefStore:
     # ---- tags -----------------------------------------------------------------------------
     def _tag_key(self, name: str) -> str | None:
         seg = self._segment(name)
-        return None if seg is None else f"refs/tags/{seg}"
+        return None if seg is None else f"{TAGS}{seg}"
 
     def put_tag(self, name: str, commit_id: str, message: str = "") -> bool:
         """Create tag `name` (the name is checked first); False if it exists."""
@@ -387,8 +469,8 @@ class RefStore:
 
     def tags(self) -> dict[str, dict[str, Any]]:
         out = {}
-        for k in self.store.list("refs/tags/"):
-            seg = k[len("refs/tags/"):]
+        for k in self.store.list(TAGS):
+            seg = k[len(TAGS):]
             name = decode_ref_name(seg) if self._encoded else seg
             if name is not None:
                 out[name] = self._read(k)
@@ -397,5 +479,5 @@ class RefStore:
     def delete_tag(self, name: str) -> None:
         key = self._tag_key(name)
         if key is None or self.get_tag(name) is None:
-            raise PlaneError(f"no tag {name!r} in {self.store.url}")
+            raise VersionNotFoundError(f"no tag {name!r} in {self.store.url}")
         self.store.delete(key)

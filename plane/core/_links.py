@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import ObjectNotFoundError, PlaneError, SampleError
-from plane.core._reader import _LRU
+from plane._errors import InvalidArgumentError, ObjectNotFoundError, PlaneError, SampleError
+from plane._runtime import LRU, io_pool
 from plane.storage import Store, open_store
 
 __all__ = ["LinkResolver", "split_uri", "compression_of", "decode_linked"]
@@ -30,8 +30,8 @@ def split_uri(uri: str) -> tuple[str, str]:
             return "/", rest.lstrip("/")
         head, _, key = rest.partition("/")
         if not key:
-            raise PlaneError(f"link {uri!r} names no object; give a full URI like "
-                             f"{protocol}://bucket/path/file")
+            raise InvalidArgumentError(f"link {uri!r} names no object; give a full URI like "
+                                       f"{protocol}://bucket/path/file")
         return f"{protocol}://{head}", key
     path = os.path.abspath(os.path.expanduser(uri))
     return "/", path.lstrip("/")
@@ -60,7 +60,7 @@ class LinkResolver:
         self.default = default
         self.cache_bytes = cache_bytes
         self._stores: dict[str, Store] = {}
-        self._cache = _LRU(cache_bytes, len)
+        self._cache = LRU(cache_bytes, len)
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -101,8 +101,6 @@ class LinkResolver:
     def fetch_many(self, uris: Sequence[str | None], where: Sequence[str]) -> list[bytes | None]:
         """Bytes of every link (None for empty samples), fetched by I/O threads; a missing
         object raises ObjectNotFoundError naming `where[i]` and the URI."""
-        from plane.core._reader import _io_pool
-
         def one(i: int) -> bytes | None:
             u = uris[i]
             if not u:
@@ -122,7 +120,7 @@ class LinkResolver:
         idx = range(len(uris))
         if len(uris) < 4:
             return [one(i) for i in idx]
-        return list(_io_pool().map(one, idx))
+        return list(io_pool().map(one, idx))
 
 
 def decode_linked(inner: str, uri: str, data: bytes | None, where: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -13,7 +12,8 @@ import numpy as np
 import xxhash
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError
-from plane._pool import process_pool
+from plane._runtime import LRU, io_pool, usable_cpus
+from plane._runtime import unique_ints as unique_ints  # importers not yet moved
 from plane.core._layout import chunk_key
 from plane.format._chunk import (
     CODEC_NONE,
@@ -39,48 +39,7 @@ DEFAULT_CACHE_BYTES = 256 << 20
 _TAIL_GUESS = 16 << 10
 
 
-class _LRU:
-    def __init__(self, max_bytes: int, size: Callable[[Any], int]) -> None:
-        self.max_bytes, self.size = max_bytes, size
-        self.items: OrderedDict[str, Any] = OrderedDict()
-        self.total = 0
-        self.lock = threading.Lock()
-
-    def get(self, key: str) -> Any:
-        with self.lock:
-            v = self.items.get(key)
-            if v is not None:
-                self.items.move_to_end(key)
-            return v
-
-    def put(self, key: str, value: Any) -> None:
-        n = self.size(value)
-        if n > self.max_bytes:
-            return
-        with self.lock:
-            if key in self.items:
-                return
-            self.items[key] = value
-            self.total += n
-            while self.total > self.max_bytes:
-                _, old = self.items.popitem(last=False)
-                self.total -= self.size(old)
-
-
 _POOL_LOCK = threading.Lock()
-
-
-def unique_ints(a: np.ndarray) -> np.ndarray:
-    """Sorted unique values of an integer array. (`np.unique` imports `numpy.ma` on its first
-    call, ~60 ms of a loader's time to first batch.)"""
-    a = np.sort(a)
-    if a.shape[0] < 2:
-        return a
-    keep = np.empty(a.shape[0], bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    out: np.ndarray = a[keep]
-    return out
 
 
 _VERIFY: Any = None  # (pid, SimpleQueue) of the background verifier threads
@@ -97,10 +56,8 @@ def _verify_soon(task: Callable[[], None]) -> None:
     if _VERIFY is None or _VERIFY[0] != os.getpid():
         with _POOL_LOCK:
             if _VERIFY is None or _VERIFY[0] != os.getpid():
-                from plane.format._media import _usable_cpus
-
                 q: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-                for i in range(max(1, _usable_cpus() // 2)):
+                for i in range(max(1, usable_cpus() // 2)):
                     threading.Thread(target=_verifier, args=(q,), daemon=True,
                                      name=f"plane-verify-{i}").start()
                 _VERIFY = (os.getpid(), q)
@@ -131,9 +88,8 @@ def check_samples(c: ParsedChunk, rows: Iterable[int], where: str) -> None:
         _check_sum(p[offs[li]: offs[li + 1]], int(sums[li]), c.key, li, where)
 
 
-def _io_pool() -> Any:
-    """One shared I/O thread pool per process (recreated after fork)."""
-    return process_pool("io", 16)
+#: old names, for importers not yet moved to plane._runtime
+_io_pool = io_pool
 
 
 class ChunkReader:
@@ -148,8 +104,8 @@ class ChunkReader:
                  footer_sums: bool = True) -> None:
         self.store = store
         self.footer_sums = footer_sums
-        self.cache = _LRU(cache_bytes, lambda c: c.nbytes)
-        self.footers = _LRU(16 << 20, lambda f: 64 + f.n * 32)
+        self.cache = LRU(cache_bytes, lambda c: c.nbytes)
+        self.footers = LRU(16 << 20, lambda f: 64 + f.n * 32)
         #: chunks built by a writer but not stored yet (visible to that writer only)
         self.local: dict[str, ParsedChunk] = {}
         #: patch chunks stored inside parts (format version 2), by key
@@ -231,7 +187,7 @@ class ChunkReader:
                 return [self.chunk(k, where(k)) for k in ks]
 
             groups = [missing[i::threads] for i in range(threads)]
-            for g, cs in zip(groups, _io_pool().map(some, groups)):
+            for g, cs in zip(groups, io_pool().map(some, groups)):
                 out.update(zip(g, cs))
         return out
 

@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from plane.core._layout import FORMAT_VERSION, get_cas_json, put_cas_json
+from plane.core._layout import (
+    COMMITS,
+    FORMAT_VERSION,
+    PARTS,
+    STATES,
+    commit_id_of,
+    commit_key,
+    get_cas_json,
+    put_cas_json,
+)
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
@@ -138,7 +147,7 @@ class TensorPart:
                    [Patch.from_dict(p) for p in d.get("patches", [])])
 
     def save(self, store: Store) -> str:
-        return put_cas_json(store, "parts", self.to_dict())
+        return put_cas_json(store, PARTS, self.to_dict())
 
     @classmethod
     def load(cls, store: Store, key: str) -> TensorPart:
@@ -192,7 +201,7 @@ class State:
                    int(d.get("format_version", 1)))
 
     def save(self, store: Store) -> str:
-        return put_cas_json(store, "states", self.to_dict())
+        return put_cas_json(store, STATES, self.to_dict())
 
     @classmethod
     def load(cls, store: Store, key: str) -> State:
@@ -215,12 +224,12 @@ class Commit:
                 "author": self.author, "time": self.time}
 
     def save(self, store: Store) -> Commit:
-        key = put_cas_json(store, "commits", self.to_dict())
+        key = put_cas_json(store, COMMITS, self.to_dict())
         return Commit(self.state, self.parents, self.message, self.author, self.time,
-                      key.rsplit("/", 1)[1].removesuffix(".json"))
+                      commit_id_of(key))
 
     @classmethod
     def load(cls, store: Store, commit_id: str) -> Commit:
-        d = get_cas_json(store, f"commits/{commit_id}.json")
+        d = get_cas_json(store, commit_key(commit_id))
         return cls(d["state"], tuple(d["parents"]), d["message"], d["author"], float(d["time"]),
                    commit_id)

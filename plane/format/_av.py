@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import PlaneError, SampleError
+from plane._errors import MissingDependencyError, SampleError
 
 __all__ = ["available", "probe_av", "decode_video", "decode_audio", "VIDEO", "AUDIO"]
 
@@ -34,8 +34,9 @@ def _av() -> Any:
     try:
         import av
     except ImportError:
-        raise PlaneError("decoding video/audio needs PyAV: pip install 'tensorplane[av]'; or "
-                         "read the stored file bytes with .bytes()") from None
+        raise MissingDependencyError("decoding video/audio needs PyAV: pip install "
+                                     "'tensorplane[av]'; or read the stored file bytes with "
+                                     ".bytes()") from None
     return av
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import ChecksumError, PlaneError, SampleError
+from plane._errors import ChecksumError, MissingDependencyError, SampleError
 from plane.format._meta import MAX_DIM, TensorMeta
 
 __all__ = ["Block", "EncodedBytes", "encode_batch", "decode_sample", "empty_value",
@@ -548,9 +548,9 @@ def decode_sample(meta: TensorMeta, raw: memoryview | bytes, shape: Sequence[int
             return _av.decode_video(raw)
         if meta.sample_compression in _av.AUDIO:
             return _av.decode_audio(raw)
-        raise PlaneError(f"tensor {meta.name!r}: decoding {meta.sample_compression} samples "
-                         "needs the media extra (pip install 'tensorplane[media]'); read the "
-                         "raw bytes with .bytes()")
+        raise MissingDependencyError(
+            f"tensor {meta.name!r}: decoding {meta.sample_compression} samples needs the media "
+            "extra (pip install 'tensorplane[media]'); read the raw bytes with .bytes()")
     shp = tuple(int(s) for s in shape)
     count = int(np.prod(shp, dtype=np.int64))
     if count * meta.np_dtype.itemsize != memoryview(raw).nbytes:  # a damaged (v2) footer shape

@@ -8,7 +8,6 @@ both are optional (`tensorplane[media]`) and imported lazily.
 from __future__ import annotations
 
 import itertools
-import os
 import struct
 import threading
 import zlib
@@ -16,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import PlaneError, SampleError
+from plane._errors import MissingDependencyError, PlaneError, SampleError
+from plane._runtime import io_pool, usable_cpus
 
 __all__ = ["sniff", "probe", "decode", "decode_many", "decode_batch", "encode",
            "decode_in_caller"]
@@ -141,8 +141,8 @@ def _need(pkg: str) -> Any:
             mod = _MODS[pkg] = importlib.import_module(pkg)
         except ImportError:
             _MISSING.add(pkg)
-            raise PlaneError(f"decoding images needs {pkg}: pip install 'tensorplane[media]'"
-                             ) from None
+            raise MissingDependencyError(f"decoding images needs {pkg}: pip install "
+                                         "'tensorplane[media]'") from None
     return mod
 
 
@@ -194,11 +194,9 @@ def decode_many(datas: list[bytes | memoryview], compression: str,
         [None] * len(datas)
     if len(datas) < 8 or threads == 1 or _split_over_threads(len(datas)) == 1:
         return [decode(d, compression, h) for d, h in zip(datas, hints)]
-    from plane.core._reader import _io_pool
-
     step = max(1, len(datas) // 8)
     parts = [(datas[i:i + step], hints[i:i + step]) for i in range(0, len(datas), step)]
-    done = _io_pool().map(lambda p: [decode(d, compression, h) for d, h in zip(*p)], parts)
+    done = io_pool().map(lambda p: [decode(d, compression, h) for d, h in zip(*p)], parts)
     return [a for part in done for a in part]
 
 
@@ -215,15 +213,11 @@ def _split_over_threads(n: int) -> int:
     """How many threads decode n images in this thread's batch (1: the caller alone)."""
     if getattr(_LOCAL, "single", False):
         return 1
-    return max(1, min(_usable_cpus(), n // 4))
+    return max(1, min(usable_cpus(), n // 4))
 
 
-def _usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+#: the old name, for importers not yet moved to plane._runtime
+_usable_cpus = usable_cpus
 
 
 def _cached_store_buffer(shape: tuple[int, ...]) -> np.ndarray:
@@ -275,9 +269,7 @@ def decode_batch(datas: list[bytes | memoryview], compression: str,
     if k == 1:
         run()
         return out
-    from plane.core._reader import _io_pool
-
-    futs = [_io_pool().submit(run) for _ in range(k - 1)]
+    futs = [io_pool().submit(run) for _ in range(k - 1)]
     run()
     for f in futs:
         f.result()

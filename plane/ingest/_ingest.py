@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from plane._errors import IngestError, PlaneError, SampleError, SchemaError
+from plane._errors import IngestError, InvalidArgumentError, SampleError, SchemaError
 from plane._progress import progress_bar
 from plane.core._fragment import Fragment, FragmentWriter
+from plane.core._layout import quarantine_key
 from plane.format._codecs import EncodedBytes, encode_batch
 from plane.format._media import decode
 from plane.format._meta import TensorMeta
@@ -290,7 +291,7 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
 def write_quarantine(store: Store, rejects: Rejects) -> str | None:
     if not rejects.items:
         return None
-    key = f"quarantine/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
+    key = quarantine_key(f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     store.put(key, "".join(json.dumps(r) + "\n" for r in rejects.items).encode())
     return key
 
@@ -309,14 +310,14 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
     given = [k for k, v in (("parquet", parquet), ("arrow", arrow), ("images", images))
              if v is not None]
     if len(given) != 1:
-        raise PlaneError("extend_from takes exactly one of parquet=, arrow= or images=; got "
-                         f"{given or 'none'}")
+        raise InvalidArgumentError("extend_from takes exactly one of parquet=, arrow= or "
+                                   f"images=; got {given or 'none'}")
     if on_error not in ON_ERROR:
-        raise PlaneError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        raise InvalidArgumentError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if batch_rows < 1:
-        raise PlaneError(f"batch_rows must be >= 1, got {batch_rows}")
+        raise InvalidArgumentError(f"batch_rows must be >= 1, got {batch_rows}")
     if labels not in (None, "folder"):
-        raise PlaneError(f"labels must be None or 'folder', got {labels!r}")
+        raise InvalidArgumentError(f"labels must be None or 'folder', got {labels!r}")
     t0 = time.perf_counter()
     report = IngestReport()
     rejects = Rejects(on_error)

@@ -12,7 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from plane._errors import PlaneError
+from plane._errors import InvalidArgumentError
+from plane._runtime import IO_THREADS
 
 __all__ = ["Piece", "SourceFile", "resolve_files", "parquet_pieces", "arrow_pieces",
            "filesystem_for", "parquet_schema", "folder_label", "image_files", "image_pieces",
@@ -66,7 +67,8 @@ def resolve_files(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     Hidden and ``_``-prefixed entries (``_SUCCESS``, ``.crc``) are skipped in directories."""
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     if not specs:
-        raise PlaneError("no input given: pass a file, a directory, a glob or a list of them")
+        raise InvalidArgumentError("no input given: pass a file, a directory, a glob or a list "
+                                   "of them")
     out: dict[str, tuple[Any, SourceFile]] = {}
     for one in specs:
         fs, path, prefix = filesystem_for(str(one), storage_options)
@@ -79,8 +81,8 @@ def resolve_files(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
         elif fs.exists(path):
             found = [path]
         else:
-            raise PlaneError(f"input {one} does not exist; check the path (and storage_options "
-                             "for remote stores)")
+            raise InvalidArgumentError(f"input {one} does not exist; check the path (and "
+                                       "storage_options for remote stores)")
         for p in sorted(found):
             info = fs.info(p)
             version = str(info.get("ETag") or info.get("mtime") or info.get("LastModified")
@@ -88,7 +90,7 @@ def resolve_files(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             url = prefix + p if prefix else p
             out[url] = (fs, SourceFile(url, int(info.get("size") or 0), version))
     if not out:
-        raise PlaneError(f"no {'/'.join(exts)} files found in {spec}")
+        raise InvalidArgumentError(f"no {'/'.join(exts)} files found in {spec}")
     return [out[k] for k in sorted(out)]
 
 
@@ -143,8 +145,9 @@ def arrow_pieces(obj: Any, batch_rows: int) -> tuple[pa.Schema, Iterator[Piece]]
     elif isinstance(obj, pa.RecordBatchReader):
         schema, batches = obj.schema, iter(obj)
     else:
-        raise PlaneError(f"arrow= takes a pyarrow Table, RecordBatch, RecordBatchReader, list "
-                         f"of RecordBatches or a pandas DataFrame, got {type(obj).__name__}")
+        raise InvalidArgumentError(f"arrow= takes a pyarrow Table, RecordBatch, "
+                                   "RecordBatchReader, list of RecordBatches or a pandas "
+                                   f"DataFrame, got {type(obj).__name__}")
 
     def gen() -> Iterator[Piece]:
         row = 0
@@ -167,7 +170,7 @@ def folder_label(url: str) -> str:
 
 
 def image_pieces(files: Sequence[tuple[Any, SourceFile]], labels: str | None,
-                 batch_rows: int, threads: int = 16) -> Iterator[Piece]:
+                 batch_rows: int, threads: int = IO_THREADS) -> Iterator[Piece]:
     """Batches of (image bytes[, folder label], path) read by a thread pool."""
     def read(item: tuple[Any, SourceFile]) -> bytes:
         fs, f = item

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.random import default_rng
 
-from plane._errors import PlaneError
+from plane._errors import InvalidArgumentError, MissingDependencyError, PlaneError
 from plane.core._layout import is_chunk_key
 from plane.core._reader import unique_ints
 from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
@@ -72,14 +72,14 @@ class LoaderConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise PlaneError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise InvalidArgumentError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.on_error not in ("raise", "skip"):
-            raise PlaneError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+            raise InvalidArgumentError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if self.num_workers < 0:
-            raise PlaneError(f"num_workers must be >= 0, got {self.num_workers}")
+            raise InvalidArgumentError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.worker_mode not in ("auto", "thread", "process"):
-            raise PlaneError("worker_mode must be 'auto', 'thread' or 'process', got "
-                             f"{self.worker_mode!r}")
+            raise InvalidArgumentError("worker_mode must be 'auto', 'thread' or 'process', got "
+                                       f"{self.worker_mode!r}")
 
     @property
     def per_sample_python(self) -> bool:
@@ -513,11 +513,13 @@ class Loader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("state") not in (None, self.source.state_key):
-            raise PlaneError("this loader state was saved for another dataset version; open the "
-                             f"dataset at the same version (state {state.get('state')})")
+            raise InvalidArgumentError("this loader state was saved for another dataset "
+                                       "version; open the dataset at the same version (state "
+                                       f"{state.get('state')})")
         if state.get("seed", self.config.seed) != self.config.seed or \
                 state.get("batch_size", self.config.batch_size) != self.config.batch_size:
-            raise PlaneError("loader state has a different seed or batch size than this loader")
+            raise InvalidArgumentError("loader state has a different seed or batch size than "
+                                       "this loader")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
     @property
@@ -534,8 +536,9 @@ class Loader:
         if self.kind != "torch":
             raise PlaneError("torch_dataset() needs a loader from ds.pytorch()")
         if samples and self.config.collate_fn is not None:
-            raise PlaneError("torch_dataset(samples=True) yields rows: give collate_fn to the "
-                             "DataLoader or Trainer (data_collator), not to ds.pytorch()")
+            raise InvalidArgumentError("torch_dataset(samples=True) yields rows: give "
+                                       "collate_fn to the DataLoader or Trainer "
+                                       "(data_collator), not to ds.pytorch()")
         return make_torch_iterable(self.source, self.epoch, self.position, samples)
 
     def _decodes_media(self) -> bool:
@@ -664,8 +667,8 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
         try:
             import torch
         except ImportError:
-            raise PlaneError("ds.pytorch() needs PyTorch: pip install 'tensorplane[torch]'"
-                             ) from None
+            raise MissingDependencyError("ds.pytorch() needs PyTorch: pip install "
+                                         "'tensorplane[torch]'") from None
         if pin_memory and not torch.cuda.is_available():
             warnings.warn("pin_memory=True but no CUDA device is available: batches are not "
                           "pinned", RuntimeWarning, stacklevel=3)
@@ -676,7 +679,7 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
         try:
             import jax  # noqa: F401
         except ImportError:
-            raise PlaneError("ds.jax() needs JAX: pip install jax") from None
+            raise MissingDependencyError("ds.jax() needs JAX: pip install jax") from None
     if not ds.read_only:
         ds.flush()
     cfg = LoaderConfig(batch_size, shuffle, tuple(tensors) if tensors else None, seed,
@@ -684,8 +687,9 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
                        world_size, num_workers, prefetch,
                        "thread" if kind != "torch" and worker_mode == "auto" else worker_mode)
     if cfg.num_workers and cfg.process_workers and kind != "torch":
-        raise PlaneError(f"worker processes are torch DataLoader workers: use ds.pytorch(), or "
-                         f"num_workers with worker_mode='thread' for ds.{kind}()")
+        raise InvalidArgumentError("worker processes are torch DataLoader workers: use "
+                                   "ds.pytorch(), or num_workers with worker_mode='thread' for "
+                                   f"ds.{kind}()")
     store = ds.store
     if cache_dir is not None:
         store = CachingStore(store, max_bytes=0, disk_dir=cache_dir,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from plane._errors import ChecksumError, ObjectNotFoundError, StoreError
-from plane.core._reader import ChunkReader, unique_ints
+from plane._runtime import unique_ints
+from plane.core._reader import ChunkReader
 
 if TYPE_CHECKING:
     from plane.dataset._dataset import Dataset

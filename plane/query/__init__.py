@@ -72,7 +72,7 @@ def _params(params: Any) -> dict[str, Any]:
 
 def run_sql(ds: Dataset, sql: str, params: Mapping[str, Any] | None = None) -> View:
     from plane.query._builder import run_query
-    from plane.query._fast import run_prepared
+    from plane.query._prepared import run_prepared
 
     ps = _params(params)
     tensors = tuple(ds._writers)

@@ -152,7 +152,7 @@ def _columns(ds: Dataset, q: Query) -> tuple[list[str] | None, str]:
 
 def run_query(ds: Dataset, q: Query, text: str, prepared: bool = True) -> View:
     from plane.query._exec import execute
-    from plane.query._fast import run_prepared
+    from plane.query._prepared import run_prepared
     from plane.query._view import View
 
     if prepared:  # a pure top-k vector query: planned once per dataset state

@@ -27,8 +27,13 @@ import numpy as np
 from plane._errors import ChecksumError, QueryError
 from plane._progress import progress_bar
 from plane.core._layout import (
+    INDEXES,
     get_artifact_json,
     get_cas_json,
+    index_data_key,
+    index_ref_key,
+    index_ref_prefix,
+    is_index_manifest_key,
     put_artifact_json,
     put_cas_json,
     sealed_format,
@@ -65,7 +70,7 @@ class IndexInfo:
 
     @classmethod
     def load(cls, ds: Dataset, key: str) -> IndexInfo:
-        if not (key.startswith("indexes/") and key.endswith(".json")):
+        if not is_index_manifest_key(key):
             raise ChecksumError(f"{ds.store.url}: {key!r} is not an index manifest key (a "
                                 "damaged index ref?)")
         d = get_cas_json(ds.store, key)
@@ -95,7 +100,7 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
 
         blob = (build_minmax(ds, tensor) if kind == "minmax" else build_sorted(ds, tensor)
                 ).to_bytes()
-        key = f"indexes/data/{digest_hex(blob)}"
+        key = index_data_key(digest_hex(blob))
         ds.store.put(key, blob)
         return _register(ds, tensor, kind, kind, {}, len(ds),
                          [{"key": key, "rows": len(ds), "start": 0}])
@@ -136,7 +141,7 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
                 if not parts:  # the settings of the first (full-size) partition
                     used_params = part.params
                 blob = part.to_bytes()
-            key = f"indexes/data/{digest_hex(blob)}"
+            key = index_data_key(digest_hex(blob))
             ds.store.put(key, blob)
             parts.append({"key": key, "rows": int(pos.shape[0]), "start": s})
             if bar is not None:
@@ -155,9 +160,9 @@ def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str
                 "params": params, "commit": ds.commit_id, "state": ds._base_key,
                 "rows": n, "partitions": parts, "created": time.time(),
                 "partition_rows": partition_rows}
-    key = put_cas_json(ds.store, "indexes", manifest)
+    key = put_cas_json(ds.store, INDEXES, manifest)
     ds.store.sync()  # partitions and manifest are durable before a ref names them
-    put_artifact_json(ds.store, f"indexes/refs/{tensor}/{kind}/{ds.commit_id}",
+    put_artifact_json(ds.store, index_ref_key(tensor, kind, str(ds.commit_id)),
                       {"manifest": key}, sealed_format(ds._info))
     ds.store.sync()
     forget(ds)
@@ -207,7 +212,7 @@ def load_partition(ds: Dataset, key: str, text: bool | str) -> Any:
 
 def _refs(ds: Dataset, tensor: str | None = None) -> Iterator[tuple[str, str, str]]:
     """(tensor, kind, commit) of every registered index (of `tensor`)."""
-    prefix = f"indexes/refs/{tensor}/" if tensor else "indexes/refs/"
+    prefix = index_ref_prefix(tensor)
     for k in ds.store.list(prefix):
         parts = k.split("/")
         if len(parts) == 5:
@@ -256,7 +261,7 @@ def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
 
 def _load_ref(ds: Dataset, tensor: str, kind: str, commit: str) -> IndexInfo:
     """The manifest an index ref names, checked to be the index the ref's key says."""
-    key = f"indexes/refs/{tensor}/{kind}/{commit}"
+    key = index_ref_key(tensor, kind, commit)
     ref = get_artifact_json(ds.store, key, sealed_format(ds._info), "index ref")
     manifest = ref.get("manifest")
     info = IndexInfo.load(ds, manifest) if isinstance(manifest, str) else None

@@ -3,63 +3,23 @@
 An index covers one *partition* (a contiguous range of rows of a dataset version, each row with
 a stable int64 row id). Queries over many partitions use exact global statistics: gather
 ``idx.stats(tokenize(query))`` from every partition, ``combine`` them and pass the result as
-``search(..., stats=...)``; then ``merge_topk`` the per-partition answers. Scores are then
-bit-identical whichever way the rows were partitioned (each document's score is the same
-sequence of float64 operations, summed in sorted-term order, then rounded to float32).
+``search(..., stats=...)``; then ``merge_topk`` the per-partition answers. A document's score
+is then the same whichever way the rows were partitioned.
 
-Analysis (``tokenize``)
-    lower-case (``str.lower``); split with the regex ``(?u)\\b\\w\\w+\\b`` (unicode words of
-    two or more characters, the scikit-learn / bm25s pattern; run as the equivalent, faster
-    ``\\w\\w+``); drop the stopwords in ``STOPWORDS`` (the 33-word English list of Lucene's
-    ``EnglishAnalyzer``, the same as ``bm25s.stopwords.STOPWORDS_EN``); stem with the Snowball
-    English stemmer of PyStemmer when it is importable (no stemming otherwise). The output is
-    token for token what ``bm25s.tokenize(texts, stopwords="en",
-    stemmer=Stemmer.Stemmer("english"), return_ids=False)`` gives (a test checks it).
+Analysis (``tokenize``): lower-case; words of two or more unicode word characters
+(``\\w\\w+``); drop Lucene's 33 English ``STOPWORDS``; Snowball English stemming when
+PyStemmer is importable. Token for token what ``bm25s.tokenize(..., stopwords="en",
+stemmer=Stemmer.Stemmer("english"))`` gives (tested); our own few lines because bm25s is a test
+dependency only and ``phrase_match`` needs each document's tokens in order. The analyzer is
+recorded in every index; searching one built with another analyzer raises ``QueryError``.
 
-    The split and the stopword filter are our own few lines rather than a call to
-    ``bm25s.tokenize`` because (1) bm25s is not a dependency of tensorplane, only of its tests;
-    (2) ``bm25s.tokenize`` returns an id vocabulary in a hash-seed dependent order and loops
-    over every token in Python, whereas ``TextIndex.build`` splits each document with one
-    C-level ``findall`` and stems/filters each *distinct* word once (measured on 100k ~10-word
-    documents on a loaded 2-core machine: 0.4-0.6 s for this analysis, 0.5-0.8 s for the
-    whole ``build``, 0.6-0.75 s for ``bm25s.tokenize`` alone); (3) ``phrase_match`` needs each
-    document's token sequence, in order. Stemming itself is PyStemmer's (one instance per
-    thread: Stemmer objects are not thread-safe). The analyzer in use is recorded in every
-    serialized index; searching an index built with a different analyzer (e.g. stemmed, in a
-    process without PyStemmer) raises ``QueryError``.
+Scoring: BM25 with Lucene's idf ``ln(1 + (N - df + 0.5) / (df + 0.5))`` and the classic
+``(k1 + 1)`` numerator (bm25s ``idf_method="lucene"``, ``method="atire"``). Empty documents
+count in N and match nothing; a query with no terms after analysis matches nothing; a
+``"double-quoted"`` span is a phrase (consecutive tokens, stopwords removed on both sides).
 
-Scoring: BM25 in the Robertson/Lucene form::
-
-    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))            (always > 0)
-    score(d, q) = sum over query tokens t of
-                  idf(t) * tf(t,d) * (k1 + 1) / (tf(t,d) + k1 * (1 - b + b * dl(d) / avgdl))
-
-with N the number of documents, dl the number of tokens of a document after analysis and
-avgdl = total_len / N. This is bm25s's ``idf_method="lucene"`` combined with the classic
-``(k1 + 1)`` numerator (bm25s ``method="atire"``); bm25s ``method="lucene"`` drops the constant
-``(k1 + 1)`` factor (as Lucene >= 8 does), so its scores are ours divided by ``k1 + 1``, with the
-same ranking. rank_bm25 has no such variant: ``BM25Okapi`` uses ln((N-df+0.5)/(df+0.5)) with an
-epsilon floor for negative values, ``BM25L`` ln((N+1)/(df+0.5)) and ``BM25Plus`` ln((N+1)/df).
-A token repeated in the query counts once per occurrence (as in Lucene, bm25s, rank_bm25).
-
-Conventions
-    * ``None`` and ``""`` (and a text of only stopwords) are empty documents: they count in N
-      (a row is a document) with length 0, and match nothing. bm25s and rank_bm25 do the same
-      when given an empty token list.
-    * A query with no terms after analysis (``""``, ``"the"``) matches nothing, in ``search``,
-      ``contains_all`` and ``phrase_match`` alike (Elasticsearch's ``zero_terms_query: none``).
-    * Phrases: a ``"double-quoted"`` span of the query is a phrase; its tokens must occur as
-      consecutive tokens of the document. Stopwords are removed on both sides before
-      matching, so ``"red the car"`` matches ``red car``. An unpaired ``"`` is ignored.
-
-Serialized form (``to_bytes``): ``b"PLTX"``, uint16 format version, uint16 zero, uint32
-header length, a JSON header (counts, analyzer, and name/dtype/count/offset of each array),
-then the little-endian arrays, each at an 8-byte aligned offset: ``row_ids`` (int64),
-``doc_len``, ``indptr`` (CSR offsets into the postings per term), ``post_doc`` (row-local
-document index), ``post_tf`` (term frequency), ``vocab`` (the sorted terms, UTF-8, joined by
-``"\\n"``). Integer arrays use the narrowest unsigned type that fits. No checksum: the caller
-stores the bytes content-addressed. ``from_bytes`` makes read-only numpy views of a
-``bytes`` buffer (no copy; only the vocabulary is copied, to decode it).
+The serialized form (``to_bytes``/``from_bytes``) is specified in FORMAT.md ("The BM25 index
+partition").
 """
 
 from __future__ import annotations

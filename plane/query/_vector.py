@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import QueryError
+from plane._errors import MissingDependencyError, QueryError
 
 __all__ = ["KINDS", "VectorPartition", "build_partition", "exact_search", "normalize",
            "normalize_query", "query_vector", "check_width",
@@ -89,7 +89,8 @@ def _faiss() -> Any:
     try:
         import faiss
     except ImportError:
-        raise QueryError("vector indexes need faiss: pip install 'tensorplane[index]'") from None
+        raise MissingDependencyError("vector indexes need faiss: pip install "
+                                     "'tensorplane[index]'") from None
     return faiss
 
 

@@ -14,8 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError, QueryError
-from plane.core._layout import get_artifact_json, put_artifact_json, sealed_format
+from plane._errors import (
+    ChecksumError,
+    ObjectNotFoundError,
+    PlaneError,
+    QueryError,
+    ReadOnlyError,
+)
+from plane.core._layout import (
+    VIEWS,
+    get_artifact_json,
+    put_artifact_json,
+    sealed_format,
+    view_key,
+    view_name_of,
+)
 from plane.query._cache import state_cached
 
 if TYPE_CHECKING:
@@ -165,13 +178,13 @@ class View:
         if self._commit is None:
             raise PlaneError("a view is saved against a commit: commit the dataset first")
         if self._store.read_only:
-            raise PlaneError(f"cannot save view {name!r}: the dataset is open read-only")
+            raise ReadOnlyError(f"cannot save view {name!r}: the dataset is open read-only")
         body = {"v": 1, "name": name, "commit": self._commit, "query": self.query,
                 "columns": self.columns, "score_name": self.score_name,
                 "row_ids": self.ids.tolist(),
                 "scores": None if self.scores is None else self.scores.tolist(),
                 "time": time.time()}
-        key = f"views/{name}.json"
+        key = view_key(name)
         put_artifact_json(self._store, key, body, sealed_format(self.ds._info))
         self._store.sync()
         return key
@@ -200,11 +213,11 @@ def load_view(ds: Dataset, name: str) -> View:
     import plane
 
     check_view_name(name)
-    key = f"views/{name}.json"
+    key = view_key(name)
     try:
         body = get_artifact_json(ds.store, key, sealed_format(ds._info), "view")
     except ObjectNotFoundError:
-        have = sorted(k[len("views/"):-len(".json")] for k in ds.store.list("views/"))
+        have = sorted(view_name_of(k) for k in ds.store.list(VIEWS))
         raise PlaneError(f"no view {name!r} in {ds.url}; views: {', '.join(have) or '(none)'}"
                          ) from None
     try:  # sealed views cannot fail these; unsealed (format <= 2) ones may be damaged

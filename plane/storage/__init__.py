@@ -7,7 +7,6 @@ from plane.storage._memory import MemoryStore
 from plane.storage._url import open_store
 from plane.storage._wrappers import (
     CachingStore,
-    FaultyStore,
     ReadOnlyStore,
     RecordingStore,
     WrapperStore,
@@ -21,7 +20,6 @@ __all__ = [
     "WrapperStore",
     "CachingStore",
     "ReadOnlyStore",
-    "FaultyStore",
     "RecordingStore",
     "open_store",
 ]

@@ -7,9 +7,11 @@ import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from plane._runtime import IO_THREADS
+
 __all__ = ["Store", "DEFAULT_IO_THREADS"]
 
-DEFAULT_IO_THREADS = 16
+DEFAULT_IO_THREADS = IO_THREADS
 
 
 class Store(abc.ABC):

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from plane._pool import process_pool
+from plane._runtime import process_pool
 
 __all__ = ["PendingSyncs", "fsync_dir"]
 

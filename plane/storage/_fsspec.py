@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from plane._errors import ObjectNotFoundError, StoreError
+from plane._errors import MissingDependencyError, ObjectNotFoundError, StoreError
 from plane.storage._base import Store, clamp_range
 
 __all__ = ["FsspecStore"]
@@ -123,7 +123,8 @@ class FsspecStore(Store):
             fsspec.get_filesystem_class(protocol)
         except ImportError as e:
             pkg = _INSTALL_HINT.get(protocol, f"the fsspec backend for {protocol}://")
-            raise StoreError(f"cannot open {self.url}: install {pkg} (pip install {pkg})") from e
+            raise MissingDependencyError(f"cannot open {self.url}: install {pkg} (pip install "
+                                         f"{pkg})") from e
         except ValueError as e:
             raise StoreError(f"cannot open {self.url}: unknown protocol {protocol!r}; use s3://, "
                              "gs://, az://, a local path or mem://") from e

@@ -1,5 +1,7 @@
-"""Reusable test helpers for code built on tensorplane (needs pytest and hypothesis)."""
+"""Reusable test helpers for code built on tensorplane (needs pytest and hypothesis; the
+fault-injecting `FaultyStore` alone, in `plane.testing.faults`, needs neither)."""
 
+from plane.testing.faults import FaultyStore
 from plane.testing.store import (
     StoreReadTests,
     StoreStateMachine,
@@ -9,6 +11,7 @@ from plane.testing.store import (
 )
 
 __all__ = [
+    "FaultyStore",
     "StoreReadTests",
     "StoreTests",
     "StoreStateMachine",

@@ -10,8 +10,16 @@ from typing import Any
 
 from plane._errors import ChecksumError, InvalidArgumentError, ObjectNotFoundError
 from plane.core._layout import (
+    CHUNKS,
+    COMMITS,
+    INDEX_REFS,
+    INDEXES,
+    PARTS,
+    STATES,
+    VIEWS,
     RefStore,
     chunk_key,
+    commit_key,
     get_artifact_json,
     get_cas_json,
     read_dataset_info,
@@ -27,7 +35,7 @@ __all__ = ["GcReport", "gc", "reachable_objects", "DEFAULT_GRACE_SECONDS"]
 DEFAULT_GRACE_SECONDS = 7 * 24 * 3600.0
 #: swept prefixes, in deletion order: what points at other objects goes before what it points
 #: at, so a gc stopped half-way never leaves a pointer to a deleted object
-_SWEPT = ("indexes/refs/", "indexes/", "commits/", "states/", "parts/", "chunks/")
+_SWEPT = (INDEX_REFS, INDEXES, COMMITS, STATES, PARTS, CHUNKS)
 
 
 @dataclass
@@ -66,7 +74,7 @@ def _index_objects(store: Store, commits: set[str], sealed: bool) -> set[str] | 
     """Index refs of reachable commits, their manifests and partitions; None if an index
     object that matters cannot be read (then gc leaves every index object alone)."""
     keys: set[str] = set()
-    for ref in store.list("indexes/refs/"):
+    for ref in store.list(INDEX_REFS):
         if ref.rsplit("/", 1)[-1] not in commits:
             continue
         body = _json(store, ref, sealed)
@@ -104,7 +112,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
             if rec.get("commit"):
                 todo.append(rec["commit"])
     todo.extend(str(t["commit"]) for t in refs.tags().values())
-    for vkey in store.list("views/"):  # a saved view reopens at its commit
+    for vkey in store.list(VIEWS):  # a saved view reopens at its commit
         view = _json(store, vkey, sealed)
         if isinstance(view, dict) and isinstance(view.get("commit"), str):
             todo.append(view["commit"])
@@ -119,7 +127,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
             continue
         states.add(commit.state)
         todo.extend(commit.parents)
-    keys = {f"commits/{c}.json" for c in commits} | set(states)
+    keys = {commit_key(c) for c in commits} | set(states)
     for skey in states:
         try:
             state = State.load(store, skey)
@@ -136,7 +144,7 @@ def reachable_objects(store: Store, keep_ref_records: int = 8) -> set[str]:
             keys.update(chunk_key(k) for k in part.index.keys)
             keys.update(chunk_key(p.key) for p in part.patches)
     index_keys = _index_objects(store, commits, sealed)
-    keys.update(index_keys if index_keys is not None else store.list("indexes/"))
+    keys.update(index_keys if index_keys is not None else store.list(INDEXES))
     return keys
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plane._errors import MergeConflictError, PlaneError
+from plane._errors import InvalidArgumentError, MergeConflictError
 from plane.version._diff import Diff, _equal, compute_diff, physical_of, read_physical
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
                label: str, policy: str, message: str | None) -> MergeResult:
     """Apply base->theirs changes onto `ours` (a writable, clean branch) and commit."""
     if policy not in POLICIES:
-        raise PlaneError(f"conflicts={policy!r}: use one of {', '.join(POLICIES)}")
+        raise InvalidArgumentError(f"conflicts={policy!r}: use one of {', '.join(POLICIES)}")
     d_theirs = compute_diff(base, theirs, "base", label)
     d_ours = compute_diff(base, ours, "base", "ours")
     found = _conflicts(d_ours, d_theirs, ours, theirs)
