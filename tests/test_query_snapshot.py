@@ -129,3 +129,19 @@ def test_a_view_of_pending_writes_streams(tmp_path: Path) -> None:
     res = ds.query("SELECT width WHERE width >= 100")
     assert _streamed(res.numpy(batch_size=2)) == [100]
     assert ds.has_changes and len(plane.open(tmp_path / "d")) == 40
+
+
+def test_an_index_of_uncommitted_rows_is_refused_and_nothing_is_written(tmp_path: Path
+                                                                        ) -> None:
+    ds = _make(tmp_path / "d")
+    ds.extend({"width": [100], "caption": ["new"]})
+    before = sorted(ds.store.list(""))
+    for build in (lambda: ds.create_index("width", kind="btree"), ds.optimize_index):
+        with pytest.raises(plane.QueryError, match="commit first"):
+            build()
+    assert sorted(ds.store.list("")) == before and ds.has_changes
+    ds.flush()  # durable but not committed: still refused
+    with pytest.raises(plane.QueryError, match="commit first"):
+        ds.create_index("width", kind="btree")
+    ds.commit("more")
+    assert ds.create_index("width", kind="btree").commit == ds.commit_id
