@@ -319,8 +319,8 @@ def test_prepared_top_k_path_equals_the_general_executor(
     used = []
     real_run = _prepared.Prepared.run
 
-    def spy(self: Any, params: Any, text: str, commit: Any = None) -> Any:
-        out = real_run(self, params, text, commit)
+    def spy(self: Any, params: Any, text: str) -> Any:
+        out = real_run(self, params, text)
         used.append(out is not None)
         return out
 
@@ -331,7 +331,8 @@ def test_prepared_top_k_path_equals_the_general_executor(
     for sql in sqls:
         for q in queries:
             got = ds.query(sql, {"q": q})
-            want = run_query(ds, _parse_cached(sql, {"q": q}, list(ds._writers)), sql,
+            snap = ds.snapshot()
+            want = run_query(snap, _parse_cached(sql, {"q": q}, list(snap.tensor_names)), sql,
                              prepared=False)
             assert got.ids.tolist() == want.ids.tolist()
             assert got.positions.tolist() == want.positions.tolist()

@@ -34,13 +34,15 @@ __all__ = ["Snapshot", "read_rows"]
 
 class Snapshot:
     """One version of a dataset, read-only: `Snapshot.open(store, state_key)` or
-    `ds.snapshot()`. `cache` holds values derived from this version (query row-id maps,
-    index lookups); it is dropped when pickled."""
+    `ds.snapshot()`. `base_commit` is the commit this version was written on (`commit_id`
+    when it is that commit; None before the first). `cache` holds values derived from this
+    version (query row-id maps, index lookups); it is dropped when pickled."""
 
     def __init__(self, store: Store, state_key: str | None, state: State,
                  parts: Mapping[str, TensorPart], *, commit_id: str | None = None,
-                 branch: str | None = None, info: Mapping[str, Any] | None = None,
-                 reader: ChunkReader | None = None, links: LinkResolver | None = None,
+                 branch: str | None = None, base_commit: str | None = None,
+                 info: Mapping[str, Any] | None = None, reader: ChunkReader | None = None,
+                 links: LinkResolver | None = None,
                  link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.store = store
         self.state_key = state_key
@@ -48,6 +50,7 @@ class Snapshot:
         self.parts = dict(parts)
         self.commit_id = commit_id
         self.branch = branch
+        self.base_commit = base_commit if base_commit is not None else commit_id
         self.info = dict(info) if info is not None else read_dataset_info(store)
         self.reader = reader or ChunkReader(store, DEFAULT_CACHE_BYTES,
                                             sealed_format(self.info))
@@ -62,7 +65,8 @@ class Snapshot:
 
     @classmethod
     def open(cls, store: Store, state_key: str, *, commit_id: str | None = None,
-             branch: str | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+             branch: str | None = None, base_commit: str | None = None,
+             cache_bytes: int = DEFAULT_CACHE_BYTES,
              link_storage_options: Mapping[str, Mapping[str, Any]] | None = None,
              reader: ChunkReader | None = None) -> Snapshot:
         """The version whose state object is `state_key` in `store`; `reader` shares a chunk
@@ -71,8 +75,8 @@ class Snapshot:
         state = State.load(store, state_key)
         parts = {n: TensorPart.load(store, k) for n, k in state.tensors.items()}
         return cls(store, state_key, state, parts, commit_id=commit_id, branch=branch,
-                   info=info, reader=reader or ChunkReader(store, cache_bytes,
-                                                           sealed_format(info)),
+                   base_commit=base_commit, info=info,
+                   reader=reader or ChunkReader(store, cache_bytes, sealed_format(info)),
                    link_storage_options=link_storage_options)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -80,7 +84,8 @@ class Snapshot:
             raise PlaneError("this is a view of an unsaved working state and cannot be "
                              "pickled; take ds.snapshot() instead")
         return (_reopen, (self.store, self.state_key, self.commit_id, self.branch,
-                          self.reader.cache.max_bytes, self._link_options))
+                          self.reader.cache.max_bytes, self._link_options,
+                          self.base_commit))
 
     # ---- schema ---------------------------------------------------------------------------
     @property
@@ -165,10 +170,11 @@ class Snapshot:
 
 
 def _reopen(store: Store, state_key: str, commit_id: str | None, branch: str | None,
-            cache_bytes: int, link_options: Mapping[str, Mapping[str, Any]] | None
-            ) -> Snapshot:
+            cache_bytes: int, link_options: Mapping[str, Mapping[str, Any]] | None,
+            base_commit: str | None = None) -> Snapshot:
     return Snapshot.open(store, state_key, commit_id=commit_id, branch=branch,
-                         cache_bytes=cache_bytes, link_storage_options=link_options)
+                         base_commit=base_commit, cache_bytes=cache_bytes,
+                         link_storage_options=link_options)
 
 
 def _link_resolver(store: Store, options: Mapping[str, Mapping[str, Any]] | None

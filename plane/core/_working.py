@@ -242,7 +242,8 @@ class WorkingState:
                      for n, w in self.writers.items()}
             commit = self.commit_id if key == self.commit_state(self.commit_id) else None
             self._snapshot = Snapshot(self.store, key, state, parts, commit_id=commit,
-                                      branch=self.branch, info=self.info, reader=self.reader,
+                                      branch=self.branch, base_commit=self.commit_id,
+                                      info=self.info, reader=self.reader,
                                       links=self.links,
                                       link_storage_options=self.link_storage_options)
         return self._snapshot

@@ -354,23 +354,24 @@ class Dataset:
         """Run a query (vector + scalar + full text in one plan; README "Query"): e.g.
         ``SELECT id, caption, score WHERE labels = 'dog' AND CONTAINS(caption, 'red car')
         ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 10`` with params={"q": vec}.
-        Returns a View of the result rows at this version."""
+        Returns a View of the result rows at this version. Pending (unflushed) writes are
+        read, not published: other readers see them after flush() or commit()."""
         from plane.query import run_sql
 
-        return run_sql(self, sql, params)
+        return run_sql(self.snapshot(), sql, params)
 
     def search(self) -> Search:
         """The builder face: ``ds.search().where("...").match("caption", "red car")
         .nearest("embedding", vec).limit(10).run()``."""
         from plane.query import Search
 
-        return Search(self)
+        return Search(self.snapshot)
 
     def explain(self, sql: str | Search, params: Mapping[str, Any] | None = None) -> str:
         """The plan a query runs: filters, indexes used, partitions, exact fallbacks, fusion."""
         from plane.query import explain_sql
 
-        return explain_sql(self, sql, params)
+        return explain_sql(self.snapshot(), sql, params)
 
     def create_index(self, tensor: str, kind: str = "hnsw", metric: str = "cosine",
                      **options: Any) -> IndexInfo:
@@ -380,7 +381,9 @@ class Dataset:
         rows and search newer ones exactly; build again to fold them in."""
         from plane.query._indexes import create_index
 
-        return create_index(self, tensor, kind, metric, **options)
+        # unflushed writes are refused there (commit first), without storing them here
+        at = self._ws.view() if self._ws.unflushed else self.snapshot()
+        return create_index(at, tensor, kind, metric, **options)
 
     def optimize_index(self, tensor: str | None = None, progress: bool | None = None
                        ) -> list[IndexInfo]:
@@ -388,7 +391,8 @@ class Dataset:
         an older one, keeping kind, metric and settings; returns the rebuilt ones."""
         from plane.query._indexes import optimize_indexes
 
-        return optimize_indexes(self, tensor, progress)
+        at = self._ws.view() if self._ws.unflushed else self.snapshot()
+        return optimize_indexes(at, tensor, progress)
 
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:

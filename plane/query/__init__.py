@@ -17,7 +17,7 @@ from plane.query._indexes import IndexInfo, list_indexes
 from plane.query._view import View, load_view
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+    from plane.core._snapshot import Snapshot
 
 __all__ = ["Search", "View", "IndexInfo", "load_view", "list_indexes", "run_sql",
            "explain_sql", "parse"]
@@ -70,23 +70,26 @@ def _params(params: Any) -> dict[str, Any]:
     return dict(params)
 
 
-def run_sql(ds: Dataset, sql: str, params: Mapping[str, Any] | None = None) -> View:
+def run_sql(snap: Snapshot, sql: str, params: Mapping[str, Any] | None = None) -> View:
+    """The rows of version `snap` that query `sql` selects."""
     from plane.query._builder import run_query
     from plane.query._prepared import run_prepared
 
     ps = _params(params)
-    tensors = tuple(ds._writers)
+    tensors = snap.tensor_names
     key = _key(sql, ps, tensors)
-    view = run_prepared(ds, key, lambda: _parse_cached(sql, ps, list(tensors), key), ps, sql)
+    view = run_prepared(snap, key, lambda: _parse_cached(sql, ps, list(tensors), key), ps,
+                        sql)
     if view is not None:
         return view
-    return run_query(ds, _parse_cached(sql, ps, list(tensors), key), sql, prepared=False)
+    return run_query(snap, _parse_cached(sql, ps, list(tensors), key), sql, prepared=False)
 
 
-def explain_sql(ds: Dataset, sql: str | Search, params: Mapping[str, Any] | None = None
+def explain_sql(snap: Snapshot, sql: str | Search, params: Mapping[str, Any] | None = None
                 ) -> str:
+    """The plan query `sql` (or a Search) runs on version `snap`."""
     from plane.query._builder import explain_query
 
     if isinstance(sql, Search):
         return sql.explain()
-    return explain_query(ds, parse(sql, _params(params), tensors=list(ds.tensors)))
+    return explain_query(snap, parse(sql, _params(params), tensors=list(snap.tensor_names)))

@@ -21,7 +21,7 @@ import numpy as np
 from plane._errors import QueryError
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+    from plane.core._snapshot import Snapshot
 
 __all__ = ["SortedIndex", "build_sorted"]
 
@@ -105,22 +105,22 @@ class SortedIndex:
         return cls(values, z["ids"], z["pos"])
 
 
-def build_sorted(ds: Dataset, tensor: str) -> SortedIndex:
-    """The sorted-value index of `tensor` over the current version."""
-    meta = ds._writer(tensor).meta
-    n = len(ds)
+def build_sorted(snap: Snapshot, tensor: str) -> SortedIndex:
+    """The sorted-value index of `tensor` over version `snap`."""
+    meta = snap.meta(tensor)
+    n = len(snap)
     pos = np.arange(n, dtype=np.int64)
-    ids = ds.row_ids
+    ids = snap.row_ids
     if meta.kind == "text":
-        texts = ds._read(tensor, pos, True, True)
+        texts = snap.read(tensor, pos, True, True)
         order = np.asarray(sorted(range(n), key=texts.__getitem__), np.int64)
         return SortedIndex([texts[i] for i in order.tolist()], ids[order], order)
     from plane.query._stats import is_scalar
 
-    if not is_scalar(ds, tensor) or meta.np_dtype.kind not in "iuf":
+    if not is_scalar(snap, tensor) or meta.np_dtype.kind not in "iuf":
         raise QueryError(f"a btree index needs a scalar numeric, class_label or text tensor; "
                          f"{tensor!r} is {meta.htype} ({meta.dtype}, shape {meta.shape})")
-    vals = ds._read(tensor, pos, True, False)
+    vals = snap.read(tensor, pos, True, False)
     if isinstance(vals, list):
         raise QueryError(f"a btree index needs one value per row; {tensor!r} has samples of "
                          "different shapes")

@@ -6,6 +6,7 @@ It produces the same `Query` the SQL text does, so both run through one planner.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from plane._errors import QueryError
@@ -25,17 +26,19 @@ from plane.query._ast import (
 )
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+    from plane.core._snapshot import Snapshot
     from plane.query._view import View
 
 __all__ = ["Search", "run_query", "explain_query"]
 
 
 class Search:
-    """Chainable: where / contains filter; nearest / match rank (several fuse by RRF)."""
+    """Chainable: where / contains filter; nearest / match rank (several fuse by RRF).
+    Runs on `at`: a Snapshot, or a function returning the one to read when it runs
+    (`ds.search()` passes `ds.snapshot`, so writes made before `.run()` are seen)."""
 
-    def __init__(self, ds: Dataset) -> None:
-        self._ds = ds
+    def __init__(self, at: Snapshot | Callable[[], Snapshot]) -> None:
+        self._at = at
         self._where: list[Expr] = []
         self._scores: list[tuple[Any, float]] = []
         self._params: dict[str, Any] = {}
@@ -54,7 +57,7 @@ class Search:
         from plane.query._parse import parse
 
         q = parse(f"SELECT * WHERE {predicate}", params,
-                  tensors=list(self._ds.tensors))
+                  tensors=list(self._snapshot().tensor_names))
         if q.where is not None:
             self._where.append(q.where)
         self._params.update(q.params)
@@ -115,15 +118,18 @@ class Search:
         select = tuple(SelectItem(Col(t)) for t in self._select)
         return Query(select, where, order, self._limit, self._offset, dict(self._params))
 
+    def _snapshot(self) -> Snapshot:
+        return self._at() if callable(self._at) else self._at
+
     def run(self) -> View:
-        return run_query(self._ds, self.to_query(), "")
+        return run_query(self._snapshot(), self.to_query(), "")
 
     def __repr__(self) -> str:
-        return (f"Search({self._ds.url}, {len(self._where)} filter(s), {len(self._scores)} "
+        return (f"Search({self._snapshot().url}, {len(self._where)} filter(s), {len(self._scores)} "
                 f"ranking(s), limit={self._limit}, offset={self._offset}); .run() or .explain()")
 
     def explain(self) -> str:
-        return explain_query(self._ds, self.to_query())
+        return explain_query(self._snapshot(), self.to_query())
 
 
 def _count(n: Any, what: str) -> int:
@@ -133,7 +139,7 @@ def _count(n: Any, what: str) -> int:
     return int(n)
 
 
-def _columns(ds: Dataset, q: Query) -> tuple[list[str] | None, str]:
+def _columns(snap: Snapshot, q: Query) -> tuple[list[str] | None, str]:
     cols: list[str] = []
     score_name = "score"
     for it in q.select:
@@ -141,16 +147,16 @@ def _columns(ds: Dataset, q: Query) -> tuple[list[str] | None, str]:
         if isinstance(e, Col) and e.name == "*":
             return None, score_name
         if isinstance(e, Col):
-            if e.name not in ds.tensors:
+            if e.name not in snap:
                 raise QueryError(f"SELECT {e.name}: no such tensor; tensors: "
-                                 f"{', '.join(ds.tensors)}")
+                                 f"{', '.join(snap.tensor_names)}")
             cols.append(e.name)
         elif isinstance(e, VectorScore | Bm25 | Fuse):
             score_name = it.alias or "score"
     return (cols or None), score_name
 
 
-def run_query(ds: Dataset, q: Query, text: str, prepared: bool = True) -> View:
+def run_query(snap: Snapshot, q: Query, text: str, prepared: bool = True) -> View:
     from plane.query._exec import execute
     from plane.query._prepared import run_prepared
     from plane.query._view import View
@@ -161,18 +167,16 @@ def run_query(ds: Dataset, q: Query, text: str, prepared: bool = True) -> View:
         except TypeError:  # an unhashable literal in the query: no prepared path
             pass
         else:
-            view = run_prepared(ds, ("query", q), lambda: q, q.params, text)
+            view = run_prepared(snap, ("query", q), lambda: q, q.params, text)
             if view is not None:
                 return view
-    cols, score_name = _columns(ds, q)
-    if not ds.read_only and ds._unflushed:
-        ds.flush()  # the view names a durable state; positions are computed after this
-    pos, scores, _ = execute(ds, q)
-    return View(ds, pos, scores, cols, text, score_name)
+    cols, score_name = _columns(snap, q)
+    pos, scores, _ = execute(snap, q)
+    return View(snap, pos, scores, cols, text, score_name)
 
 
-def explain_query(ds: Dataset, q: Query) -> str:
+def explain_query(snap: Snapshot, q: Query) -> str:
     from plane.query._exec import execute
 
-    _, _, plan = execute(ds, q)
+    _, _, plan = execute(snap, q)
     return str(plan)

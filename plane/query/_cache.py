@@ -1,34 +1,27 @@
-"""Values derived from one dataset state (row ids, index lookups, snapshots), kept on the
-Dataset while its state is unchanged and dropped as soon as it moves."""
+"""Values derived from one version (row ids, index lookups, prepared queries), kept in the
+Snapshot's `cache`: a Dataset hands out the same Snapshot while its state is unchanged, so
+they live exactly as long as that state."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+from plane.core._snapshot import Snapshot
 
 __all__ = ["state_cached", "forget"]
 
-_ATTR = "_query_state"
+_KEY = "query"
 
 
-def state_cached(ds: Dataset, name: Hashable, make: Callable[[], Any]) -> Any:
-    """`make()` for `ds`'s current state, computed once per state (never cached while the
-    working state has unflushed writes)."""
-    if ds._unflushed:
-        return make()
-    held = ds.__dict__.get(_ATTR)
-    if held is None or held[0] != ds._base_key:
-        held = (ds._base_key, {})
-        ds.__dict__[_ATTR] = held
-    values: dict[Hashable, Any] = held[1]
+def state_cached(snap: Snapshot, name: Hashable, make: Callable[[], Any]) -> Any:
+    """`make()` for the version `snap` reads, computed once per Snapshot."""
+    values: dict[Hashable, Any] = snap.cache.setdefault(_KEY, {})
     if name not in values:
         values[name] = make()
     return values[name]
 
 
-def forget(ds: Dataset) -> None:
-    """Drop what was derived from the current state (e.g. after a new index is registered)."""
-    ds.__dict__.pop(_ATTR, None)
+def forget(snap: Snapshot) -> None:
+    """Drop what the query derived from `snap` (e.g. after a new index is registered)."""
+    snap.cache.pop(_KEY, None)

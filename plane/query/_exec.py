@@ -21,6 +21,7 @@ import numpy as np
 
 from plane._errors import QueryError
 from plane.core._reader import unique_ints
+from plane.core._snapshot import Snapshot
 from plane.query._ast import (
     And,
     Between,
@@ -42,6 +43,7 @@ from plane.query._ast import (
     VectorScore,
 )
 from plane.query._cache import state_cached
+from plane.query._changes import changed_rows
 from plane.query._like import like_mask
 from plane.query._vector import (
     check_width,
@@ -52,7 +54,6 @@ from plane.query._vector import (
 )
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
     from plane.query._indexes import IndexInfo
 
 __all__ = ["execute", "Plan"]
@@ -77,11 +78,11 @@ class Plan:
 
 
 class _Ctx:
-    def __init__(self, ds: Dataset, q: Query, plan: Plan) -> None:
-        self.ds, self.q, self.plan = ds, q, plan
-        self.n = len(ds)
-        self.pos = state_cached(ds, "arange", lambda: np.arange(self.n, dtype=np.int64))
-        self.ids = state_cached(ds, "row_ids", lambda: ds.row_ids)
+    def __init__(self, snap: Snapshot, q: Query, plan: Plan) -> None:
+        self.snap, self.q, self.plan = snap, q, plan
+        self.n = len(snap)
+        self.pos = state_cached(snap, "arange", lambda: np.arange(self.n, dtype=np.int64))
+        self.ids = state_cached(snap, "row_ids", lambda: snap.row_ids)
         self._cols: dict[str, Any] = {}
         self._order: tuple[np.ndarray, np.ndarray] | None = None
         self._live_phys: np.ndarray | None = None
@@ -115,11 +116,11 @@ class _Ctx:
 
     def column(self, name: str) -> Any:
         if name not in self._cols:
-            if name not in self.ds.tensors:
+            if name not in self.snap:
                 raise QueryError(f"no tensor {name!r}; tensors: "
-                                 f"{', '.join(self.ds.tensors) or '(none)'}")
+                                 f"{', '.join(self.snap.tensor_names) or '(none)'}")
             # a link tensor's values are its URLs: conditions never fetch the objects
-            self._cols[name] = self.ds._read(name, self.pos, True, False, links=False)
+            self._cols[name] = self.snap.read(name, self.pos, True, False, links=False)
         return self._cols[name]
 
 
@@ -147,14 +148,14 @@ def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
         return ctx.ids, "col"
     if isinstance(e, Shape):
         _meta(ctx, e.col, f"SHAPE({_describe(e.col)})")
-        shp = ctx.ds._shapes(e.col.name, ctx.pos)
+        shp = ctx.snap.shapes(e.col.name, ctx.pos)
         if e.dim >= shp.shape[1] or e.dim < -shp.shape[1]:
             raise QueryError(f"SHAPE({e.col.name})[{e.dim}]: samples of {e.col.name!r} have "
                              f"{shp.shape[1]} dimension(s)")
         return shp[:, e.dim], "col"
     if isinstance(e, Col):
         vals = ctx.column(e.name)
-        meta = ctx.ds._writer(e.name).meta
+        meta = ctx.snap.meta(e.name)
         if meta.kind == "bytes":
             raise QueryError(f"tensor {e.name!r} holds binary samples, which conditions "
                              f"cannot compare; compare SHAPE({e.name})[0] (the byte length)")
@@ -191,8 +192,8 @@ _FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
 def _class_id(ctx: _Ctx, col: Any, v: Any) -> Any:
     """Class names compare as their ids in class_label tensors."""
     if isinstance(col, Col) and not col.path and isinstance(v, str) \
-            and col.name in ctx.ds.tensors:
-        meta = ctx.ds._writer(col.name).meta
+            and col.name in ctx.snap:
+        meta = ctx.snap.meta(col.name)
         if meta.htype == "class_label":
             if v not in meta.class_names:
                 raise QueryError(f"{col.name!r} has no class {v!r}; classes: "
@@ -249,8 +250,8 @@ def _describe(e: Any) -> str:
 
 
 def _is_label(ctx: _Ctx, e: Any) -> bool:
-    return isinstance(e, Col) and not e.path and e.name in ctx.ds.tensors \
-        and ctx.ds._writer(e.name).meta.htype == "class_label"
+    return isinstance(e, Col) and not e.path and e.name in ctx.snap \
+        and ctx.snap.meta(e.name).htype == "class_label"
 
 
 def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
@@ -262,14 +263,14 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
         raise QueryError(f"CONTAINS({e.col.name}, ...) takes a string, got "
                          f"{_type_name(text)}; pass the words to find as a 'string'")
     _text_meta(ctx, e.col, f"CONTAINS({e.col.name}, ...)")
-    info = find_index(ctx.ds, e.col.name, ("bm25",))
+    info = find_index(ctx.snap, e.col.name, ("bm25",))
     mask = np.zeros(ctx.n, bool)
-    if info is not None and info.state == ctx.ds._base_key and not ctx.ds._unflushed:
+    if info is not None and info.state == ctx.snap.state_key:
         ctx.plan.add(f"CONTAINS({e.col.name}): bm25 index at {info.commit[:12]} "
                      f"({len(info.partitions)} partition(s)), then phrase check")
         hits = []
         for p in info.partitions:
-            ti = load_partition(ctx.ds, p["key"], True)
+            ti = load_partition(ctx.snap.store, p["key"], True)
             hits.append(ti.contains_all(text))
         rows = np.concatenate(hits) if hits else np.zeros(0, np.int64)
         pos = np.flatnonzero(np.isin(ctx.ids, rows))
@@ -277,7 +278,7 @@ def _contains(ctx: _Ctx, e: Contains, cand: np.ndarray | None) -> np.ndarray:
         ctx.plan.add(f"CONTAINS({e.col.name}): scan (no current bm25 index)")
         pos = ctx.pos if cand is None else np.flatnonzero(cand)
     if pos.shape[0]:
-        texts = ctx.ds._read(e.col.name, pos, True, True, links=False)
+        texts = ctx.snap.read(e.col.name, pos, True, True, links=False)
         mask[pos[phrase_match(texts, text)]] = True
     return mask
 
@@ -340,16 +341,16 @@ def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
     from plane.query._stats import candidate_positions
 
     r = _range_of(ctx, e)
-    if r is None or r[0].name not in ctx.ds.tensors or r[0].name in ctx._cols:
+    if r is None or r[0].name not in ctx.snap or r[0].name in ctx._cols:
         return None
     col, lo, hi = r
-    found = scalar_index(ctx.ds, col.name, "minmax")
+    found = scalar_index(ctx.snap, col.name, "minmax")
     if found is None:
         return None
     stats = found[1]
     if ctx._live_phys is None:
-        ctx._live_phys = ctx.ds._to_physical(ctx.pos)
-    pos, kept, total = candidate_positions(ctx.ds, col.name, stats, lo, hi, ctx._live_phys)
+        ctx._live_phys = ctx.snap.to_physical(ctx.pos)
+    pos, kept, total = candidate_positions(ctx.snap, col.name, stats, lo, hi, ctx._live_phys)
     ctx.plan.add(f"{col.name} in [{lo:g}, {hi:g}]: minmax statistics keep {kept} of {total} "
                  f"chunk(s), {pos.shape[0]:,} rows read")
     m = np.zeros(ctx.n, bool)
@@ -359,7 +360,7 @@ def _pruned(ctx: _Ctx, e: Any) -> np.ndarray | None:
 
 def _mask_at(ctx: _Ctx, e: Any, pos: np.ndarray) -> np.ndarray:
     """`e` evaluated at the sorted positions `pos` only (by a scan: no index below)."""
-    sub = _Ctx(ctx.ds, ctx.q, ctx.plan)
+    sub = _Ctx(ctx.snap, ctx.q, ctx.plan)
     sub.n, sub.pos, sub.ids, sub.prune = int(pos.shape[0]), pos, ctx.ids[pos], False
     return where_mask(sub, e)
 
@@ -391,16 +392,16 @@ def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
     commit evaluated directly), or None when no index applies."""
     from plane.query._indexes import scalar_index
 
-    if ctx.n != len(ctx.ds):
+    if ctx.n != len(ctx.snap):
         return None
     try:
         found = _lookup_of(ctx, e)
     except QueryError:
         return None  # e.g. an unknown class name: the scan raises the full error
-    if found is None or found[0].name not in ctx.ds._writers:
+    if found is None or found[0].name not in ctx.snap:
         return None
     col, what, query = found
-    indexed = scalar_index(ctx.ds, col.name, "btree")
+    indexed = scalar_index(ctx.snap, col.name, "btree")
     if indexed is None:
         return None
     info, index = indexed
@@ -409,7 +410,7 @@ def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
         return None  # a value the index cannot compare (the scan decides)
     stale, fresh = _changed_since(ctx, info, col.name)
     m = np.zeros(ctx.n, bool)
-    if info.state == ctx.ds._base_key and not ctx.ds._unflushed:
+    if info.state == ctx.snap.state_key:
         hits = index.pos[at]  # the indexed state: its positions are ours
         m[hits] = True
     else:
@@ -460,7 +461,7 @@ def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
         vals, kind = _operand(ctx, e.expr)
         if kind == "col":
             if isinstance(e.expr, Col):
-                shp = ctx.ds._shapes(e.expr.name, ctx.pos)
+                shp = ctx.snap.shapes(e.expr.name, ctx.pos)
                 m = shp.prod(axis=1) == 0 if shp.shape[1] else np.zeros(ctx.n, bool)
             else:
                 m = np.zeros(ctx.n, bool)
@@ -495,29 +496,25 @@ def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray,
     """(row ids the index must not answer for, row ids to search exactly): rows deleted /
     updated / added since the index's commit."""
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        if info.state == ctx.ds._base_key and not ctx.ds._unflushed:
+        if info.state == ctx.snap.state_key:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        d = ctx.ds.versions.diff(info.commit, None)
-        td = d.tensors.get(tensor)
-        upd = td.updated if td is not None else np.zeros(0, np.int64)
-        dele = td.deleted if td is not None else d.rows_deleted
-        add = td.added if td is not None else d.rows_added
-        return np.union1d(upd, dele), np.union1d(upd, add)
+        old = Snapshot.open(ctx.snap.store, info.state, commit_id=info.commit)
+        return changed_rows(old, ctx.snap, tensor)
 
-    out: tuple[np.ndarray, np.ndarray] = state_cached(ctx.ds, ("changed", info.key, tensor),
+    out: tuple[np.ndarray, np.ndarray] = state_cached(ctx.snap, ("changed", info.key, tensor),
                                                       compute)
     return out
 
 
 def _meta(ctx: _Ctx, col: Col, what: str) -> Any:
     """The metadata of the tensor a score or CONTAINS names (a QueryError if none)."""
-    if col.name not in ctx.ds.tensors:
+    if col.name not in ctx.snap:
         raise QueryError(f"{what}: no tensor {col.name!r}; tensors: "
-                         f"{', '.join(ctx.ds.tensors) or '(none)'}")
+                         f"{', '.join(ctx.snap.tensor_names) or '(none)'}")
     if col.path:
         raise QueryError(f"{what} takes a tensor, not the json field "
                          f"{_describe(col)}; name the tensor itself")
-    return ctx.ds._writer(col.name).meta
+    return ctx.snap.meta(col.name)
 
 
 def _vector_query(ctx: _Ctx, s: VectorScore, cpos: np.ndarray) -> np.ndarray:
@@ -534,7 +531,7 @@ def _vector_query(ctx: _Ctx, s: VectorScore, cpos: np.ndarray) -> np.ndarray:
         holds = f"{s.col.name!r} holds vectors of shape {shape}"
     elif ctx.n:  # no fixed shape: the first candidate's (or row's, if none) tells the width
         at = cpos[:1] if cpos.shape[0] else ctx.pos[:1]
-        shape = tuple(ctx.ds._shapes(s.col.name, at)[0].tolist())
+        shape = tuple(ctx.snap.shapes(s.col.name, at)[0].tolist())
         holds = (f"{s.col.name!r} holds vectors of shape {shape} at row id "
                  f"{int(ctx.ids[at[0]])}")
     if shape is not None:
@@ -545,7 +542,7 @@ def _vector_query(ctx: _Ctx, s: VectorScore, cpos: np.ndarray) -> np.ndarray:
 def _vectors(ctx: _Ctx, name: str, pos: np.ndarray) -> np.ndarray:
     if not pos.shape[0]:
         return np.zeros((0, 1), np.float32)
-    v = ctx.ds._read(name, pos, True, False)
+    v = ctx.snap.read(name, pos, True, False)
     if isinstance(v, list):
         shapes = [np.shape(x) for x in v]
         odd = next((i for i, sh in enumerate(shapes) if sh != shapes[0]), None)
@@ -568,7 +565,7 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     cpos = ctx.pos if ctx.all_rows else np.flatnonzero(cand)
     qv = _vector_query(ctx, s, cpos)
     label = f"{_score_name(s)}"
-    info = find_index(ctx.ds, s.col.name, metric=s.metric) if cpos.shape[0] else None
+    info = find_index(ctx.snap, s.col.name, metric=s.metric) if cpos.shape[0] else None
     exact_all = info is None or (cpos.shape[0] <= EXACT_BELOW and cpos.shape[0] < ctx.n) \
         or (info.kind == "hnsw" and cpos.shape[0] < 0.2 * ctx.n)
     if exact_all:
@@ -579,7 +576,7 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
         return _to_pos(ctx, ids), sc
     assert info is not None
     stale, fresh = _changed_since(ctx, info, s.col.name)
-    same = info.state == ctx.ds._base_key and not ctx.ds._unflushed
+    same = info.state == ctx.snap.state_key
     every = cpos.shape[0] == ctx.n
     unfiltered = every and not stale.shape[0]
     # all rows wanted, some stale in the index: exclude those (a selector of the stale rows),
@@ -593,7 +590,7 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     kk = ctx.n if k is None else k
     parts = []
     for p in info.partitions:
-        part = load_partition(ctx.ds, p["key"], False)
+        part = load_partition(ctx.snap.store, p["key"], False)
         if same and allowed is not None:  # the index's rows are this state's rows in order
             a, b = int(p["start"]), int(p["start"]) + int(p["rows"])
             local = cpos[(cpos >= a) & (cpos < b)] - a
@@ -633,8 +630,8 @@ def _id_order(ctx: _Ctx) -> tuple[np.ndarray, np.ndarray]:
 def _to_pos(ctx: _Ctx, ids: np.ndarray) -> np.ndarray:
     """Positions of row `ids` in this version."""
     if ctx._order is None:
-        ctx._order = state_cached(ctx.ds, "id_order", lambda: _id_order(ctx)) \
-            if ctx.n == len(ctx.ds) else _id_order(ctx)
+        ctx._order = state_cached(ctx.snap, "id_order", lambda: _id_order(ctx)) \
+            if ctx.n == len(ctx.snap) else _id_order(ctx)
     order, sorted_ids = ctx._order
     out: np.ndarray = order[np.searchsorted(sorted_ids, ids)]
     return out
@@ -652,12 +649,12 @@ def rank_bm25(ctx: _Ctx, s: Bm25, cand: np.ndarray, k: int | None
                          "pass the words to score as a 'string'")
     _text_meta(ctx, s.col, f"BM25({s.col.name}, ...)")
     cpos = np.flatnonzero(cand)
-    info = find_index(ctx.ds, s.col.name, ("bm25",))
-    usable = info is not None and info.state == ctx.ds._base_key and not ctx.ds._unflushed
+    info = find_index(ctx.snap, s.col.name, ("bm25",))
+    usable = info is not None and info.state == ctx.snap.state_key
     terms = tokenize(text)
     if usable:
         assert info is not None
-        idx = [load_partition(ctx.ds, p["key"], True) for p in info.partitions]
+        idx = [load_partition(ctx.snap.store, p["key"], True) for p in info.partitions]
         stats = idx[0].stats(terms)
         for t in idx[1:]:
             stats = stats.combine(t.stats(terms))
@@ -667,7 +664,7 @@ def rank_bm25(ctx: _Ctx, s: Bm25, cand: np.ndarray, k: int | None
                      f"({len(idx)} partition(s), global statistics); prefilter "
                      f"{'none' if allowed is None else f'{allowed.shape[0]:,} rows'}")
     else:
-        all_texts = ctx.ds._read(s.col.name, ctx.pos, True, True, links=False)
+        all_texts = ctx.snap.read(s.col.name, ctx.pos, True, True, links=False)
         full = TextIndex.build(all_texts, ctx.ids)  # statistics over the whole version
         stats = full.stats(terms)
         allowed = None if cpos.shape[0] == ctx.n else np.sort(ctx.ids[cpos])
@@ -722,13 +719,15 @@ def rank(ctx: _Ctx, s: Any, cand: np.ndarray, k: int | None) -> tuple[np.ndarray
 
 
 # ---- the query ---------------------------------------------------------------------------------
-def execute(ds: Dataset, q: Query, plan: Plan | None = None) -> tuple[np.ndarray, np.ndarray
-                                                                       | None, Plan]:
+def execute(snap: Snapshot, q: Query, plan: Plan | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None, Plan]:
     """(positions of the result rows in order, their scores or None, the plan)."""
     plan = plan or Plan()
-    ctx = _Ctx(ds, q, plan)
-    plan.add(f"version: {ds.commit_id or 'uncommitted'} "
-             f"{'(+ uncommitted changes)' if ds.has_changes else ''}".rstrip()
+    ctx = _Ctx(snap, q, plan)
+    changes = snap.commit_id is None and (snap.base_commit is not None
+                                          or bool(snap.tensor_names))
+    plan.add(f"version: {snap.base_commit or 'uncommitted'} "
+             f"{'(+ uncommitted changes)' if changes else ''}".rstrip()
              + f", {ctx.n:,} rows")
     if q.where is not None:
         cand = where_mask(ctx, q.where)

@@ -38,11 +38,13 @@ from plane.core._layout import (
     put_cas_json,
     sealed_format,
 )
+from plane.core._snapshot import Snapshot
+from plane.core._state import Commit
 from plane.format._hash import digest_hex
 from plane.query._cache import forget, state_cached
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+    from plane.storage import Store
 
 __all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_partition",
            "optimize_indexes", "scalar_index", "TEXT_KINDS"]
@@ -69,11 +71,11 @@ class IndexInfo:
     partition_rows: int = DEFAULT_PARTITION_ROWS
 
     @classmethod
-    def load(cls, ds: Dataset, key: str) -> IndexInfo:
+    def load(cls, store: Store, key: str) -> IndexInfo:
         if not is_index_manifest_key(key):
-            raise ChecksumError(f"{ds.store.url}: {key!r} is not an index manifest key (a "
+            raise ChecksumError(f"{store.url}: {key!r} is not an index manifest key (a "
                                 "damaged index ref?)")
-        d = get_cas_json(ds.store, key)
+        d = get_cas_json(store, key)
         return cls(key, d["tensor"], d["kind"], d["metric"], d["params"], d["commit"],
                    d["state"], int(d["rows"]), d["partitions"], float(d["created"]),
                    int(d.get("partition_rows", DEFAULT_PARTITION_ROWS)))
@@ -83,27 +85,27 @@ class IndexInfo:
                 f"{self.commit[:12]}: {self.rows:,} rows in {len(self.partitions)} partition(s)")
 
 
-def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "cosine",
+def create_index(snap: Snapshot, tensor: str, kind: str = "hnsw", metric: str = "cosine",
                  params: dict[str, Any] | None = None,
                  partition_rows: int = DEFAULT_PARTITION_ROWS,
                  progress: bool | None = None) -> IndexInfo:
-    """Build an index of `tensor` at the current commit and register it."""
+    """Build an index of `tensor` at the commit `snap` is and register it."""
     from plane.query._vector import KINDS, build_partition
 
-    meta = ds._writer(tensor).meta
-    if ds.has_changes or ds.commit_id is None:
+    meta = snap.meta(tensor)
+    if snap.commit_id is None or snap.state_key is None:
         raise QueryError("indexes are bound to commits: commit first (ds.commit(...)), then "
                          "create the index")
     if kind in SCALAR_KINDS:
         from plane.query._btree import build_sorted
         from plane.query._stats import build_minmax
 
-        blob = (build_minmax(ds, tensor) if kind == "minmax" else build_sorted(ds, tensor)
+        blob = (build_minmax(snap, tensor) if kind == "minmax" else build_sorted(snap, tensor)
                 ).to_bytes()
         key = index_data_key(digest_hex(blob))
-        ds.store.put(key, blob)
-        return _register(ds, tensor, kind, kind, {}, len(ds),
-                         [{"key": key, "rows": len(ds), "start": 0}])
+        snap.store.put(key, blob)
+        return _register(snap, tensor, kind, kind, {}, len(snap),
+                         [{"key": key, "rows": len(snap), "start": 0}])
     text = kind in TEXT_KINDS
     if text and meta.kind != "text":
         raise QueryError(f"a {kind} index needs a text tensor; {tensor!r} is {meta.htype}")
@@ -116,8 +118,8 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
                              f"{meta.htype} with {meta.ndim} dimension(s)")
     if partition_rows < 1:
         raise QueryError(f"partition_rows must be >= 1, got {partition_rows}")
-    n = len(ds)
-    ids = ds.row_ids
+    n = len(snap)
+    ids = snap.row_ids
     parts: list[dict[str, Any]] = []
     bar = progress_bar(n, f"index {tensor}", progress)
     used_params: dict[str, Any] = dict(params or {})
@@ -127,10 +129,10 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
             if text:
                 from plane.query._text import TextIndex
 
-                texts = ds._read(tensor, pos, True, True)
+                texts = snap.read(tensor, pos, True, True)
                 blob = TextIndex.build(texts, ids[pos]).to_bytes()
             else:
-                vecs = ds._read(tensor, pos, True, False)
+                vecs = snap.read(tensor, pos, True, False)
                 if isinstance(vecs, list):
                     if any(np.shape(v) != np.shape(vecs[0]) for v in vecs):
                         raise QueryError(f"tensor {tensor!r} has vectors of different lengths; "
@@ -142,31 +144,31 @@ def create_index(ds: Dataset, tensor: str, kind: str = "hnsw", metric: str = "co
                     used_params = part.params
                 blob = part.to_bytes()
             key = index_data_key(digest_hex(blob))
-            ds.store.put(key, blob)
+            snap.store.put(key, blob)
             parts.append({"key": key, "rows": int(pos.shape[0]), "start": s})
             if bar is not None:
                 bar.update(pos.shape[0])
     finally:
         if bar is not None:
             bar.close()
-    return _register(ds, tensor, kind, "bm25" if text else metric, used_params, n, parts,
+    return _register(snap, tensor, kind, "bm25" if text else metric, used_params, n, parts,
                      partition_rows)
 
 
-def _register(ds: Dataset, tensor: str, kind: str, metric: str, params: dict[str, Any],
+def _register(snap: Snapshot, tensor: str, kind: str, metric: str, params: dict[str, Any],
               n: int, parts: list[dict[str, Any]],
               partition_rows: int = DEFAULT_PARTITION_ROWS) -> IndexInfo:
     manifest = {"v": 1, "tensor": tensor, "kind": kind, "metric": metric,
-                "params": params, "commit": ds.commit_id, "state": ds._base_key,
+                "params": params, "commit": snap.commit_id, "state": snap.state_key,
                 "rows": n, "partitions": parts, "created": time.time(),
                 "partition_rows": partition_rows}
-    key = put_cas_json(ds.store, INDEXES, manifest)
-    ds.store.sync()  # partitions and manifest are durable before a ref names them
-    put_artifact_json(ds.store, index_ref_key(tensor, kind, str(ds.commit_id)),
-                      {"manifest": key}, sealed_format(ds._info))
-    ds.store.sync()
-    forget(ds)
-    return IndexInfo.load(ds, key)
+    key = put_cas_json(snap.store, INDEXES, manifest)
+    snap.store.sync()  # partitions and manifest are durable before a ref names them
+    put_artifact_json(snap.store, index_ref_key(tensor, kind, str(snap.commit_id)),
+                      {"manifest": key}, sealed_format(snap.info))
+    snap.store.sync()
+    forget(snap)
+    return IndexInfo.load(snap.store, key)
 
 
 _LOADED: OrderedDict[str, Any] = OrderedDict()
@@ -174,17 +176,17 @@ _LOADED_MAX = 64
 _LOCK = threading.Lock()
 
 
-def load_partition(ds: Dataset, key: str, text: bool | str) -> Any:
+def load_partition(store: Store, key: str, text: bool | str) -> Any:
     """A partition, deserialised once per process (keys are content addresses: immutable)."""
-    ck = f"{ds.store.url}|{key}"
+    ck = f"{store.url}|{key}"
     with _LOCK:
         hit = _LOADED.get(ck)
         if hit is not None:
             _LOADED.move_to_end(ck)
             return hit
-    raw = bytes(ds.store.get(key))
+    raw = bytes(store.get(key))
     if digest_hex(raw) != key.rsplit("/", 1)[-1]:
-        raise ChecksumError(f"index partition {ds.store.url}/{key} is corrupt: its bytes do "
+        raise ChecksumError(f"index partition {store.url}/{key} is corrupt: its bytes do "
                             "not match the checksum in its name; rebuild the index "
                             "(ds.create_index)")
     if text == "minmax":
@@ -210,40 +212,61 @@ def load_partition(ds: Dataset, key: str, text: bool | str) -> Any:
     return part
 
 
-def _refs(ds: Dataset, tensor: str | None = None) -> Iterator[tuple[str, str, str]]:
+def _refs(store: Store, tensor: str | None = None) -> Iterator[tuple[str, str, str]]:
     """(tensor, kind, commit) of every registered index (of `tensor`)."""
     prefix = index_ref_prefix(tensor)
-    for k in ds.store.list(prefix):
+    for k in store.list(prefix):
         parts = k.split("/")
         if len(parts) == 5:
             yield parts[2], parts[3], parts[4]
 
 
-def find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None = None,
+def find_index(snap: Snapshot, tensor: str, kinds: tuple[str, ...] | None = None,
                metric: str | None = None) -> IndexInfo | None:
-    """The index of `tensor` on the newest commit in the current version's history (of one
-    of `kinds`, with `metric`), or None. Cached per dataset state (refs only get added: a
-    new index is seen by the next query on a new state, or after `create_index`)."""
-    out: IndexInfo | None = state_cached(ds, ("index", tensor, kinds, metric),
-                                         lambda: _find_index(ds, tensor, kinds, metric))
+    """The index of `tensor` on the newest commit in the history of `snap` (of one of
+    `kinds`, with `metric`), or None. Cached per Snapshot (refs only get added: a new index
+    is seen by the next query on a new state, or after `create_index`)."""
+    out: IndexInfo | None = state_cached(snap, ("index", tensor, kinds, metric),
+                                         lambda: _find_index(snap, tensor, kinds, metric))
     return out
 
 
-def scalar_index(ds: Dataset, tensor: str, kind: str) -> tuple[IndexInfo, Any] | None:
+def scalar_index(snap: Snapshot, tensor: str, kind: str) -> tuple[IndexInfo, Any] | None:
     """(info, loaded index) of the `kind` scalar index ("minmax" or "btree": one partition
-    each) the current version uses for `tensor`, or None."""
-    info = find_index(ds, tensor, (kind,))
+    each) the version `snap` uses for `tensor`, or None."""
+    info = find_index(snap, tensor, (kind,))
     if info is None:
         return None
-    return info, load_partition(ds, info.partitions[0]["key"], kind)
+    return info, load_partition(snap.store, info.partitions[0]["key"], kind)
 
 
-def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
+def _history(snap: Snapshot) -> list[str]:
+    """The commits `snap` was written on, newest first (as `ds.log()` lists them)."""
+    def walk() -> list[str]:
+        start = snap.base_commit
+        if start is None:
+            return []
+        times: dict[str, float] = {}
+        todo = [start]
+        while todo:
+            c = todo.pop()
+            if c not in times:
+                commit = Commit.load(snap.store, c)
+                times[c] = commit.time
+                todo.extend(commit.parents)
+        return sorted(times, key=times.__getitem__, reverse=True)
+
+    out: list[str] = state_cached(snap, "history", walk)
+    return out
+
+
+def _find_index(snap: Snapshot, tensor: str, kinds: tuple[str, ...] | None,
                 metric: str | None) -> IndexInfo | None:
-    found = [(kind, c) for _, kind, c in _refs(ds, tensor) if kinds is None or kind in kinds]
+    found = [(kind, c) for _, kind, c in _refs(snap.store, tensor)
+             if kinds is None or kind in kinds]
     if not found:
         return None
-    history = [e["id"] for e in ds.log()] if ds.commit_id else []
+    history = _history(snap)
     rank = {c: i for i, c in enumerate(history)}
     best: IndexInfo | None = None
     best_rank = len(history)
@@ -251,7 +274,7 @@ def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
         r = rank.get(c)
         if r is None or r > best_rank:
             continue
-        info = _load_ref(ds, tensor, kind, c)
+        info = _load_ref(snap, tensor, kind, c)
         if metric is not None and info.metric != metric:
             continue
         if r < best_rank or (best is not None and info.created > best.created):
@@ -259,43 +282,45 @@ def _find_index(ds: Dataset, tensor: str, kinds: tuple[str, ...] | None,
     return best
 
 
-def _load_ref(ds: Dataset, tensor: str, kind: str, commit: str) -> IndexInfo:
+def _load_ref(snap: Snapshot, tensor: str, kind: str, commit: str) -> IndexInfo:
     """The manifest an index ref names, checked to be the index the ref's key says."""
-    key = index_ref_key(tensor, kind, commit)
-    ref = get_artifact_json(ds.store, key, sealed_format(ds._info), "index ref")
+    key = index_ref_key(tensor, kind, str(commit))
+    ref = get_artifact_json(snap.store, key, sealed_format(snap.info), "index ref")
     manifest = ref.get("manifest")
-    info = IndexInfo.load(ds, manifest) if isinstance(manifest, str) else None
+    info = IndexInfo.load(snap.store, manifest) if isinstance(manifest, str) else None
     if info is None or (info.tensor, info.kind, info.commit) != (tensor, kind, commit):
-        raise ChecksumError(f"index ref {ds.store.url}/{key} is corrupt: it names "
+        raise ChecksumError(f"index ref {snap.store.url}/{key} is corrupt: it names "
                             f"{manifest!r}, not a {kind} index of {tensor!r} at {commit}; "
                             "delete it and re-create the index")
     return info
 
 
-def optimize_indexes(ds: Dataset, tensor: str | None = None,
+def optimize_indexes(snap: Snapshot, tensor: str | None = None,
                      progress: bool | None = None) -> list[IndexInfo]:
-    """Rebuild, at the current commit, every index the current version uses that was built on
-    an older commit (same kind, metric and settings), so rows added or changed since are
-    indexed instead of searched exactly. Returns the new indexes."""
-    if ds.has_changes or ds.commit_id is None:
+    """Rebuild, at the commit `snap` is, every index it uses that was built on an older
+    commit (same kind, metric and settings), so rows added or changed since are indexed
+    instead of searched exactly. Returns the new indexes."""
+    if snap.commit_id is None or snap.state_key is None:
         raise QueryError("indexes are bound to commits: commit first, then optimize")
     out = []
-    for info in list_indexes(ds):
-        if (tensor is not None and info.tensor != tensor) or info.commit == ds.commit_id:
+    for info in list_indexes(snap):
+        if (tensor is not None and info.tensor != tensor) or info.commit == snap.commit_id:
             continue
         params = {k: v for k, v in info.params.items() if k != "fallback"}
-        out.append(create_index(ds, info.tensor, info.kind, info.metric,
+        out.append(create_index(snap, info.tensor, info.kind, info.metric,
                                 params if info.kind not in SCALAR_KINDS + TEXT_KINDS else None,
                                 partition_rows=info.partition_rows, progress=progress))
     return out
 
 
-def list_indexes(ds: Dataset) -> list[IndexInfo]:
-    """Every index usable by the current version (one per tensor and kind)."""
+def list_indexes(at: Any) -> list[IndexInfo]:
+    """Every index usable by version `at` (a Snapshot, or a dataset: its current version),
+    one per tensor and kind."""
+    snap = at if isinstance(at, Snapshot) else at.snapshot()
     out = []
-    for tensor, kind in sorted({(t, k) for t, k, _ in _refs(ds)}):
-        if tensor in ds.tensors:
-            info = find_index(ds, tensor, (kind,))
+    for tensor, kind in sorted({(t, k) for t, k, _ in _refs(snap.store)}):
+        if tensor in snap:
+            info = find_index(snap, tensor, (kind,))
             if info is not None:
                 out.append(info)
     return out

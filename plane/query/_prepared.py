@@ -25,7 +25,7 @@ from plane.query._cache import state_cached
 from plane.query._vector import higher_is_better, normalize_query, query_vector
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+    from plane.core._snapshot import Snapshot
     from plane.query._view import View
 
 __all__ = ["Prepared", "prepare", "run_prepared"]
@@ -46,13 +46,11 @@ class Prepared:
     take: int  # LIMIT + OFFSET
     offset: int
     parts: list[tuple[Any, Any, np.ndarray, int]]  # (faiss index, search params, ids, start)
-    snapshot: Dataset
-    store: Any
+    snapshot: Snapshot
     columns: list[str] | None
     score_name: str
 
-    def run(self, params: dict[str, Any], text: str, commit: str | None = None
-            ) -> View | None:
+    def run(self, params: dict[str, Any], text: str) -> View | None:
         """The query's view, or None where the general executor must answer."""
         from plane.query._view import View
 
@@ -85,64 +83,60 @@ class Prepared:
                 np.concatenate(pos), np.concatenate(ids), np.concatenate(sc))
             order = np.lexsort((rid, -s if self.higher else s))[self.offset:self.take]
             p, rid, s = p[order], rid[order], s[order]
-        return View._prepared(self.snapshot, commit, self.store, p, s, self.columns,
-                              text, self.score_name, rid)
+        return View(self.snapshot, p, s, self.columns, text, self.score_name, rid)
 
 
-def run_prepared(ds: Dataset, key: Hashable, query: Callable[[], Query],
+def run_prepared(snap: Snapshot, key: Hashable, query: Callable[[], Query],
                  params: dict[str, Any], text: str) -> View | None:
     """The view from the prepared path for the query `key` names (built by `query()` once
-    per dataset state), or None where the general executor must answer."""
-    if ds._unflushed:
-        return None
-    held: OrderedDict[Hashable, Prepared | None] = state_cached(ds, "prepared", OrderedDict)
+    per Snapshot), or None where the general executor must answer."""
+    held: OrderedDict[Hashable, Prepared | None] = state_cached(snap, "prepared", OrderedDict)
     with _LOCK:
         found = key in held
         fast = held.get(key)
         if found:
             held.move_to_end(key)
     if not found:
-        fast = prepare(ds, query())
+        fast = prepare(snap, query())
         with _LOCK:
             held[key] = fast
             while len(held) > MAX_PREPARED:
                 held.popitem(last=False)
     if fast is None:
         return None
-    return fast.run(params, text, None if ds.has_changes else ds.commit_id)
+    return fast.run(params, text)
 
 
-def prepare(ds: Dataset, q: Query) -> Prepared | None:
-    """A Prepared for `q` on `ds`'s current (flushed) state, or None if `q` is not a pure
-    top-k vector query that a current index answers."""
+def prepare(snap: Snapshot, q: Query) -> Prepared | None:
+    """A Prepared for `q` on version `snap`, or None if `q` is not a pure top-k vector
+    query that an index built on exactly this state answers."""
     from plane.query._builder import _columns
     from plane.query._indexes import find_index, load_partition
-    from plane.query._view import _snapshot
 
-    if q.where is not None or len(q.order_by) != 1 or q.limit is None or ds._unflushed:
+    if q.where is not None or len(q.order_by) != 1 or q.limit is None:
         return None
     o = q.order_by[0]
     s = o.expr
     if not isinstance(s, VectorScore) or not isinstance(s.query, Param):
         return None
     higher = higher_is_better(s.metric)
-    if o.desc != higher or s.col.name not in ds._writers:
+    if o.desc != higher or s.col.name not in snap:
         return None
-    meta = ds._writer(s.col.name).meta
-    info = find_index(ds, s.col.name, metric=s.metric)
-    if meta.kind != "array" or info is None or info.state != ds._base_key:
+    meta = snap.meta(s.col.name)
+    info = find_index(snap, s.col.name, metric=s.metric)
+    if meta.kind != "array" or info is None or info.state != snap.state_key:
         return None
     take = q.limit + q.offset
-    n = len(ds)
+    n = len(snap)
     if n != info.rows or take <= 0:
         return None
     try:
-        columns, score_name = _columns(ds, q)
+        columns, score_name = _columns(snap, q)
     except QueryError:
         return None
     parts = []
     for p in info.partitions:
-        part = load_partition(ds, p["key"], False)
+        part = load_partition(snap.store, p["key"], False)
         if part.index is None or not part.ntotal:
             continue
         sp = _own_params(part)
@@ -151,7 +145,7 @@ def prepare(ds: Dataset, q: Query) -> Prepared | None:
         return None
     dim = int(parts[0][0].d)
     return Prepared(s.query.name, dim, s.metric == "cosine", higher, take, q.offset, parts,
-                    _snapshot(ds), ds.store, columns, score_name)
+                    snap, columns, score_name)
 
 
 def _own_params(part: Any) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 from plane._errors import QueryError
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+    from plane.core._snapshot import Snapshot
 
 __all__ = ["ChunkStats", "build_minmax", "candidate_positions", "is_scalar"]
 
@@ -41,29 +41,27 @@ class ChunkStats:
         return cls([k.decode() for k in z["keys"].tolist()], z["mins"], z["maxs"])
 
 
-def is_scalar(ds: Dataset, tensor: str) -> bool:
+def is_scalar(snap: Snapshot, tensor: str) -> bool:
     """One number per row: a class_label, or an uncompressed array tensor of shape ()."""
-    m = ds._writer(tensor).meta
+    m = snap.meta(tensor)
     return m.kind == "array" and not m.sample_compression and \
         (m.htype == "class_label" or m.shape == () or m.ndim == 0)
 
 
-def build_minmax(ds: Dataset, tensor: str) -> ChunkStats:
-    """Min and max of every chunk of `tensor` in the current version."""
-    if not is_scalar(ds, tensor):
-        m = ds._writer(tensor).meta
+def build_minmax(snap: Snapshot, tensor: str) -> ChunkStats:
+    """Min and max of every chunk of `tensor` in version `snap`."""
+    if not is_scalar(snap, tensor):
+        m = snap.meta(tensor)
         raise QueryError(f"a minmax index needs a scalar numeric tensor (shape ()); {tensor!r} "
                          f"is {m.htype} with shape {m.shape}")
-    w = ds._writer(tensor)
-    w.seal()
-    idx = w.index
+    idx = snap.index(tensor)
     keys, mins, maxs = [], [], []
-    dt = w.meta.np_dtype
+    dt = snap.meta(tensor).np_dtype
     for e in range(idx.num_entries):
         ks = idx.entry_keys(e)
         if len(ks) != 1:
             continue  # empty fill or a tiled sample: no statistics, always read
-        c = ds._reader.chunk(ks[0], f"tensor {tensor!r}")
+        c = snap.reader.chunk(ks[0], f"tensor {tensor!r}")
         if not c.footer.n:
             continue
         v = c.array(dt).reshape(-1)
@@ -76,11 +74,11 @@ def build_minmax(ds: Dataset, tensor: str) -> ChunkStats:
     return ChunkStats(keys, np.asarray(mins), np.asarray(maxs))
 
 
-def candidate_positions(ds: Dataset, tensor: str, stats: ChunkStats, lo: float, hi: float,
-                        live_phys: np.ndarray) -> tuple[np.ndarray, int, int]:
+def candidate_positions(snap: Snapshot, tensor: str, stats: ChunkStats, lo: float,
+                        hi: float, live_phys: np.ndarray) -> tuple[np.ndarray, int, int]:
     """(sorted live positions that may hold a value in [lo, hi], chunks kept, chunks)."""
-    w = ds._writer(tensor)
-    idx = w.index
+    idx = snap.index(tensor)
+    patches = snap.part(tensor).patches
     ends = idx.ends
     starts = ends - idx.rows
     keep = np.ones(idx.num_entries, bool)
@@ -93,8 +91,8 @@ def candidate_positions(ds: Dataset, tensor: str, stats: ChunkStats, lo: float, 
     a = np.searchsorted(live_phys, starts[keep])
     b = np.searchsorted(live_phys, ends[keep])
     parts = [np.arange(x, y, dtype=np.int64) for x, y in zip(a, b) if y > x]
-    if w.patches:  # patched rows may hold any value now
-        rows = np.unique(np.concatenate([p.rows for p in w.patches]))
+    if patches:  # patched rows may hold any value now
+        rows = np.unique(np.concatenate([p.rows for p in patches]))
         at = np.searchsorted(live_phys, rows)
         ok = (at < live_phys.shape[0]) & (live_phys[np.minimum(at, live_phys.shape[0] - 1)]
                                           == rows)

@@ -20,19 +20,21 @@ from plane._errors import (
     PlaneError,
     QueryError,
     ReadOnlyError,
+    VersionNotFoundError,
 )
 from plane.core._layout import (
     VIEWS,
     get_artifact_json,
     put_artifact_json,
+    read_dataset_info,
     sealed_format,
     view_key,
     view_name_of,
 )
-from plane.query._cache import state_cached
+from plane.core._snapshot import Snapshot
+from plane.core._state import Commit
 
 if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
     from plane.loader import Loader
 
 __all__ = ["View", "load_view"]
@@ -57,45 +59,32 @@ def check_view_name(name: Any) -> str:
 
 
 class View:
-    """Rows (by position in `ds`'s version) in result order, with scores (or None)."""
+    """Rows (by position in version `snapshot`) in result order, with scores (or None).
+    Later writes to the dataset do not move the view's rows: a Snapshot never changes."""
 
-    def __init__(self, ds: Dataset, positions: np.ndarray, scores: np.ndarray | None,
+    def __init__(self, snapshot: Snapshot, positions: np.ndarray, scores: np.ndarray | None,
                  columns: list[str] | None = None, query: str = "",
-                 score_name: str = "score") -> None:
-        self._commit = None if ds.has_changes else ds.commit_id
-        self._store = ds.store  # where save() writes (the snapshot is read-only)
-        self.ds = _snapshot(ds)  # later writes to `ds` do not move the view's rows
+                 score_name: str = "score", ids: np.ndarray | None = None) -> None:
+        self.snapshot = snapshot
         self.positions = np.asarray(positions, np.int64)
-        self._ids: np.ndarray | None = None
+        self._ids = ids
         self.scores = scores
         self.columns = columns
         self.query = query
         self.score_name = score_name
-
-    @classmethod
-    def _prepared(cls, snapshot: Dataset, commit: str | None, store: Any,
-                  positions: np.ndarray, scores: np.ndarray | None,
-                  columns: list[str] | None, query: str, score_name: str,
-                  ids: np.ndarray | None = None) -> View:
-        """A view over an already-taken snapshot (the prepared query path)."""
-        v = cls.__new__(cls)
-        v._commit, v._store, v.ds, v.positions = commit, store, snapshot, positions
-        v._ids, v.scores, v.columns, v.query, v.score_name = ids, scores, columns, query, \
-            score_name
-        return v
 
     # ---- reading --------------------------------------------------------------------------
     @property
     def ids(self) -> np.ndarray:
         """Stable row ids of the result rows, in order."""
         if self._ids is None:
-            self._ids = self.ds._row_ids.take(self.ds._to_physical(self.positions))
+            self._ids = self.snapshot.ids_at(self.positions)
         return self._ids
 
     @property
     def commit_id(self) -> str | None:
         """The commit the view's rows come from (None: an uncommitted state)."""
-        return self._commit
+        return self.snapshot.commit_id
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -104,16 +93,18 @@ class View:
         """The values of `tensor` for the result rows, in order (ndarray or list)."""
         if tensor == self.score_name and self.scores is not None:
             return self.scores
-        if tensor not in self.ds.tensors:
-            raise QueryError(f"no tensor {tensor!r}; tensors: {', '.join(self.ds.tensors)}")
-        return self.ds._read(tensor, self.positions, True, False)
+        snap = self.snapshot
+        if tensor not in snap:
+            raise QueryError(f"no tensor {tensor!r}; tensors: {', '.join(snap.tensor_names)}")
+        return snap.read(tensor, self.positions, True, False)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per result row: the selected tensors, `id` and the score."""
-        cols = self.columns if self.columns is not None else list(self.ds.tensors)
-        data = {c: self[c] for c in cols if c in self.ds.tensors}
+        snap = self.snapshot
+        cols = self.columns if self.columns is not None else list(snap.tensor_names)
+        data = {c: self[c] for c in cols if c in snap}
         for c in data:  # class ids read as their names
-            names = self.ds._writer(c).meta.class_names
+            names = snap.meta(c).class_names
             if names:
                 data[c] = [names[int(v)] if 0 <= int(v) < len(names) else int(v)
                            for v in np.asarray(data[c]).reshape(-1)]
@@ -131,7 +122,7 @@ class View:
         return iter(self.rows())
 
     def __repr__(self) -> str:
-        return (f"View({len(self)} rows of {self.ds.url} at "
+        return (f"View({len(self)} rows of {self.snapshot.url} at "
                 f"{(self.commit_id or 'uncommitted')[:12]})")
 
     def __str__(self) -> str:
@@ -159,67 +150,60 @@ class View:
     # ---- streaming ------------------------------------------------------------------------
     def pytorch(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
         """A loader over only these rows (same options as `Dataset.pytorch`)."""
-        from plane.loader import make_loader
-
-        return make_loader(self.ds, "torch", batch_size=batch_size, shuffle=shuffle,
-                           positions=self.positions, **options)
+        return _stream(self.snapshot, "torch", self.positions, batch_size=batch_size,
+                       shuffle=shuffle, **options)
 
     def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
-        from plane.loader import make_loader
-
-        return make_loader(self.ds, "numpy", batch_size=batch_size, shuffle=shuffle,
-                           positions=self.positions, **options)
+        return _stream(self.snapshot, "numpy", self.positions, batch_size=batch_size,
+                       shuffle=shuffle, **options)
 
     # ---- saving ---------------------------------------------------------------------------
     def save(self, name: str) -> str:
         """Store this view as `views/<name>.json` in the dataset (row ids, scores, the version
         and the query); returns the key. The version must be committed."""
         check_view_name(name)
-        if self._commit is None:
+        store = self.snapshot.store
+        if self.commit_id is None:
             raise PlaneError("a view is saved against a commit: commit the dataset first")
-        if self._store.read_only:
+        if store.read_only:
             raise ReadOnlyError(f"cannot save view {name!r}: the dataset is open read-only")
-        body = {"v": 1, "name": name, "commit": self._commit, "query": self.query,
+        body = {"v": 1, "name": name, "commit": self.commit_id, "query": self.query,
                 "columns": self.columns, "score_name": self.score_name,
                 "row_ids": self.ids.tolist(),
                 "scores": None if self.scores is None else self.scores.tolist(),
                 "time": time.time()}
         key = view_key(name)
-        put_artifact_json(self._store, key, body, sealed_format(self.ds._info))
-        self._store.sync()
+        put_artifact_json(store, key, body, sealed_format(self.snapshot.info))
+        store.sync()
         return key
 
 
-def _snapshot(ds: Dataset) -> Dataset:
-    """A read-only dataset at `ds`'s current state (its branch may move on)."""
-    from plane.dataset._dataset import Dataset
-
-    if ds.read_only and ds._branch is None:  # a commit or tag: already immutable
-        return ds
-    if ds._unflushed:
-        ds.flush()  # make the working state durable so the view can name it (run_query
-        # flushes before executing, so positions are those of this state)
-    def make() -> Dataset:
-        snap = Dataset(ds.store, "state:" + ds._base_key, read_only=True)
-        snap._links = ds._links
-        return snap
-
-    out: Dataset = state_cached(ds, "snapshot", make)
-    return out
-
-
-def load_view(ds: Dataset, name: str) -> View:
-    """Reopen a saved view at the commit it was saved on (whatever `ds` has checked out)."""
+def _stream(snap: Snapshot, kind: str, positions: np.ndarray, **options: Any) -> Loader:
+    """A loader of `kind` over rows `positions` of `snap`."""
+    # Until plane.loader takes a Snapshot (then: make_loader(snap, kind,
+    # positions=positions, **options)), the loader reads a dataset open at the commit.
     import plane
+    from plane.loader import make_loader
 
+    if snap.commit_id is None:
+        raise PlaneError("streaming a view needs a committed version: commit the dataset first")
+    at = plane.open(snap.store, version=snap.commit_id, read_only=True)
+    return make_loader(at, kind, positions=positions, **options)
+
+
+def load_view(at: Any, name: str) -> View:
+    """Reopen a saved view of dataset `at` (or of any Snapshot of it) at the commit it was
+    saved on, whatever version `at` reads."""
     check_view_name(name)
+    store = at.store
     key = view_key(name)
+    info = at.info if isinstance(at, Snapshot) else read_dataset_info(store)
     try:
-        body = get_artifact_json(ds.store, key, sealed_format(ds._info), "view")
+        body = get_artifact_json(store, key, sealed_format(info), "view")
     except ObjectNotFoundError:
-        have = sorted(view_name_of(k) for k in ds.store.list(VIEWS))
-        raise PlaneError(f"no view {name!r} in {ds.url}; views: {', '.join(have) or '(none)'}"
-                         ) from None
+        have = sorted(view_name_of(k) for k in store.list(VIEWS))
+        raise PlaneError(f"no view {name!r} in {store.url}; views: "
+                         f"{', '.join(have) or '(none)'}") from None
     try:  # sealed views cannot fail these; unsealed (format <= 2) ones may be damaged
         commit = body["commit"]
         ids = np.asarray(body["row_ids"], np.int64).reshape(-1)
@@ -235,13 +219,22 @@ def load_view(ds: Dataset, name: str) -> View:
                                         and all(isinstance(c, str) for c in columns)):
             raise TypeError(f"columns {columns!r}")
     except (KeyError, TypeError, ValueError, OverflowError) as e:
-        raise ChecksumError(f"view {ds.store.url}/{key} is corrupt ({type(e).__name__}: {e}); "
+        raise ChecksumError(f"view {store.url}/{key} is corrupt ({type(e).__name__}: {e}); "
                             "delete it and save the view again") from None
-    at = plane.open(ds.store, version=commit, read_only=True)
-    all_ids = at.row_ids
+    snap = Snapshot.open(store, _commit_state(store, commit), commit_id=commit)
+    all_ids = snap.row_ids
     order = np.argsort(all_ids, kind="stable")
     at_pos = np.searchsorted(all_ids[order], ids)
     pos = order[np.clip(at_pos, 0, max(0, len(order) - 1))]
     if ids.shape[0] and not np.array_equal(all_ids[pos], ids):
         raise PlaneError(f"view {name!r} names rows missing from commit {commit}")
-    return View(at, pos, scores, columns, query, score_name)
+    return View(snap, pos, scores, columns, query, score_name)
+
+
+def _commit_state(store: Any, commit: str) -> str:
+    """The state key of `commit` (VersionNotFoundError if there is no such commit)."""
+    try:
+        return Commit.load(store, commit).state
+    except ObjectNotFoundError:
+        raise VersionNotFoundError(f"no commit {commit!r} in {store.url}: the commit a saved "
+                                   "view names is gone (garbage collected?)") from None
