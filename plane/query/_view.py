@@ -148,13 +148,13 @@ class View:
         """A loader over only these rows (same options as `Dataset.pytorch`)."""
         from plane.loader import make_loader
 
-        return make_loader(self.ds, "torch", batch_size=batch_size, shuffle=shuffle,
+        return make_loader(self.ds.snapshot(), "torch", batch_size=batch_size, shuffle=shuffle,
                            positions=self.positions, **options)
 
     def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
         from plane.loader import make_loader
 
-        return make_loader(self.ds, "numpy", batch_size=batch_size, shuffle=shuffle,
+        return make_loader(self.ds.snapshot(), "numpy", batch_size=batch_size, shuffle=shuffle,
                            positions=self.positions, **options)
 
     # ---- saving ---------------------------------------------------------------------------
