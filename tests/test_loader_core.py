@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -14,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import plane
-from plane.loader import epoch_order, global_batches, rank_batches, units_of
-from plane.storage import open_store
+from plane.loader import epoch_order, global_batches, make_loader, rank_batches, units_of
+from plane.storage import CachingStore, open_store
 
 
 @settings(max_examples=200, deadline=None)
@@ -280,9 +281,77 @@ def test_background_verification_failure_is_raised_on_next_use(tmp_path: Any) ->
     loader = plane.open(tmp_path / "d", read_only=True).numpy(batch_size=640, seed=2)
     first = list(loader)
     assert len(first) == 1 and _intact(first[0])
-    assert loader.source.ds._reader.settle(timeout=60)
+    assert loader.source.opened.reader.settle(timeout=60)
     with pytest.raises(plane.ChecksumError, match=key.split("/")[1] + ".*checksum mismatch"):
         list(loader)  # the next epoch
+
+
+def test_loaders_stream_pending_writes_without_publishing_them(tmp_path: Any) -> None:
+    """Issue #15 item 6: rows extended but not flushed are streamed (the loader reads
+    `ds.snapshot()`); the branch does not move, so another reader does not see them."""
+    path = str(tmp_path / "d")
+    ds = plane.create(path)
+    ds.create_tensor("row", dtype="int64")
+    ds.extend({"row": np.arange(10)})
+    ds.commit("ten rows")
+    head = ds.commit_id
+    ds.extend({"row": np.arange(10, 15)})
+    assert sorted(_rows(ds.numpy(batch_size=4, seed=1))) == list(range(15))
+    assert sorted(_rows(ds.pytorch(batch_size=4, seed=1))) == list(range(15))
+    other = plane.open(path, read_only=True)
+    assert len(other) == 10 and sorted(_rows(other.numpy(batch_size=4))) == list(range(10))
+    assert ds.has_changes and ds.commit_id == other.commit_id == head
+    ds.commit("fifteen rows")  # the pending rows are published by a commit, as ever
+    assert sorted(_rows(plane.open(path, read_only=True).numpy(batch_size=4))) == \
+        list(range(15))
+
+
+def test_rows_of_an_uncommitted_snapshot_stream_by_position(tmp_path: Any) -> None:
+    """A view streams at its Snapshot, committed or not (issue #15 item 1: positions= on a
+    dataset with changes raised "streaming a view needs a committed version")."""
+    ds = plane.create(str(tmp_path / "d"))
+    ds.create_tensor("row", dtype="int64", chunk_bytes=1024)
+    ds.extend({"row": np.arange(30)})
+    ds.commit("thirty rows")
+    ds.extend({"row": np.arange(30, 40)})
+    ds.delete([0])
+    pos = np.asarray([35, 2, 7, 2, 20])
+    want = sorted({int(ds["row"][int(p)].numpy()) for p in pos})
+    assert want == [3, 8, 21, 36]
+    loader = make_loader(ds.snapshot(), "numpy", batch_size=3, seed=2, positions=pos)
+    assert sorted(_rows(loader)) == want
+    res = ds.query("SELECT row WHERE row >= 36")
+    assert sorted(_rows(res.numpy(batch_size=2))) == [36, 37, 38, 39]
+
+
+def test_query_results_of_a_committed_dataset_stream(tmp_path: Any) -> None:
+    """Issue #15 item 1 as reported: a query on a committed dataset opened normally, then
+    `view.pytorch()`."""
+    path = str(tmp_path / "d")
+    ds = plane.create(path)
+    ds.create_tensor("row", dtype="int64")
+    ds.create_tensor("caption", htype="text")
+    ds.extend({"row": np.arange(20), "caption": [f"c{i}" for i in range(20)]})
+    ds.commit("first")
+    res = plane.open(path).query("SELECT row, caption WHERE row > 10 LIMIT 5")
+    batches = list(res.pytorch(batch_size=2, shuffle=False))
+    assert [int(x) for b in batches for x in b["row"]] == [11, 12, 13, 14, 15]
+    assert [c for b in batches for c in b["caption"]] == [f"c{i}" for i in range(11, 16)]
+
+
+def test_a_pickled_source_reads_the_same_batches(dataset: str, tmp_path: Any) -> None:
+    """What a worker process gets: the snapshot (store + state key), the chunk cache in front
+    of the store, the link resolver; it reads the same batches, verifying samples early."""
+    ds = plane.open(dataset, read_only=True)
+    source = ds.numpy(batch_size=500, seed=5, cache_dir=tmp_path / "cache").source
+    clone = pickle.loads(pickle.dumps(source))
+    assert isinstance(clone.store, CachingStore) and clone.state_key == source.state_key
+    assert clone.opened is not source.opened and clone.opened.reader.verify_early
+    assert type(clone.links) is type(source.links)
+    theirs = [b["row"].tolist() for _, b in clone.batches(1)]
+    assert theirs == [b["row"].tolist() for _, b in source.batches(1)]
+    assert sorted(r for b in theirs for r in b) == list(range(3000))
+    assert any((tmp_path / "cache").rglob("*"))  # chunks went through the disk cache
 
 
 def test_embedded_loading_never_imports_ray(dataset: str) -> None:

@@ -12,8 +12,7 @@ import numpy as np
 import xxhash
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError
-from plane._runtime import LRU, io_pool, usable_cpus
-from plane._runtime import unique_ints as unique_ints  # importers not yet moved
+from plane._runtime import LRU, io_pool, unique_ints, usable_cpus
 from plane.core._layout import chunk_key
 from plane.format._chunk import (
     CODEC_NONE,
@@ -86,10 +85,6 @@ def check_samples(c: ParsedChunk, rows: Iterable[int], where: str) -> None:
     assert sums is not None
     for li in rows:
         _check_sum(p[offs[li]: offs[li + 1]], int(sums[li]), c.key, li, where)
-
-
-#: old names, for importers not yet moved to plane._runtime
-_io_pool = io_pool
 
 
 class ChunkReader:

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from plane._errors import PlaneError, TensorNotFoundError
+from plane._runtime import io_pool
 from plane.core._layout import read_dataset_info, sealed_format
 from plane.core._links import LinkResolver, decode_linked
 from plane.core._reader import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
     PatchMap,
-    _io_pool,
     read_samples,
     read_shapes,
 )
@@ -204,7 +204,7 @@ def read_rows(reader: ChunkReader, links: LinkResolver | None, name: str, meta: 
     datas = links.fetch_many(out, where)
     if not decode:
         return [d if d is not None else b"" for d in datas]
-    vals = list(_io_pool().map(decode_linked, [inner] * len(out), out, datas, where)) \
+    vals = list(io_pool().map(decode_linked, [inner] * len(out), out, datas, where)) \
         if len(out) > 4 else [decode_linked(inner, u, d, x)
                               for u, d, x in zip(out, datas, where)]
     if not aslist and vals and all(isinstance(v, np.ndarray) for v in vals) and \

@@ -321,22 +321,26 @@ class Dataset:
     # ---- streaming ----------------------------------------------------------------------
     def pytorch(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
         """Batches as dicts of torch tensors (lists for ragged/text): chunk-aware shuffle,
-        deterministic per (seed, epoch), resumable, rank-aware; see plane.loader."""
+        deterministic per (seed, epoch), resumable, rank-aware; see plane.loader. Streams
+        this version as it is now, pending writes included, without publishing them."""
         from plane.loader import make_loader
 
-        return make_loader(self, "torch", batch_size=batch_size, shuffle=shuffle, **options)
+        return make_loader(self.snapshot(), "torch", batch_size=batch_size, shuffle=shuffle,
+                           **options)
 
     def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
         """Like pytorch(), yielding dicts of numpy arrays."""
         from plane.loader import make_loader
 
-        return make_loader(self, "numpy", batch_size=batch_size, shuffle=shuffle, **options)
+        return make_loader(self.snapshot(), "numpy", batch_size=batch_size, shuffle=shuffle,
+                           **options)
 
     def jax(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
         """Like pytorch(), yielding dicts of jax arrays (needs jax)."""
         from plane.loader import make_loader
 
-        return make_loader(self, "jax", batch_size=batch_size, shuffle=shuffle, **options)
+        return make_loader(self.snapshot(), "jax", batch_size=batch_size, shuffle=shuffle,
+                           **options)
 
     def to_ray(self, tensors: Sequence[str] | None = None,
                override_num_blocks: int | None = None) -> Any:
@@ -347,7 +351,7 @@ class Dataset:
         except ImportError as e:
             raise PlaneError(f"ds.to_ray() needs Ray ({e}): pip install 'tensorplane[ray]'"
                              ) from None
-        return to_ray(self, tensors, override_num_blocks)
+        return to_ray(self.snapshot(), tensors, override_num_blocks)
 
     # ---- query --------------------------------------------------------------------------
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> View:

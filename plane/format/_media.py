@@ -216,10 +216,6 @@ def _split_over_threads(n: int) -> int:
     return max(1, min(usable_cpus(), n // 4))
 
 
-#: the old name, for importers not yet moved to plane._runtime
-_usable_cpus = usable_cpus
-
-
 def _cached_store_buffer(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialised uint8 array whose start is 16 bytes past a 32-byte boundary.
 

@@ -1,9 +1,10 @@
 """Streaming loaders: shuffled, batched, multi-tensor samples for PyTorch, NumPy and JAX.
 
-A `BatchSource` reads batches of one dataset version (a snapshot: store + state key, so it
-pickles into worker processes). The epoch plan is pure (`plane.loader._plan`): chunk-aware
-shuffle, batches in rounds of one per rank, every worker taking every W-th batch of its rank —
-so the order depends only on (seed, epoch), never on the number of workers. Batches are
+A `BatchSource` reads batches of one dataset version, a `Snapshot` (it pickles as store +
+state key, so a source travels to DataLoader worker processes). The epoch plan is pure
+(`plane.loader._plan`): chunk-aware shuffle, batches in rounds of one per rank, every worker
+taking every W-th batch of its rank — so the order depends only on (seed, epoch), never on
+the number of workers. Batches are
 gathered per chunk with numpy; the chunks of the next shuffle window are fetched ahead by I/O
 threads while the current window is consumed.
 """
@@ -16,20 +17,20 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.random import default_rng
 
 from plane._errors import InvalidArgumentError, MissingDependencyError, PlaneError
-from plane.core._layout import is_chunk_key
-from plane.core._reader import unique_ints
+from plane._runtime import io_pool, unique_ints
+from plane.core._layout import is_chunk_key, sealed_format
+from plane.core._links import LinkResolver
+from plane.core._reader import ChunkReader
+from plane.core._snapshot import Snapshot
 from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
 from plane.loader._skip import SKIP_ERRORS, BadChunks
 from plane.storage import CachingStore, Store
-
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
 
 __all__ = ["LoaderConfig", "BatchSource", "Loader", "detect_rank"]
 
@@ -52,7 +53,11 @@ class LoaderConfig:
     incomplete round, not a batch that lost rows, which under shuffle would be every batch
     that touches the chunk). A batch left with no rows is skipped. A failure not traced to a
     chunk (a linked object) skips its whole batch. Every row left out is counted in
-    `skipped_rows`."""
+    `skipped_rows`.
+
+    `prefetch` (default True) reads ahead: the next shuffle window's chunks are fetched by I/O
+    threads, and batches that decode media are read by reader threads; False reads every batch
+    inline, when it is asked for (no background I/O, less memory)."""
 
     batch_size: int = 64
     shuffle: bool = True
@@ -125,52 +130,66 @@ class _Plan:
 
 
 class BatchSource:
-    """Reads planned batches of one dataset snapshot; picklable (workers reopen the store)."""
+    """Reads planned batches of one Snapshot. Picklable: the snapshot travels as store + state
+    key, with the store chunks are read from (`store`: a CachingStore over the snapshot's with
+    cache_dir) and the snapshot's link resolver, so linked tensors resolve the same way in
+    worker processes."""
 
-    def __init__(self, store: Store, state_key: str, config: LoaderConfig,
-                 cache_bytes: int | None = None, links: Any = None,
-                 positions: np.ndarray | None = None) -> None:
-        self.store = store
-        self.state_key = state_key
+    def __init__(self, snapshot: Snapshot, config: LoaderConfig,
+                 cache_bytes: int | None = None, positions: np.ndarray | None = None,
+                 store: Store | None = None, links: LinkResolver | None = None) -> None:
+        self.snapshot = snapshot
         self.config = config
+        #: where chunks are read from: the snapshot's store, or a cache in front of it
+        self.store = store if store is not None else snapshot.store
+        self.links = links if links is not None else snapshot.links
         #: only these rows (sorted positions; a query view), else every row
         self.positions = None if positions is None else unique_ints(
             np.asarray(positions, np.int64))
-        self.links = links  # the dataset's LinkResolver (options for linked objects)
         self.cache_bytes = cache_bytes or max(256 << 20, 3 * config.window_bytes)
-        self._ds: Dataset | None = None
+        self._opened: Snapshot | None = None
+        self._tensors: list[str] | None = None
         self._plan: _Plan | None = None
         self._ahead: Any = None
         self.skipped_rows = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"store": self.store, "state_key": self.state_key, "config": self.config,
-                "cache_bytes": self.cache_bytes, "links": self.links,
-                "positions": self.positions}
+        return {"snapshot": self.snapshot, "config": self.config,
+                "cache_bytes": self.cache_bytes, "positions": self.positions,
+                "store": self.store, "links": self.links}
 
     def __setstate__(self, s: dict[str, Any]) -> None:
-        self.__init__(s["store"], s["state_key"], s["config"], s["cache_bytes"],  # type: ignore[misc]
-                      s["links"], s["positions"])
+        self.__init__(s["snapshot"], s["config"], s["cache_bytes"],  # type: ignore[misc]
+                      s["positions"], s["store"], s["links"])
 
     @property
-    def ds(self) -> Dataset:
-        if self._ds is None:
-            from plane.dataset._dataset import Dataset
+    def state_key(self) -> str | None:
+        """The state object of the version streamed."""
+        return self.snapshot.state_key
 
-            self._ds = Dataset(self.store, "state:" + self.state_key, read_only=True,
-                               cache_bytes=self.cache_bytes)
+    @property
+    def opened(self) -> Snapshot:
+        """This process's handle on the snapshot: its own chunk reader over `store` (a cache
+        sized for the loader's windows), following links with `links`. Made on first use, and
+        again in each forked worker (no locks, caches or pending checks inherited)."""
+        if self._opened is None:
+            s = self.snapshot
+            reader = ChunkReader(self.store, self.cache_bytes, sealed_format(s.info))
             # batches start from chunks still being hashed, checking each sample they take
-            self._ds._reader.verify_early = True
-            if self.links is not None:
-                self._ds._links = self.links
-        return self._ds
+            reader.verify_early = True
+            self._opened = Snapshot(self.store, s.state_key, s.state, s.parts,
+                                    commit_id=s.commit_id, branch=s.branch, info=s.info,
+                                    reader=reader, links=self.links)
+        return self._opened
 
     @property
     def tensors(self) -> list[str]:
-        names = list(self.config.tensors or self.ds.tensors)
-        for n in names:
-            self.ds._writer(n)  # raises TensorNotFoundError with the list of tensors
-        return names
+        if self._tensors is None:
+            names = list(self.config.tensors or self.snapshot.tensor_names)
+            for n in names:
+                self.snapshot.part(n)  # raises TensorNotFoundError with the list of tensors
+            self._tensors = names
+        return self._tensors
 
     def __len__(self) -> int:
         return len(self.plan(0).batches)
@@ -178,20 +197,22 @@ class BatchSource:
     # ---- planning -------------------------------------------------------------------------
     def _primary(self) -> str:
         """The tensor whose chunks drive the shuffle: the one with the most bytes per row."""
-        return max(self.tensors, key=lambda n: self.ds._writer(n).index.nbytes)
+        snap = self.opened
+        return max(self.tensors, key=lambda n: snap.index(n).nbytes)
 
     def plan(self, epoch: int) -> _Plan:
         if self._plan is not None and self._plan.epoch == epoch:
             return self._plan
         cfg = self.config
-        ds = self.ds
-        base = np.arange(len(ds), dtype=np.int64) if self.positions is None else self.positions
+        snap = self.opened
+        base = np.arange(len(snap), dtype=np.int64) if self.positions is None \
+            else self.positions
         n = int(base.shape[0])
-        prim = ds._writer(self._primary())
-        phys = ds._to_physical(base)
-        ent, _ = prim.index.locate(phys) if n else (np.zeros(0, np.int64), None)
+        prim = snap.index(self._primary())
+        phys = snap.to_physical(base)
+        ent, _ = prim.locate(phys) if n else (np.zeros(0, np.int64), None)
         units = units_of(ent)
-        per_chunk = prim.index.nbytes / max(1, prim.index.num_chunks)
+        per_chunk = prim.nbytes / max(1, prim.num_chunks)
         window = max(1, int(cfg.window_bytes // max(per_chunk, 1.0)))
         order = epoch_order(units, cfg.seed, epoch, cfg.shuffle, window)
         if self.positions is not None:
@@ -221,25 +242,22 @@ class BatchSource:
                          ) -> None:
         if not self.config.prefetch or w >= len(plan.windows):
             return
-        ds = self.ds
-        pos = plan.windows[w]
+        snap = self.opened
+        phys = snap.to_physical(plan.windows[w])
         keys: list[str] = []
         for name in self.tensors:
-            wr = ds._writer(name)
-            ent, _ = wr.index.locate(ds._to_physical(pos))
+            index = snap.index(name)
+            ent, _ = index.locate(phys)
             for e in unique_ints(ent):
-                keys.extend(wr.index.entry_keys(int(e)))
+                keys.extend(index.entry_keys(int(e)))
         if bad:  # chunks found damaged are not fetched again
             keys = [k for k in keys if k not in bad]
-        from plane.core._reader import _io_pool
-
-        reader = ds._reader
-        self._ahead = _io_pool().submit(reader.chunks, keys, lambda k: "read-ahead")
+        self._ahead = io_pool().submit(snap.reader.chunks, keys, lambda k: "read-ahead")
 
     def read(self, positions: np.ndarray) -> dict[str, Any]:
         """One batch as a dict of numpy arrays (lists for ragged/text/json)."""
-        ds = self.ds
-        out = {n: ds._read(n, positions, self.config.decode, False) for n in self.tensors}
+        snap = self.opened
+        out = {n: snap.read(n, positions, self.config.decode, False) for n in self.tensors}
         cfg = self.config
         if cfg.transform is not None or cfg.collate_fn is not None:
             rows = [{k: v[i] for k, v in out.items()} for i in range(positions.shape[0])]
@@ -266,7 +284,7 @@ class BatchSource:
         window = [-1]
         # chunks found damaged during this pass (on_error="skip"); resolves the tensors once,
         # before reader threads share the dataset
-        bad = BadChunks(self.ds, self.tensors)
+        bad = BadChunks(self.opened, self.tensors)
 
         def positions(i: int) -> np.ndarray:
             w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
@@ -428,8 +446,8 @@ class _TorchIterable:
 
         info = tud.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        if info is not None:  # a forked worker opens its own dataset: no inherited locks,
-            self.source._ds = None  # caches or chunks waiting for the parent's verifier
+        if info is not None:  # a forked worker opens its own reader: no inherited locks,
+            self.source._opened = None  # caches or chunks waiting for the parent's verifier
         # our Loader's workers report skipped batches: DataLoader's round robin then keeps the
         # planned order, and the main process counts the skipped rows
         for _, batch in self.source.batches(self.epoch, self.start, nw, wid,
@@ -495,7 +513,8 @@ class Loader:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Loader({self.kind}, {self.source.store.url}, tensors={list(c.tensors or [])}, "
+        return (f"Loader({self.kind}, {self.source.snapshot.url}, "
+                f"tensors={list(c.tensors or [])}, "
                 f"batch_size={c.batch_size}, shuffle={c.shuffle}, seed={c.seed}, "
                 f"epoch={self.epoch}, position={self.position})")
 
@@ -545,8 +564,8 @@ class Loader:
         """True when batches need decoding (JPEG/PNG/video/links)."""
         if not self.config.decode:
             return False
-        ds = self.source.ds
-        metas = [ds._writer(n).meta for n in self.source.tensors]
+        snap = self.source.snapshot
+        metas = [snap.meta(n) for n in self.source.tensors]
         return any(m.sample_compression or m.link for m in metas)
 
     def reader_threads(self) -> int:
@@ -557,9 +576,9 @@ class Loader:
         cfg = self.config
         if not cfg.prefetch or not self._decodes_media():
             return 0
-        from plane.format._media import _usable_cpus
+        from plane._runtime import usable_cpus
 
-        return cfg.num_workers or _usable_cpus()
+        return cfg.num_workers or usable_cpus()
 
     def _convert(self, batch: Any) -> Any:
         if self.kind == "torch":
@@ -645,7 +664,7 @@ def _mp_context() -> str | None:
     return "fork" if "fork" in mp.get_all_start_methods() else None
 
 
-def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool = True,
+def make_loader(snapshot: Snapshot, kind: str, *, batch_size: int = 64, shuffle: bool = True,
                 tensors: Sequence[str] | None = None, transform: Any = None,
                 collate_fn: Any = None, num_workers: int = 0, seed: int = 0,
                 drop_last: bool = False, window_bytes: int = DEFAULT_WINDOW_BYTES,
@@ -654,11 +673,13 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
                 prefetch: bool = True, cache_dir: str | os.PathLike[str] | None = None,
                 cache_max_bytes: int = 64 << 30, positions: np.ndarray | None = None,
                 worker_mode: str = "auto") -> Loader:
-    """Build a Loader over the current version of `ds` (pending writes are flushed first).
+    """A Loader over `snapshot` (`ds.pytorch()` streams `ds.snapshot()`: pending writes
+    included, stored but not published — the branch does not move), or over only its rows
+    `positions` (a query view).
 
     `num_workers` are reader threads, or torch DataLoader processes (`worker_mode=
     "process"`, or "auto" with a transform/collate_fn: Python per sample); see
-    `LoaderConfig.process_workers`.
+    `LoaderConfig.process_workers`. `prefetch=False` turns read-ahead off (`LoaderConfig`).
 
     `cache_dir` keeps fetched chunks on local disk (LRU, `cache_max_bytes`), so later epochs
     over a remote store (s3://...) read them locally; worker processes share the directory.
@@ -680,30 +701,27 @@ def make_loader(ds: Dataset, kind: str, *, batch_size: int = 64, shuffle: bool =
             import jax  # noqa: F401
         except ImportError:
             raise MissingDependencyError("ds.jax() needs JAX: pip install jax") from None
-    if not ds.read_only:
-        ds.flush()
-    cfg = LoaderConfig(batch_size, shuffle, tuple(tensors) if tensors else None, seed,
-                       drop_last, window_bytes, decode, transform, collate_fn, on_error, rank,
-                       world_size, num_workers, prefetch,
-                       "thread" if kind != "torch" and worker_mode == "auto" else worker_mode)
+    cfg = LoaderConfig(
+        batch_size=batch_size, shuffle=shuffle, tensors=tuple(tensors) if tensors else None,
+        seed=seed, drop_last=drop_last, window_bytes=window_bytes, decode=decode,
+        transform=transform, collate_fn=collate_fn, on_error=on_error, rank=rank,
+        world_size=world_size, num_workers=num_workers, prefetch=prefetch,
+        worker_mode="thread" if kind != "torch" and worker_mode == "auto" else worker_mode)
     if cfg.num_workers and cfg.process_workers and kind != "torch":
         raise InvalidArgumentError("worker processes are torch DataLoader workers: use "
                                    "ds.pytorch(), or num_workers with worker_mode='thread' for "
                                    f"ds.{kind}()")
-    store = ds.store
+    store = None
     if cache_dir is not None:
-        store = CachingStore(store, max_bytes=0, disk_dir=cache_dir,
+        store = CachingStore(snapshot.store, max_bytes=0, disk_dir=cache_dir,
                              disk_max_bytes=cache_max_bytes, cacheable=is_chunk_key)
-    if positions is not None and ds.has_changes:
-        raise PlaneError("streaming a view needs a committed version: commit the dataset first")
-    source = BatchSource(store, ds._base_key, cfg, links=ds._links, positions=positions)
+    source = BatchSource(snapshot, cfg, positions=positions, store=store)
     source.tensors  # validate tensor names now, with a helpful error  # noqa: B018
     return Loader(source, kind, pin_memory=pin_memory)
 
 
 def with_config(loader: Loader, **changes: Any) -> Loader:
     src = loader.source
-    return Loader(BatchSource(src.store, src.state_key, replace(src.config, **changes),
-                              links=src.links, positions=src.positions),
+    return Loader(BatchSource(src.snapshot, replace(src.config, **changes),
+                              positions=src.positions, store=src.store, links=src.links),
                   loader.kind, loader.pin_memory)
-

@@ -1,7 +1,8 @@
 """`ds.to_ray()`: a Ray Data Datasource whose read tasks are aligned to chunks.
 
 Every read task owns a contiguous run of whole chunks of the dataset's largest tensor, reads
-them in a Ray worker from the same store (a local path reachable by every node, or s3://...),
+them in a Ray worker through the version's Snapshot (pickled as store + state key) from the
+same store (a local path reachable by every node, or s3://...),
 and yields one block per chunk — so a Ray Data pipeline reads each chunk once, in large
 requests, exactly as the embedded loader does. This module imports Ray: `plane` imports it
 only inside `Dataset.to_ray`, so the embedded path never loads Ray.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import ray
@@ -19,18 +20,9 @@ from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from plane._errors import PlaneError
-from plane.storage import Store
-
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+from plane.core._snapshot import Snapshot
 
 __all__ = ["PlaneDatasource", "to_ray"]
-
-
-def _open(store: Store, state_key: str) -> Dataset:
-    from plane.dataset._dataset import Dataset
-
-    return Dataset(store, "state:" + state_key, read_only=True)
 
 
 def _column(values: Any) -> Any:
@@ -44,22 +36,21 @@ def _column(values: Any) -> Any:
     return np.asarray(values, dtype=object)
 
 
-def _read_units(store: Store, state_key: str, tensors: Sequence[str],
+def _read_units(snapshot: Snapshot, tensors: Sequence[str],
                 units: Sequence[tuple[int, int]]) -> Iterator[Any]:
-    ds = _open(store, state_key)
     for a, b in units:
         pos = np.arange(a, b, dtype=np.int64)
-        batch = {n: _column(ds._read(n, pos, True, False)) for n in tensors}
+        batch = {n: _column(snapshot.read(n, pos, True, False)) for n in tensors}
         yield BlockAccessor.batch_to_block(batch)
 
 
 class PlaneDatasource(Datasource):  # type: ignore[misc]
     """Reads one dataset version; each read task owns a run of whole chunks."""
 
-    def __init__(self, store: Store, state_key: str, tensors: Sequence[str],
+    def __init__(self, snapshot: Snapshot, tensors: Sequence[str],
                  units: list[tuple[int, int]], row_bytes: float) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.store, self.state_key, self.tensors = store, state_key, list(tensors)
+        self.snapshot, self.tensors = snapshot, list(tensors)
         self.units, self.row_bytes = units, row_bytes
 
     def get_name(self) -> str:
@@ -79,39 +70,36 @@ class PlaneDatasource(Datasource):  # type: ignore[misc]
             rows = sum(b - a for a, b in units)
             meta = BlockMetadata(num_rows=rows, size_bytes=int(rows * self.row_bytes),
                                  input_files=None, exec_stats=None)
-            tasks.append(ReadTask(partial(_read_units, self.store, self.state_key,
-                                          self.tensors, units),
+            tasks.append(ReadTask(partial(_read_units, self.snapshot, self.tensors, units),
                                   meta, per_task_row_limit=per_task_row_limit))
         return tasks
 
 
-def to_ray(ds: Dataset, tensors: Sequence[str] | None = None,
+def to_ray(snapshot: Snapshot, tensors: Sequence[str] | None = None,
            override_num_blocks: int | None = None) -> Any:
-    """The current version of `ds` as a `ray.data.Dataset` (rows in dataset order).
+    """`snapshot` as a `ray.data.Dataset` (rows in dataset order).
 
     Shuffle in Ray with `iter_torch_batches(local_shuffle_buffer_size=...)` or
     `randomize_block_order()`; blocks are whole chunks, so that stays chunk-sized.
     """
-    url = getattr(ds.store, "url", "")
-    if str(url).startswith("mem://"):
+    url = snapshot.url
+    if url.startswith("mem://"):
         raise PlaneError(f"ds.to_ray() cannot read {url}: a mem:// store lives in one process "
                          "and Ray workers cannot see it; write the dataset to a local path "
                          "or s3:// and open that")
-    if not ds.read_only:
-        ds.flush()
-    names = list(tensors or ds.tensors)
+    names = list(tensors or snapshot.tensor_names)
     for n in names:
-        ds._writer(n)  # unknown names raise TensorNotFoundError listing the tensors
+        snapshot.part(n)  # unknown names raise TensorNotFoundError listing the tensors
     if not names:
-        raise PlaneError(f"ds.to_ray(): {ds.url} has no tensors to read")
-    n_rows = len(ds)
-    prim = max(names, key=lambda n: ds._writer(n).index.nbytes)
-    phys = ds._to_physical(np.arange(n_rows, dtype=np.int64))
-    ent = ds._writer(prim).index.locate(phys)[0] if n_rows else np.zeros(0, np.int64)
+        raise PlaneError(f"ds.to_ray(): {url} has no tensors to read")
+    n_rows = len(snapshot)
+    prim = max(names, key=lambda n: snapshot.index(n).nbytes)
+    phys = snapshot.to_physical(np.arange(n_rows, dtype=np.int64))
+    ent = snapshot.index(prim).locate(phys)[0] if n_rows else np.zeros(0, np.int64)
     cuts = np.flatnonzero(np.diff(ent)) + 1
     starts = np.concatenate([[0], cuts]).astype(np.int64) if n_rows else np.zeros(0, np.int64)
     ends = np.concatenate([cuts, [n_rows]]).astype(np.int64) if n_rows else starts
     units = [(int(a), int(b)) for a, b in zip(starts, ends)]
-    row_bytes = sum(ds._writer(n).index.nbytes for n in names) / max(1, n_rows)
-    source = PlaneDatasource(ds.store, ds._base_key, names, units, row_bytes)
+    row_bytes = sum(snapshot.index(n).nbytes for n in names) / max(1, n_rows)
+    source = PlaneDatasource(snapshot, names, units, row_bytes)
     return ray.data.read_datasource(source, override_num_blocks=override_num_blocks)

@@ -8,16 +8,12 @@ batch before it is read (`BadChunks.kept`), so a bad chunk is fetched once, not 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from plane._errors import ChecksumError, ObjectNotFoundError, StoreError
 from plane._runtime import unique_ints
 from plane.core._reader import ChunkReader
-
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+from plane.core._snapshot import Snapshot
 
 __all__ = ["SKIP_ERRORS", "BadChunks"]
 
@@ -32,8 +28,8 @@ class BadChunks:
     chunk of its index entry, or, for a patched row, the patch chunk holding its newest value.
     """
 
-    def __init__(self, ds: Dataset, tensors: list[str]) -> None:
-        self.ds, self.tensors = ds, tensors
+    def __init__(self, snapshot: Snapshot, tensors: list[str]) -> None:
+        self.snapshot, self.tensors = snapshot, tensors
         self.keys: set[str] = set()
         self._entries: dict[str, np.ndarray] = {}  # tensor -> sorted entries with a bad key
 
@@ -41,13 +37,12 @@ class BadChunks:
         """`pos` less the rows that live in a chunk known to be bad (`pos` itself if none)."""
         if not self.keys or not pos.shape[0]:
             return pos
-        ds = self.ds
-        phys = ds._to_physical(pos)
+        snap = self.snapshot
+        phys = snap.to_physical(pos)
         bad = np.zeros(pos.shape[0], bool)
         for name in self.tensors:
-            w = ds._writer(name)
             base = np.ones(pos.shape[0], bool)
-            pm = w.patch_map()
+            pm = snap.patch_map(name)
             if pm is not None:
                 sel, at = pm.hits(phys)
                 base[sel] = False
@@ -55,7 +50,7 @@ class BadChunks:
                 bad[sel[np.asarray(hit, bool)]] = True
             ents = self._entries.get(name)
             if ents is not None and ents.shape[0]:
-                ent, _ = w.index.locate(phys)
+                ent, _ = snap.index(name).locate(phys)
                 j = np.minimum(np.searchsorted(ents, ent), ents.shape[0] - 1)
                 bad |= base & (ents[j] == ent)
         out: np.ndarray = pos[~bad]
@@ -64,25 +59,24 @@ class BadChunks:
     def find(self, pos: np.ndarray) -> bool:
         """Check every chunk the rows `pos` read (each verified whole, as a reader would) and
         remember those that fail; whether any was found."""
-        ds = self.ds
-        reader = ds._reader
-        phys = ds._to_physical(pos)
+        snap = self.snapshot
+        phys = snap.to_physical(pos)
         found = False
         for name in self.tensors:
-            w = ds._writer(name)
+            index = snap.index(name)
             keys: list[str] = []
             base = phys
-            pm = w.patch_map()
+            pm = snap.patch_map(name)
             if pm is not None:
                 sel, at = pm.hits(phys)
                 keys += [pm.keys[int(pm.which[a])] for a in at]
                 base = np.delete(phys, sel)
             if base.shape[0]:
-                ent, _ = w.index.locate(base)
+                ent, _ = index.locate(base)
                 for e in unique_ints(ent).tolist():
-                    keys += w.index.entry_keys(e)
+                    keys += index.entry_keys(e)
             for k in dict.fromkeys(keys):
-                if k not in self.keys and not _intact(reader, k, f"tensor {name!r}"):
+                if k not in self.keys and not _intact(snap.reader, k, f"tensor {name!r}"):
                     self.keys.add(k)
                     found = True
         if found:
@@ -91,7 +85,7 @@ class BadChunks:
 
     def _index_entries(self) -> None:
         for name in self.tensors:
-            idx = self.ds._writer(name).index
+            idx = self.snapshot.index(name)
             at = [i for i, k in enumerate(idx.keys) if k in self.keys]
             ents = np.searchsorted(idx.key_ptr, np.asarray(at, np.int64), side="right") - 1
             self._entries[name] = unique_ints(ents.astype(np.int64))

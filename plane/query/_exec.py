@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plane._errors import QueryError
-from plane.core._reader import unique_ints
+from plane._runtime import unique_ints
 from plane.core._snapshot import Snapshot
 from plane.query._ast import (
     And,

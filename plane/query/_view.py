@@ -180,15 +180,9 @@ class View:
 
 def _stream(snap: Snapshot, kind: str, positions: np.ndarray, **options: Any) -> Loader:
     """A loader of `kind` over rows `positions` of `snap`."""
-    # Until plane.loader takes a Snapshot (then: make_loader(snap, kind,
-    # positions=positions, **options)), the loader reads a dataset open at the commit.
-    import plane
     from plane.loader import make_loader
 
-    if snap.commit_id is None:
-        raise PlaneError("streaming a view needs a committed version: commit the dataset first")
-    at = plane.open(snap.store, version=snap.commit_id, read_only=True)
-    return make_loader(at, kind, positions=positions, **options)
+    return make_loader(snap, kind, positions=positions, **options)
 
 
 def load_view(at: Any, name: str) -> View:
