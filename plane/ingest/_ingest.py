@@ -373,9 +373,35 @@ def apply_ingest(ds: Dataset, frag: Fragment | Sequence[Fragment], metas: Mappin
     for f in frags:  # validate against the dataset's schema before changing anything
         for n, m in have.items():
             have[n] = _fragment_meta(m, TensorMeta.from_dict(f.metas[n]), f.fragment_id)
+    widths = _learned_widths(frags, {**have, **{n: metas[n] for n in created}})
     for name in created:
         create_like(ds, metas[name])
-    return ds.apply_fragments(frags)
+    added = ds.apply_fragments(frags)
+    for n, w in widths.items():  # the vector width the fragments fixed (see _check_width)
+        ds._writers[n].meta = ds._writers[n].meta.evolve(width=w)
+    return added
+
+
+def _learned_widths(frags: Sequence[Fragment], metas: Mapping[str, TensorMeta]
+                    ) -> dict[str, int]:
+    """The vector width each embedding tensor without one gets from `frags`; SampleError
+    if fragments wrote vectors of different widths."""
+    out: dict[str, int] = {}
+    for n, m in metas.items():
+        if m.htype != "embedding" or m.shape is not None:
+            continue
+        seen = {f.fragment_id: TensorMeta.from_dict(f.metas[n]).width for f in frags}
+        got = {w for w in seen.values() if w is not None} | (
+            {m.width} if m.width is not None else set())
+        if len(got) > 1:
+            desc = ", ".join(f"{fid}: {w}" for fid, w in seen.items() if w is not None)
+            raise SampleError(f"tensor {n!r}: vectors of different widths ({desc}"
+                              f"{f'; the dataset has {m.width}' if m.width else ''}); give "
+                              "every vector the same width, or create the tensor with "
+                              "shape=(None,) for vectors of any width")
+        if m.width is None and got:
+            out[n] = got.pop()
+    return out
 
 
 def create_like(ds: Dataset, m: TensorMeta) -> None:
