@@ -163,9 +163,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     names = args.tensors.split(",") if args.tensors else list(ds.tensors)
     stop = min(len(ds), args.start + args.limit)
     for i in range(args.start, stop):
-        cells = [f"{n}={_fmt(ds[n][i].numpy())}" for n in names]
+        cells = [f"{n}={_fmt(ds[n][i].numpy())}{_class_name(ds[n].class_names, ds[n][i])}"
+                 for n in names]
         print(f"[{i}] " + "  ".join(cells))
     return 0
+
+
+def _class_name(names: tuple[str, ...], t: Any) -> str:
+    """` (dog)` after a class id shown to a person (the id stays the value; README)."""
+    if not names:
+        return ""
+    v = np.asarray(t.numpy()).reshape(-1)
+    return " (" + ", ".join(names[int(x)] if 0 <= int(x) < len(names) else "?" for x in v) + ")"
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
