@@ -25,6 +25,11 @@ DEST_OPTIONS_ENV = "PLANE_STORAGE_OPTIONS"
 SOURCE_OPTIONS_ENV = "PLANE_SOURCE_STORAGE_OPTIONS"
 
 
+class UsageError(plane.PlaneError, ValueError):
+    """A flag's value is malformed: exit status 2, as argparse's usage errors; every other
+    PlaneError is a runtime error (status 1)."""
+
+
 def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     if not text:
         return None
@@ -33,10 +38,10 @@ def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         example = ('\'{"q": [0.1, 0.2]}\'' if flag == "--params"
                    else '\'{"endpoint_url": "http://..."}\'')
-        raise plane.PlaneError(f"{flag} is not valid JSON ({e}): give an object such as "
+        raise UsageError(f"{flag} is not valid JSON ({e}): give an object such as "
                                f"{example}") from None
     if not isinstance(out, dict):
-        raise plane.PlaneError(f"{flag} must be a JSON object, got {type(out).__name__}")
+        raise UsageError(f"{flag} must be a JSON object, got {type(out).__name__}")
     return out
 
 
@@ -184,7 +189,7 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
     for it in items:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            raise plane.PlaneError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
+            raise UsageError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
         out[k] = v
     return out
 
@@ -287,6 +292,7 @@ def _ingest_into(ds: plane.Dataset, args: argparse.Namespace, src: Any,
                  src_opts: dict[str, Any] | None) -> int:
     kw: dict[str, Any] = {"columns": cols, "htypes": hts, "on_error": args.on_error,
                           "storage_options": src_opts, "progress": None,
+                          "print_report": False,  # printed below, once
                           "commit": args.message or f"ingest {src}"}
     if args.batch_rows:
         kw["batch_rows"] = args.batch_rows
@@ -319,7 +325,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             print("(no indexes)")
         return 0
     if not args.tensor:
-        raise plane.PlaneError("plane index create URL TENSOR: name the tensor to index")
+        raise UsageError("plane index create URL TENSOR: name the tensor to index")
     ds = _open(args, write=True)
     info = ds.create_index(args.tensor, kind=args.kind, metric=args.metric, progress=None)
     print(info)
@@ -430,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except plane.PlaneError as e:
         print(f"plane: error: {e}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(e, UsageError) else 1
 
 
 if __name__ == "__main__":
