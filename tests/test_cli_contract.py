@@ -70,3 +70,18 @@ def test_cli_ingest_prints_its_summary_once_on_a_terminal(
                  "--labels", "folder"]) == 0
     out, err = capsys.readouterr()
     assert (out + err).count("ingested 3 of 3 rows") == 1
+
+
+def test_views_convert_to_arrays_without_a_loader(tmp_path: Path) -> None:
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("w", dtype="int64")
+    ds.create_tensor("t", htype="text")
+    ds.extend({"w": [5, 3, 9, 1], "t": ["a", "b", "c", "d"]})
+    ds.commit("four")
+    res = ds.query("SELECT w, t WHERE w > 2 ORDER BY w DESC")
+    got = res.arrays()
+    assert list(got) == ["w", "t"]
+    assert got["w"].tolist() == [9, 5, 3] and list(got["t"]) == ["c", "a", "b"]
+    assert res.arrays(["t"]) == {"t": ["c", "a", "b"]}
+    assert ds[1:3].arrays()["w"].tolist() == [3, 9]
+    assert ds[1:3].numpy()["w"].tolist() == [3, 9]  # a slice's numpy() stays the dict

@@ -95,6 +95,15 @@ class View:
             raise QueryError(f"no tensor {tensor!r}; tensors: {', '.join(self.ds.tensors)}")
         return self.ds._read(tensor, self.positions, True, False)
 
+    def arrays(self, tensors: list[str] | None = None) -> dict[str, Any]:
+        """The result's values as a dict {tensor: ndarray or list} (the selected tensors, or
+        `tensors`), plus the scores; as ``ds[a:b].arrays()``. ``view.numpy()`` is a loader."""
+        names = tensors or (self.columns if self.columns is not None else list(self.ds.tensors))
+        out = {n: self[n] for n in names if n != self.score_name or self.scores is None}
+        if self.scores is not None and tensors is None:
+            out[self.score_name] = self.scores
+        return out
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per result row: the selected tensors, `id` and the score."""
         cols = self.columns if self.columns is not None else list(self.ds.tensors)
@@ -152,6 +161,8 @@ class View:
                            positions=self.positions, **options)
 
     def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        """A numpy loader (shuffled batches) over these rows, as `Dataset.numpy`; the values
+        as one dict of arrays are `view.arrays()`."""
         from plane.loader import make_loader
 
         return make_loader(self.ds, "numpy", batch_size=batch_size, shuffle=shuffle,
