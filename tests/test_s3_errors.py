@@ -118,3 +118,18 @@ def test_write_after_the_endpoint_goes_away(proxied: Any) -> None:
     _check(err, url)
     again = plane.open(url, storage_options=direct, read_only=True)
     assert len(again) == 8 and [e["message"] for e in again.log()] == ["eight"]
+
+
+def test_open_and_read_without_credentials(proxied: Any, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    url, direct, _, _ = proxied
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    anonymous = {k: v for k, v in direct.items() if k not in ("key", "secret")}
+    with pytest.raises(StoreError, match=r"NoCredentialsError.*storage_options=\{'key'") as e:
+        plane.open(url, storage_options=anonymous)
+    assert url in str(e.value) and isinstance(e.value, OSError)
