@@ -273,8 +273,7 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
                     "Nothing was added to the dataset; fix the row, or pass on_error='skip' or "
                     "'quarantine'") from None
             for i, (tensor, reason) in sorted(bad.items()):
-                path = _image_path(piece, i)
-                rejects.add(path or piece.source, None if path else piece.row0 + i,
+                rejects.add(_image_path(piece, i) or piece.source, piece.row0 + i,
                             tensor_to_col.get(tensor, tensor), reason)
             keep = np.asarray([i for i in range(n) if i not in bad], np.int64)
             report.rows_skipped += n - keep.shape[0]
