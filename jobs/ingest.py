@@ -223,6 +223,10 @@ def run(cfg: IngestConfig, task: Callable[..., dict[str, Any]] = ingest_unit) ->
         frag = r["fragment"]
         if frag is not None and ray.get(coord.submit.remote(frag)):
             order.append(frag.fragment_id)
+    if cfg.format == "parquet":  # a file's row groups may be cut into several units
+        report.files = len({u.url for u in todo})
+        report.files_skipped = len({u.url for u, r in zip(todo, results)
+                                    if r["report"]["files_skipped"]})
     message = cfg.message or f"ingest {cfg.source}"
     commit = ray.get(coord.commit.remote(message, order,
                                          {n: meta_dicts[n] for n in created} or None))

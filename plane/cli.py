@@ -25,6 +25,11 @@ DEST_OPTIONS_ENV = "PLANE_STORAGE_OPTIONS"
 SOURCE_OPTIONS_ENV = "PLANE_SOURCE_STORAGE_OPTIONS"
 
 
+class UsageError(plane.PlaneError, ValueError):
+    """A flag's value is malformed: exit status 2, as argparse's usage errors; every other
+    PlaneError is a runtime error (status 1)."""
+
+
 def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     if not text:
         return None
@@ -33,10 +38,10 @@ def _json_opts(text: str | None, flag: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         example = ('\'{"q": [0.1, 0.2]}\'' if flag == "--params"
                    else '\'{"endpoint_url": "http://..."}\'')
-        raise plane.InvalidArgumentError(f"{flag} is not valid JSON ({e}): give an object such as "
-                                         f"{example}") from None
+        raise UsageError(f"{flag} is not valid JSON ({e}): give an object such as "
+                               f"{example}") from None
     if not isinstance(out, dict):
-        raise plane.InvalidArgumentError(f"{flag} must be a JSON object, got {type(out).__name__}")
+        raise UsageError(f"{flag} must be a JSON object, got {type(out).__name__}")
     return out
 
 
@@ -163,9 +168,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     names = args.tensors.split(",") if args.tensors else list(ds.tensors)
     stop = min(len(ds), args.start + args.limit)
     for i in range(args.start, stop):
-        cells = [f"{n}={_fmt(ds[n][i].numpy())}" for n in names]
+        cells = [f"{n}={_fmt(ds[n][i].numpy())}{_class_name(ds[n].class_names, ds[n][i])}"
+                 for n in names]
         print(f"[{i}] " + "  ".join(cells))
     return 0
+
+
+def _class_name(names: tuple[str, ...], t: Any) -> str:
+    """` (dog)` after a class id shown to a person (the id stays the value; README)."""
+    if not names:
+        return ""
+    v = np.asarray(t.numpy()).reshape(-1)
+    return " (" + ", ".join(names[int(x)] if 0 <= int(x) < len(names) else "?" for x in v) + ")"
 
 
 def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
@@ -176,7 +190,7 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
     for it in items:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            raise plane.InvalidArgumentError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
+            raise UsageError(f"{flag} takes NAME=VALUE pairs, got {it!r}")
         out[k] = v
     return out
 
@@ -279,6 +293,7 @@ def _ingest_into(ds: plane.Dataset, args: argparse.Namespace, src: Any,
                  src_opts: dict[str, Any] | None) -> int:
     kw: dict[str, Any] = {"columns": cols, "htypes": hts, "on_error": args.on_error,
                           "storage_options": src_opts, "progress": None,
+                          "print_report": False,  # printed below, once
                           "commit": args.message or f"ingest {src}"}
     if args.batch_rows:
         kw["batch_rows"] = args.batch_rows
@@ -311,7 +326,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             print("(no indexes)")
         return 0
     if not args.tensor:
-        raise plane.InvalidArgumentError("plane index create URL TENSOR: name the tensor to index")
+        raise UsageError("plane index create URL TENSOR: name the tensor to index")
     ds = _open(args, write=True)
     info = ds.create_index(args.tensor, kind=args.kind, metric=args.metric, progress=None)
     print(info)
@@ -422,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except plane.PlaneError as e:
         print(f"plane: error: {e}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(e, UsageError) else 1
 
 
 if __name__ == "__main__":

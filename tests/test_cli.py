@@ -202,10 +202,10 @@ def test_branch_list_and_delete(capsys: pytest.CaptureFixture[str], dataset: Any
     assert plane.open(path, read_only=True).versions.branches() == ["main"]
     before = files(path)
     rc, out, err = cli(capsys, "branch", path, "--delete", "main")
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert err.startswith("plane: error: ") and "'main'" in err and "checked out" in err
     rc, _, err = cli(capsys, "branch", path, "--delete", "ghost")
-    assert rc == 2 and err == f"plane: error: no branch 'ghost' in {ds.url}\n"
+    assert rc == 1 and err == f"plane: error: no branch 'ghost' in {ds.url}\n"
     assert files(path) == before
 
 
@@ -234,7 +234,7 @@ def test_checkout_version(capsys: pytest.CaptureFixture[str], dataset: Any) -> N
         assert lines[-1] == f"open it with plane.open({str(path)!r}, version={version!r})"
     assert files(path) == before  # a look, not a write
     rc, out, err = cli(capsys, "checkout", path, "nope")
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert err.startswith("plane: error: no branch, tag or commit 'nope'")
 
 
@@ -325,13 +325,13 @@ def test_tag_create_list_delete(capsys: pytest.CaptureFixture[str], dataset: Any
     assert plane.open(path, version="v1", read_only=True).commit_id == c1
     before = files(path)
     rc, out, err = cli(capsys, "tag", path, "v1")
-    assert rc == 2 and "tag 'v1' already exists" in err and err.startswith("plane: error:")
+    assert rc == 1 and "tag 'v1' already exists" in err and err.startswith("plane: error:")
     assert files(path) == before
     rc, out, _ = cli(capsys, "tag", path, "--delete", "v1")
     assert rc == 0 and out == "deleted tag v1\n"
     assert plane.open(path, read_only=True).versions.tags() == {"v2": c2}
     rc, _, err = cli(capsys, "tag", path, "--delete", "v1")
-    assert rc == 2 and err == f"plane: error: no tag 'v1' in {ds.url}\n"
+    assert rc == 1 and err == f"plane: error: no tag 'v1' in {ds.url}\n"
 
 
 # ---- gc --------------------------------------------------------------------------------------
@@ -467,11 +467,11 @@ def test_ingest_missing_source_leaves_the_dataset_unchanged(
     before = files(path)
     missing = tmp_path / "nope.parquet"
     rc, out, err = cli(capsys, "ingest", "parquet", missing, path)
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert err.startswith(f"plane: error: input {missing} does not exist")
     assert files(path) == before
     rc, _, err = cli(capsys, "ingest", "images", tmp_path / "no-dir", path)
-    assert rc == 2 and err.startswith(f"plane: error: input {tmp_path / 'no-dir'} does not ")
+    assert rc == 1 and err.startswith(f"plane: error: input {tmp_path / 'no-dir'} does not ")
     rc, _, err = cli(capsys, "ingest", "parquet", missing, path, "--map", "img")
     assert rc == 2 and err == "plane: error: --map takes NAME=VALUE pairs, got 'img'\n"
     assert files(path) == before
@@ -481,7 +481,7 @@ def test_ingest_missing_source_leaves_the_dataset_unchanged(
 def test_failed_ingest_into_new_dest_creates_nothing(capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Path) -> None:
     rc, _, err = cli(capsys, "ingest", "parquet", tmp_path / "nope.parquet", tmp_path / "new")
-    assert rc == 2 and "does not exist" in err
+    assert rc == 1 and "does not exist" in err
     assert not (tmp_path / "new").exists()
 
 
@@ -500,7 +500,7 @@ def test_ingest_into_unknown_branch_of_existing_dataset(capsys: pytest.CaptureFi
     a, _, _ = _parquet(tmp_path)
     before = files(path)
     rc, out, err = cli(capsys, "ingest", "parquet", a, path, "--branch", "nope")
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert err.startswith("plane: error: no branch, tag or commit 'nope'")
     assert files(path) == before
 
@@ -515,7 +515,7 @@ def test_missing_dataset(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     url = tmp_path / "nothing"
     argv = [a.format(url=url) for a in argv] + ([] if len(argv) > 1 else [str(url)])
     rc, out, err = cli(capsys, *argv)
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert err.startswith("plane: error: no tensorplane dataset at ") and f"{url} (" in err
     assert err.count("\n") == 1  # one line, no traceback
     assert not url.exists()
@@ -532,12 +532,12 @@ def test_missing_dataset(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     (["tag", "{url}", "v9", "--commit", "nope"], "no branch, tag or commit 'nope'"),
     (["show", "{url}", "--tensors", "labels,nope"], "no tensor 'nope'"),
 ])
-def test_errors_exit_2_and_change_nothing(capsys: pytest.CaptureFixture[str], dataset: Any,
+def test_errors_exit_1_and_change_nothing(capsys: pytest.CaptureFixture[str], dataset: Any,
                                           argv: list[str], message: str) -> None:
     path, *_ = dataset
     before = files(path)
     rc, out, err = cli(capsys, *[a.format(url=path) for a in argv])
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert err.startswith(f"plane: error: {message}") and err.count("\n") == 1
     assert files(path) == before
 
@@ -572,7 +572,7 @@ def test_module_entry_point_in_a_subprocess(dataset: Any, tmp_path: Path) -> Non
     assert re.findall(r"^commit (\w+)", run.stdout, re.M) == [c2, c1]
     bad = subprocess.run([sys.executable, "-m", "plane.cli", "summary", str(tmp_path / "no")],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("plane: error: no tensorplane dataset at ")
     assert f"{tmp_path / 'no'} (dataset.json is missing)" in bad.stderr
     assert "Traceback" not in bad.stderr

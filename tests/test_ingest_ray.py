@@ -87,6 +87,7 @@ def test_fan_out_commits_once_in_source_order_with_retries(ray_local: None,
     markers.mkdir()
     out = run(_cfg(lake, dest, message="from the lake"), task=_fail_once(str(markers)))
     assert out["units"] == 3 * 3 and out["units_run"] == 9  # 5 row groups per file, 2 per task
+    assert out["files"] == 3 and "from 3 file(s)" in out["summary"]  # files, not units
     assert len(list(markers.iterdir())) == 9  # every task failed once and was retried
     assert out["rows_written"] == 300 and out["commit"]
     ds = plane.open(dest, read_only=True)
@@ -170,7 +171,7 @@ def test_image_tree_job(ray_local: None, tmp_path: Path) -> None:
     dest = str(tmp_path / "ds")
     out = run(IngestConfig(source=str(root), dest=dest, format="images", labels="folder",
                            files_per_task=3))
-    assert out["units"] == 4 and out["rows_written"] == 10
+    assert out["units"] == 4 and out["rows_written"] == 10 and out["files"] == 10
     ds = plane.open(dest, read_only=True)
     assert ds["labels"].meta.class_names == ("a", "b")
     assert ds["labels"].numpy().tolist() == [0] * 5 + [1] * 5

@@ -174,3 +174,23 @@ def test_train_job_rejects_an_empty_dataset(tmp_path: Any) -> None:
     empty = plane.create(str(tmp_path / "empty"))
     with pytest.raises(SystemExit, match="has no rows"):
         run(empty.url)
+
+
+def test_ray_class_labels_arrive_as_int64(ray_local: None, tmp_path: Any) -> None:
+    """uint32 class labels (and uint16 values) are widened as the torch loader widens them
+    (issue #15 item 7): `iter_torch_batches` hands `F.cross_entropy` int64 labels."""
+    import torch
+
+    ds = plane.create(str(tmp_path / "ds"))
+    ds.create_tensor("labels", htype="class_label", class_names=["a", "b", "c"])
+    ds.create_tensor("u16", dtype="uint16")
+    ds.extend({"labels": [0, 2, 1, 2], "u16": [1, 65535, 3, 4]})
+    ds.commit("rows")
+    assert ds["labels"].dtype == np.uint32
+    batch = next(iter(ds.to_ray().iter_batches(batch_size=4, batch_format="numpy")))
+    assert batch["labels"].dtype == np.int64 and batch["u16"].dtype == np.int32
+    assert batch["labels"].tolist() == [0, 2, 1, 2] and batch["u16"].tolist()[1] == 65535
+    tb = next(iter(ds.to_ray().iter_torch_batches(batch_size=4)))
+    assert tb["labels"].dtype == torch.int64
+    loss = torch.nn.functional.cross_entropy(torch.zeros(4, 3), tb["labels"])
+    assert torch.isfinite(loss)

@@ -101,10 +101,10 @@ def _wrong_width(d: plane.Dataset, metric: str) -> None:
             with pytest.raises(QueryError, match=rf"{fn}\(emb\) has 5 numbers but 'emb' "
                                r"holds vectors of shape \(8,\).*pass a vector of 8"):
                 run(sql, {"q": q})
-    for search in (d.search().nearest("emb", q, metric=metric),
-                   d.search().nearest("emb", q, metric=metric).where("i < 50")):
+    for search in (lambda: d.search().nearest("emb", q, metric=metric),  # refused at once
+                   lambda: d.search().where("i < 50").nearest("emb", q, metric=metric)):
         with pytest.raises(QueryError, match="pass a vector of 8"):
-            search.run()
+            search().run()
 
 
 @pytest.mark.parametrize("kind", [None, "flat", "ivf_flat", "hnsw"])

@@ -47,7 +47,7 @@ def test_ingest_into_a_folder_of_other_files_deletes_nothing(
     (project / "notes.txt").write_text("mine")
     before = tree(project)
     rc, out, err = cli(capsys, "ingest", "parquet", src, project)
-    assert rc == 2 and out == ""
+    assert rc == 1 and out == ""
     assert "is not empty and holds no tensorplane dataset; choose an empty location" in err
     assert tree(project) == before  # the source and every other file are still there
 
@@ -88,7 +88,7 @@ def test_failed_ingest_leaves_a_created_dataset_someone_else_committed_to(
 
     monkeypatch.setattr(plane.cli, "_ingest_into", other_commits_then_we_fail)
     rc, _, err = cli(capsys, "ingest", "parquet", parquet(tmp_path / "x.parquet"), dest)
-    assert rc == 2 and "injected failure" in err
+    assert rc == 1 and "injected failure" in err
     ds = plane.open(dest, read_only=True)  # their commit survives our cleanup
     assert [e["message"] for e in ds.log()] == ["theirs"] and ds["b"].numpy().tolist() == [7]
 
@@ -100,7 +100,7 @@ def test_failed_ingest_into_a_new_dataset_removes_what_it_wrote(
     pq.write_table(pa.table({"a": pa.array(["not a number"] * 3)}), bad)
     dest = tmp_path / "ds"
     rc, _, err = cli(capsys, "ingest", "parquet", good, bad, dest, "--batch-rows", "2")
-    assert rc == 2 and "b.parquet" in err
+    assert rc == 1 and "b.parquet" in err
     assert not dest.exists() or tree(dest) == {}
 
 

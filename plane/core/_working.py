@@ -610,7 +610,7 @@ def fragment_meta(have: TensorMeta, frag: TensorMeta, fragment_id: str) -> Tenso
         if field_ == "class_names":
             return SchemaError(f"{where}: class names {list(b)} do not extend the dataset's "
                                f"{list(a)}; write fragments with the dataset's class names")
-        fix = ("cast the fragment's values and rewrite it" if field_ in ("dtype", "ndim")
+        fix = ("cast the fragment's values and rewrite it" if field_ in ("dtype", "ndim", "width")
                else "rewrite the fragment with the dataset's schema")
         return SchemaError(f"{where}: {field_} is {b!r} in the fragment but {a!r} in the "
                            f"dataset; {fix}")

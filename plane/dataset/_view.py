@@ -50,10 +50,16 @@ class DatasetView:
         for p in self._positions:
             yield DatasetView(self._ds, np.array([p]), True)
 
-    def numpy(self, tensors: list[str] | None = None, aslist: bool = False) -> dict[str, Any]:
-        """Every (or the named) tensor's values for these rows, as a dict."""
+    def arrays(self, tensors: list[str] | None = None, aslist: bool = False) -> dict[str, Any]:
+        """Every (or the named) tensor's values for these rows, as a dict (as a query
+        result's ``view.arrays()``)."""
         names = tensors or list(self._ds.tensors)
         return {n: self[n].numpy(aslist=aslist) for n in names}
+
+    def numpy(self, tensors: list[str] | None = None, aslist: bool = False) -> dict[str, Any]:
+        """The same dict as `arrays()` (a row slice is small; ``ds.numpy()`` and a query
+        result's ``view.numpy()`` are loaders)."""
+        return self.arrays(tensors, aslist)
 
     def __repr__(self) -> str:
         return f"DatasetView({self._ds.url!r}, rows={len(self)})"

@@ -7,6 +7,7 @@ append/extend with a SampleError naming the tensor, the row and the fix.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -97,7 +98,10 @@ def _learn_dtype(arr: np.ndarray) -> np.dtype[Any]:
 
 
 def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray, TensorMeta]:
-    """Cast a batch (axis 0 = samples) to the tensor dtype, refusing lossy casts."""
+    """Cast a batch (axis 0 = samples) to the tensor dtype, refusing lossy casts: a value
+    that does not come back from the cast unchanged (3.5 or nan into an int, 300 into uint8,
+    2**40 + 1 into float32) raises. A float narrowed to a smaller float is rounded to the
+    nearest one (its precision, not its value, changes); one that overflows raises."""
     if arr.dtype.kind not in "biuf":
         raise _err(meta, first_row, f"expects numeric samples, got {arr.dtype} values",
                    "pass numbers or numpy arrays (text goes in htype='text' tensors)")
@@ -106,61 +110,86 @@ def _cast(meta: TensorMeta, arr: np.ndarray, first_row: int) -> tuple[np.ndarray
     target = np.dtype(meta.dtype)
     if arr.dtype == target:
         return arr, meta
-    if arr.dtype.kind in "biu" and target.kind == "f":
-        _check_exact_float(meta, arr, target, first_row)
-    ok = np.can_cast(arr.dtype, target, "safe")
-    if not ok and arr.size:
-        if arr.dtype.kind in "biu" and target.kind in "iu":
-            info = np.iinfo(target)
-            bad = (arr < info.min) | (arr > info.max)
-            if bad.any():
-                row = first_row + int(np.argwhere(bad)[0][0]) if arr.ndim else first_row
-                raise _err(meta, row, f"value out of range for {target.name}",
-                           f"use values in [{info.min}, {info.max}] or create the tensor with "
-                           f"a wider dtype")
-            ok = True
-        elif arr.dtype.kind in "biuf" and target.kind == "f":
-            finfo = np.finfo(target)
-            finite = np.isfinite(arr)
-            if (np.abs(arr[finite]) > finfo.max).any():
-                raise _err(meta, first_row, f"values overflow {target.name}",
-                           f"create the tensor with dtype='{arr.dtype.name}'")
-            ok = True
-    elif not ok:
-        ok = True  # empty batch: nothing can be lost
-    if not ok:
-        row = first_row
-        raise _err(meta, row, f"expects {target.name}, got {arr.dtype.name}",
-                   f"cast with .astype(np.{target.name}) or create the tensor with "
-                   f"dtype='{arr.dtype.name}'")
-    return arr.astype(target), meta
-
-
-def _check_exact_float(meta: TensorMeta, arr: np.ndarray, target: np.dtype[Any],
-                       first_row: int) -> None:
-    """SampleError unless every integer in `arr` is exactly a `target` float (16777217 is
-    not a float32: it would be stored as 16777216)."""
-    exact = 1 << (np.finfo(target).nmant + 1)  # every integer up to this is exact
-    if arr.dtype.itemsize * 8 - (arr.dtype.kind == "i") <= np.finfo(target).nmant + 1:
-        return  # the source dtype holds no integer past `exact`
-    big = (arr > exact) | (arr < -exact)
-    if not big.any():
-        return
-    vals = arr[big]
+    if _always_exact(arr.dtype, target) or not arr.size:
+        return arr.astype(target), meta
     with np.errstate(invalid="ignore", over="ignore"):
-        back = vals.astype(target).astype(arr.dtype)
-    lost = back != vals
-    if not lost.any():
-        return
-    v = vals[int(np.argmax(lost))]
-    row = first_row + int(np.argwhere(big & (arr == v))[0][0])  # axis 0: samples
-    raise _err(meta, row, f"integer {int(v)} is not exactly a {target.name} (it would be "
-               f"stored as {int(v.astype(target))})",
-               f"create the tensor with dtype='float64' or an integer dtype, or round the "
+        out = arr.astype(target)
+        if target.kind == "b":  # 0 and 1 only
+            lost = out.astype(arr.dtype) != arr
+        elif arr.dtype.kind == "f" and target.kind == "f":
+            lost = np.isinf(out) & ~np.isinf(arr)  # rounding is fine, overflow is not
+        elif arr.dtype.kind == "f":  # to an int: integral, finite and in range
+            info = np.iinfo(target)
+            lost = ~((arr >= info.min) & (arr <= info.max) & (np.floor(arr) == arr)) | \
+                (out.astype(arr.dtype) != arr)
+        elif target.kind in "iu":  # int to a smaller int: in range
+            info = np.iinfo(target)
+            lost = (arr < info.min) | (arr > info.max)
+        else:  # int to a float too narrow for every int: exact
+            lost = out.astype(arr.dtype) != arr
+    if lost.any():
+        _lossy(meta, arr, out, lost, target, first_row)
+    return out, meta
+
+
+def _always_exact(src: np.dtype[Any], target: np.dtype[Any]) -> bool:
+    """Whether every `src` value is exactly a `target` value (numpy's "safe" casts, except
+    int64 -> float64 and the like: 2**53 + 1 is not a float64)."""
+    if not np.can_cast(src, target, "safe"):
+        return False
+    if src.kind in "iu" and target.kind == "f":
+        return src.itemsize * 8 - (src.kind == "i") <= np.finfo(target).nmant + 1
+    return True
+
+
+def _lossy(meta: TensorMeta, arr: np.ndarray, out: np.ndarray, lost: np.ndarray,
+           target: np.dtype[Any], first_row: int) -> None:
+    """Raise the SampleError for the first value that a cast to `target` would change."""
+    at = np.argwhere(lost)[0]
+    row = first_row + (int(at[0]) if arr.ndim else 0)
+    v, got = arr[tuple(at)].item(), out[tuple(at)].item()
+    shown = repr(v)
+    if target.kind == "b":
+        what = f"value {shown} is not a bool (0 or 1)"
+        fix = "store booleans as 0/1 (x != 0), or create the tensor with an integer dtype"
+    elif target.kind == "f" and math.isinf(got):
+        what = f"value {shown} overflows {target.name} (it would be stored as {got})"
+        fix = f"create the tensor with dtype='{arr.dtype.name}'" if arr.dtype.kind == "f" \
+            else "create the tensor with dtype='float64' or an integer dtype"
+    elif target.kind == "f":
+        what = f"integer {shown} is not exactly a {target.name} (it would be stored as {int(got)})"
+        fix = (f"create the tensor with dtype='float64' or an integer dtype, or round the "
                f"values to {target.name} yourself (np.asarray(x, np.{target.name}))")
+    elif (isinstance(v, int) or math.isfinite(v)) and \
+            not np.iinfo(target).min <= v <= np.iinfo(target).max:
+        info = np.iinfo(target)
+        what = f"value {shown} out of range for {target.name}"
+        fix = f"use values in [{info.min}, {info.max}] or create the tensor with a wider dtype"
+    else:
+        what = (f"expects {target.name}, got {arr.dtype.name} value {shown} (not a whole "
+                "number)")
+        fix = (f"cast with np.rint(x).astype(np.{target.name}) or create the tensor with "
+               f"dtype='{arr.dtype.name}'")
+    raise _err(meta, row, what, fix)
 
 
-def _check_shape(meta: TensorMeta, shape: tuple[int, ...], row: int) -> TensorMeta:
+def _check_width(meta: TensorMeta, width: int, row: int) -> TensorMeta:
+    """An embedding vector's width must be the tensor's: declared (shape=(16,)) or fixed by
+    the first vector written; the meta learns it from that first vector."""
+    have = meta.vector_width
+    if have is None:
+        return meta if meta.shape is not None else meta.evolve(width=width)
+    if width != have:
+        how = f"declared shape ({have},)" if meta.shape is not None else "its first vector"
+        raise _err(meta, row, f"vector has width {width}, but the tensor's vectors have width "
+                   f"{have} (fixed by {how})",
+                   f"give {have}-d vectors, or store other widths in a tensor created with "
+                   "shape=(None,) (vectors of any width)")
+    return meta
+
+
+def _check_shape(meta: TensorMeta, shape: tuple[int, ...], row: int,
+                 empty: bool = False) -> TensorMeta:
     if any(s > MAX_DIM for s in shape):
         raise _err(meta, row, f"shape {shape} has a dimension over {MAX_DIM} (the most a chunk "
                    "records)", "split the sample or reshape it to smaller dimensions")
@@ -171,6 +200,8 @@ def _check_shape(meta: TensorMeta, shape: tuple[int, ...], row: int) -> TensorMe
             len(shape) == 2 else ""
         raise _err(meta, row, f"samples have {meta.ndim} dims, got shape {shape}",
                    f"reshape the sample to {meta.ndim} dims{hint}")
+    if meta.htype == "embedding" and shape and (shape[0] or not empty):
+        meta = _check_width(meta, shape[0], row)
     for lim, word in ((meta.shape, "shape"), (meta.max_shape, "max_shape")):
         if lim is None:
             continue
@@ -207,6 +238,7 @@ def _encode_arrays(meta: TensorMeta, values: Sequence[Any], row0: int
         else:
             try:
                 arr, meta = _cast(meta, batch, row0)
+                _check_ids(meta, arr, row0)
             except SampleError:
                 if isinstance(values, np.ndarray):
                     raise
@@ -244,14 +276,32 @@ def _ragged_block(meta: TensorMeta, values: Sequence[Any], row0: int
                 raise _err(meta, row, "sample is ragged or not numeric",
                            "give one numpy array per sample") from None
         a, meta = _cast(meta, a[None], row)
+        _check_ids(meta, a, row)
         a = a[0]
-        meta = _check_shape(meta, tuple(a.shape), row)
+        meta = _check_shape(meta, tuple(a.shape), row, empty=v is None)
         parts.append(np.ascontiguousarray(a))
     nd = meta.ndim or 0
     sizes = np.array([p.nbytes for p in parts], np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     shapes = np.array([p.shape for p in parts], np.int64).reshape(len(parts), nd)
     return Block(memoryview(b"".join(p.tobytes() for p in parts)), offsets, shapes), meta
+
+
+def _check_ids(meta: TensorMeta, arr: np.ndarray, first_row: int) -> None:
+    """SampleError unless every class id in `arr` (axis 0 = samples) names a class: a
+    class_label tensor with class_names takes ids in [0, len(class_names))."""
+    n = len(meta.class_names)
+    if not n or meta.htype != "class_label" or not arr.size:
+        return
+    bad = (arr < 0) | (arr >= n)
+    if not bad.any():
+        return
+    at = np.argwhere(bad)[0]
+    names = ", ".join(repr(c) for c in meta.class_names[:8]) + (", ..." if n > 8 else "")
+    raise _err(meta, first_row + (int(at[0]) if arr.ndim else 0),
+               f"class id {arr[tuple(at)].item()} is out of range [0, {n}) (class_names: "
+               f"{names})", "give an id below the number of class names, or the class name "
+               "itself (a new name is added to class_names)")
 
 
 def _labels_to_ids(meta: TensorMeta, values: Any, row0: int) -> tuple[Any, TensorMeta]:

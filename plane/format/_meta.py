@@ -113,6 +113,9 @@ class TensorMeta:
     chunk_compression: str | None = None
     class_names: tuple[str, ...] = ()
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    #: an embedding tensor's vector width, fixed by the first vector written when `shape` is
+    #: not declared (``shape=(None,)`` declares varying widths); stored only once set
+    width: int | None = None
 
     @classmethod
     def build(
@@ -199,6 +202,16 @@ class TensorMeta:
         return np.dtype(self.dtype) if self.kind == "array" and self.dtype else np.dtype("u1")
 
     @property
+    def vector_width(self) -> int | None:
+        """The width every vector of an embedding tensor has (declared or learned), else
+        None (not an embedding, widths may vary, or nothing written yet)."""
+        if self.htype != "embedding":
+            return None
+        if self.shape is not None:
+            return self.shape[0] if self.shape else None
+        return self.width
+
+    @property
     def fixed_shape(self) -> tuple[int, ...] | None:
         """The exact sample shape when every dimension is fixed, else None."""
         if self.shape is not None and all(s is not None for s in self.shape):
@@ -211,15 +224,15 @@ class TensorMeta:
     def combine(self, other: TensorMeta, conflict: Callable[[str, Any, Any], Exception],
                 same: Sequence[str] = (), one_way: bool = False) -> TensorMeta:
         """This meta after learning what `other` knows about the same tensor: each field in
-        `same` must be equal; dtype and ndim are taken from `other` where unset here and must
-        agree where both are set; class names grow to the longer list when one extends the
-        other (with `one_way`, only `other`'s may extend these). `conflict(field, ours,
-        theirs)` builds the error raised when they disagree."""
+        `same` must be equal; dtype, ndim and width are taken from `other` where unset here
+        and must agree where both are set; class names grow to the longer list when one
+        extends the other (with `one_way`, only `other`'s may extend these).
+        `conflict(field, ours, theirs)` builds the error raised when they disagree."""
         for f in same:
             if getattr(self, f) != getattr(other, f):
                 raise conflict(f, getattr(self, f), getattr(other, f))
         out = self
-        for f in ("dtype", "ndim"):
+        for f in ("dtype", "ndim", "width"):
             a, b = getattr(self, f), getattr(other, f)
             if a is None:
                 out = out.evolve(**{f: b})
@@ -241,6 +254,8 @@ class TensorMeta:
             for k in ("shape", "max_shape", "class_names"):
                 if cached[k] is not None:
                     cached[k] = list(cached[k])
+            if cached["width"] is None:  # metas without it read as before (and by older
+                del cached["width"]          # readers)
             object.__setattr__(self, "_dict", cached)
         return {k: list(v) if isinstance(v, list) else v for k, v in cached.items()}
 

@@ -269,12 +269,13 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
             if on_error == "raise":
                 i, (tensor, reason) = min(bad.items())
                 raise IngestError(
-                    f"{where}, row {piece.row0 + i}, column {tensor_to_col.get(tensor, tensor)!r}"
-                    f" (tensor {tensor!r}): {reason}. Nothing was added to the dataset; fix the "
-                    "row, or pass on_error='skip' or 'quarantine'") from None
+                    f"{_row_where(piece, where, i)}, column "
+                    f"{tensor_to_col.get(tensor, tensor)!r} (tensor {tensor!r}): {reason}. "
+                    "Nothing was added to the dataset; fix the row, or pass on_error='skip' or "
+                    "'quarantine'") from None
             for i, (tensor, reason) in sorted(bad.items()):
-                rejects.add(piece.source, piece.row0 + i, tensor_to_col.get(tensor, tensor),
-                            reason)
+                rejects.add(_image_path(piece, i) or piece.source, piece.row0 + i,
+                            tensor_to_col.get(tensor, tensor), reason)
             keep = np.asarray([i for i in range(n) if i not in bad], np.int64)
             report.rows_skipped += n - keep.shape[0]
             if not keep.shape[0]:
@@ -286,6 +287,19 @@ def ingest_pieces(fw: FragmentWriter, pieces: Iterable[Piece], mapping: Mapping[
         report.rows_written = fw.rows
         if bar is not None:
             bar.update(n)
+
+
+def _image_path(piece: Piece, i: int) -> str | None:
+    """The file row `i` of an image-tree batch was read from (None for other sources)."""
+    if piece.source != "<images>" or "path" not in piece.batch.schema.names:
+        return None
+    return str(piece.batch.column("path")[i].as_py())
+
+
+def _row_where(piece: Piece, where: str, i: int) -> str:
+    """Where row `i` of `piece` came from: the image file, or the source and row."""
+    path = _image_path(piece, i)
+    return f"file {path} (row {piece.row0 + i})" if path else f"{where}, row {piece.row0 + i}"
 
 
 def write_quarantine(store: Store, rejects: Rejects) -> str | None:
@@ -302,10 +316,11 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
                 htypes: Mapping[str, Any] | None = None, on_error: str = "raise",
                 batch_rows: int = 4096, progress: bool | None = None, verify: bool = False,
                 storage_options: Mapping[str, Any] | None = None,
-                commit: str | None = None) -> IngestReport:
+                commit: str | None = None, print_report: bool | None = None) -> IngestReport:
     """Append rows from Parquet (`parquet=` file, directory, glob or list; local or any fsspec
     URL), Arrow (`arrow=` Table / RecordBatchReader / pandas) or an image tree (`images=`,
-    `labels="folder"` for class-per-folder). See `Dataset.extend_from`."""
+    `labels="folder"` for class-per-folder). See `Dataset.extend_from`. The report is
+    printed to stderr when the progress bar shows (or `print_report=True`; False: never)."""
     ds._check_writable("extend_from")
     given = [k for k, v in (("parquet", parquet), ("arrow", arrow), ("images", images))
              if v is not None]
@@ -359,7 +374,8 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
         ds.commit(commit)
     report.seconds = time.perf_counter() - t0
     log.info("%s", report)
-    if progress or (progress is None and sys.stderr.isatty()):
+    shown = progress or (progress is None and sys.stderr.isatty())
+    if print_report or (print_report is None and shown):
         print(report, file=sys.stderr)
     return report
 

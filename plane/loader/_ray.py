@@ -21,17 +21,25 @@ from ray.data.datasource import Datasource, ReadTask
 
 from plane._errors import PlaneError
 from plane.core._snapshot import Snapshot
+from plane.loader._loader import _TORCH_WIDEN
 
 __all__ = ["PlaneDatasource", "to_ray"]
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    """uint16/uint32 (class labels) widened losslessly, as the torch loader does, so that
+    labels reach `F.cross_entropy` (via `iter_torch_batches`) as int64."""
+    wide = _TORCH_WIDEN.get(a.dtype.str[1:])
+    return a if wide is None else a.astype(wide)
 
 
 def _column(values: Any) -> Any:
     """A batch column Ray Data can turn into an Arrow column (tensor, variable-shape, str)."""
     if isinstance(values, np.ndarray):
-        return values
+        return _widen(values)
     if values and all(isinstance(v, np.ndarray) for v in values):
         out = np.empty(len(values), dtype=object)
-        out[:] = values
+        out[:] = [_widen(v) for v in values]
         return out
     return np.asarray(values, dtype=object)
 

@@ -78,9 +78,13 @@ class Search:
         """Rank by vector similarity to `vector` (cosine, l2 or ip)."""
         if metric not in METRICS:
             raise QueryError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
-        from plane.query._vector import query_vector
+        from plane.query._vector import check_width, query_vector
 
-        qv = query_vector(vector, f"the vector of nearest({tensor!r}, ...)")
+        what = f"the vector of nearest({tensor!r}, ...)"
+        qv = query_vector(vector, what)
+        width = self._ds[tensor].meta.vector_width if tensor in self._ds.tensors else None
+        if width is not None:  # known now: refuse it here, not at run()
+            check_width(qv, width, what, f"{tensor!r} holds vectors of width {width}")
         self._scores.append((VectorScore(metric, Col(tensor), self._param(qv)), weight))
         return self
 

@@ -526,7 +526,7 @@ def _vector_query(ctx: _Ctx, s: VectorScore, cpos: np.ndarray) -> np.ndarray:
         raise QueryError(f"{name}: {s.col.name!r} is {meta.htype}, not a vector tensor; "
                          "score a tensor of numeric vectors (e.g. htype='embedding')")
     qv = query_vector(ctx.value(s.query), f"the query vector of {name}")
-    shape = meta.fixed_shape
+    shape = meta.fixed_shape or (None if meta.vector_width is None else (meta.vector_width,))
     if shape is not None:
         holds = f"{s.col.name!r} holds vectors of shape {shape}"
     elif ctx.n:  # no fixed shape: the first candidate's (or row's, if none) tells the width

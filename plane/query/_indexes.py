@@ -80,9 +80,18 @@ class IndexInfo:
                    d["state"], int(d["rows"]), d["partitions"], float(d["created"]),
                    int(d.get("partition_rows", DEFAULT_PARTITION_ROWS)))
 
+    @property
+    def built(self) -> str:
+        """The index kind actually built: `kind`, or what it fell back to (ivf_pq on too few
+        rows builds ivf_flat; `params["why"]` says why)."""
+        return str(self.params.get("fallback", self.kind))
+
     def __str__(self) -> str:
-        return (f"{self.kind} index on {self.tensor!r} ({self.metric}) at commit "
-                f"{self.commit[:12]}: {self.rows:,} rows in {len(self.partitions)} partition(s)")
+        out = (f"{self.kind} index on {self.tensor!r} ({self.metric}) at commit "
+               f"{self.commit[:12]}: {self.rows:,} rows in {len(self.partitions)} partition(s)")
+        if self.built != self.kind:
+            out += f"; built as {self.built}: {self.params.get('why', 'a fallback')}"
+        return out
 
 
 def create_index(snap: Snapshot, tensor: str, kind: str = "hnsw", metric: str = "cosine",
@@ -306,7 +315,7 @@ def optimize_indexes(snap: Snapshot, tensor: str | None = None,
     for info in list_indexes(snap):
         if (tensor is not None and info.tensor != tensor) or info.commit == snap.commit_id:
             continue
-        params = {k: v for k, v in info.params.items() if k != "fallback"}
+        params = {k: v for k, v in info.params.items() if k not in ("fallback", "why")}
         out.append(create_index(snap, info.tensor, info.kind, info.metric,
                                 params if info.kind not in SCALAR_KINDS + TEXT_KINDS else None,
                                 partition_rows=info.partition_rows, progress=progress))

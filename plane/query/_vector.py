@@ -232,9 +232,12 @@ def build_partition(vectors: np.ndarray, row_ids: np.ndarray, kind: str, metric:
         else:
             inner = faiss.IndexIVFPQ(quant, dim, nlist, int(p["m"]), int(p["nbits"]), mt)
             index = faiss.IndexRefineFlat(inner) if p.get("refine") else inner
-            if n < 2 ** int(p["nbits"]) * 39:  # too few points to train 256 centroids per code
+            need = 2 ** int(p["nbits"]) * 39
+            if n < need:  # too few points to train 256 centroids per code
                 index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, mt), dim, nlist, mt)
-                p = {"nlist": nlist, "nprobe": p["nprobe"], "fallback": "ivf_flat"}
+                p = {"nlist": nlist, "nprobe": p["nprobe"], "fallback": "ivf_flat",
+                     "why": f"{n:,} rows are too few to train ivf_pq codes (they need "
+                            f"{need:,}), so vectors are kept whole"}
         rng = np.random.default_rng(seed)
         cap = 50_000 if kind == "ivf_pq" else 100_000
         train = x if n <= cap else x[rng.choice(n, cap, replace=False)]

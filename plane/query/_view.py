@@ -98,6 +98,15 @@ class View:
             raise QueryError(f"no tensor {tensor!r}; tensors: {', '.join(snap.tensor_names)}")
         return snap.read(tensor, self.positions, True, False)
 
+    def arrays(self, tensors: list[str] | None = None) -> dict[str, Any]:
+        """The result's values as a dict {tensor: ndarray or list} (the selected tensors, or
+        `tensors`), plus the scores; as ``ds[a:b].arrays()``. ``view.numpy()`` is a loader."""
+        names = tensors or (self.columns if self.columns is not None else list(self.ds.tensors))
+        out = {n: self[n] for n in names if n != self.score_name or self.scores is None}
+        if self.scores is not None and tensors is None:
+            out[self.score_name] = self.scores
+        return out
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per result row: the selected tensors, `id` and the score."""
         snap = self.snapshot
@@ -154,6 +163,8 @@ class View:
                        shuffle=shuffle, **options)
 
     def numpy(self, batch_size: int = 64, shuffle: bool = True, **options: Any) -> Loader:
+        """A numpy loader (shuffled batches) over these rows, as `Dataset.numpy`; the values
+        as one dict of arrays are `view.arrays()`."""
         return _stream(self.snapshot, "numpy", self.positions, batch_size=batch_size,
                        shuffle=shuffle, **options)
 
