@@ -115,6 +115,8 @@ def fmt_value(meta: Any, value: Any, full: bool = False) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return esc(f"{len(value):,} bytes")
     a = np.asarray(value)
+    if h == "embedding" and not full:
+        return esc(f"{a.dtype} {a.shape}")
     if a.size <= (64 if full else 8):
         return esc(np.array2string(a, separator=", ", precision=4))
     return esc(f"{a.dtype} {a.shape}")
