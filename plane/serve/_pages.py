@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -565,6 +565,17 @@ def save_view(ctx: Ctx, f: Mapping[str, Any]) -> Reply:
     return Reply("", status=303, headers={"Location": "/view?" + urlencode({"name": name})})
 
 
-PAGES = {"/": overview, "/grid": grid, "/sample": sample, "/query": query, "/view": view,
-         "/versions": versions, "/media": media}
+def _locked(fn: Callable[[Ctx, Mapping[str, str]], Reply]
+            ) -> Callable[[Ctx, Mapping[str, str]], Reply]:
+    """Run a page under the dataset lock (Dataset objects are not shared across threads)."""
+    def run(ctx: Ctx, q: Mapping[str, str]) -> Reply:
+        with ctx.data.lock:
+            return fn(ctx, q)
+    return run
+
+
+#: `media` takes the lock only to read; it decodes and encodes outside it
+PAGES = {"/": _locked(overview), "/grid": _locked(grid), "/sample": _locked(sample),
+         "/query": _locked(query), "/view": _locked(view), "/versions": _locked(versions),
+         "/media": media}
 POSTS = {"/edit": edit, "/view/save": save_view}
