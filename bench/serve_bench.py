@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001  (× and – in printed tables are intended)
 """`plane serve` page loads on big datasets: server time per request and browser load time.
 
 Builds (once, kept under --root) datasets of 100k and 1M rows: a class label, an 8x8x3 raw
@@ -28,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import plane  # noqa: E402
-from plane.serve import start  # noqa: E402
+import plane
+from plane.serve import start
 
 CLASSES = [f"class{i}" for i in range(10)]
 BATCH = 100_000

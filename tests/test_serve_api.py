@@ -390,3 +390,63 @@ def test_import_plane_does_not_import_aiohttp() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_video_first_frame_and_json(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    from PIL import Image
+
+    def mp4(level: int) -> bytes:
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp4") as c:
+            s = c.add_stream("mpeg4", rate=10)
+            s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+            for i in range(3):
+                frame = av.VideoFrame.from_ndarray(
+                    np.full((32, 48, 3), level + i * 40, np.uint8), "rgb24")
+                for pkt in s.encode(frame):
+                    c.mux(pkt)
+            for pkt in s.encode():
+                c.mux(pkt)
+        return buf.getvalue()
+
+    ds = plane.create(str(tmp_path / "v"))
+    ds.create_tensor("clip", htype="video", sample_compression="mp4")
+    ds.create_tensor("meta", htype="json")
+    ds.extend({"clip": [mp4(20), mp4(120)], "meta": [{"src": "<cam 1>"}, {"src": "cam2"}]})
+    ds.commit("clips")
+    for c in client_for(tmp_path / "v", read_only=True):
+        _, html, _ = c.get("/grid")
+        assert "{&quot;src&quot;: &quot;&lt;cam 1&gt;&quot;}" in html
+        status, body, headers = c.get("/media?t=clip&row=1")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+        got = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"), np.int16)
+        want = ds["clip"][1].numpy()[0].astype(np.int16)  # the first frame
+        assert got.shape == want.shape and np.abs(got - want).mean() < 4
+        _, html, _ = c.get("/sample?row=0")
+        assert '<video controls src="/media?v=main&amp;t=clip&amp;row=0&amp;px=0">' in html
+        status, body, headers = c.get("/media?t=clip&row=0&px=0")
+        assert body == ds["clip"][0].bytes() and headers["Content-Type"] == "video/mp4"
+
+
+def test_diff_shows_images_before_and_after_and_pages(fresh: Path) -> None:
+    from _serve import jpeg
+
+    ds = plane.open(str(fresh))
+    ds.checkout("pics", create=True)
+    ds["images"][0] = jpeg(99)
+    ds.extend({"images": [jpeg(i) for i in range(25)], "labels": [0] * 25,
+               "embedding": np.zeros((25, 8), np.float32), "caption": ["new"] * 25,
+               "boxes": [np.zeros((0, 4), np.float32)] * 25})
+    ds.commit("new picture and 25 rows")
+    for c in client_for(fresh, read_only=True):
+        _, html, _ = c.get("/versions?a=main&b=pics&t=images")
+        rows = html.split('class="diffrows"')[1].split("<tr>")[2:]
+        assert len(rows) == 20  # a page
+        updated = rows[0]
+        assert updated.startswith("<td>updated</td>") and \
+            updated.count('<img src="data:image/jpeg;base64,') == 2
+        assert rows[1].startswith("<td>added</td>") and '<span class="muted">' in rows[1]
+        assert 'href="/versions?a=main&amp;b=pics&amp;t=images&amp;start=20"' in html
+        _, html, _ = c.get("/versions?a=main&b=pics&t=images&start=20")
+        assert len(html.split('class="diffrows"')[1].split("<tr>")[2:]) == 6

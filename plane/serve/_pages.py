@@ -122,7 +122,18 @@ def fmt_value(meta: Any, value: Any, full: bool = False) -> str:
     return esc(f"{a.dtype} {a.shape}")
 
 
-def _img_data_uri(value: Any, px: int = 96) -> str:
+def _img_data_uri(value: Any, htype: str, px: int = 96) -> str:
+    """An inline thumbnail of a decoded image, or of stored bytes (what `Diff.values` gives
+    for a compressed tensor): an image's, or a video's first frame."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if "video" in htype:
+            value = first_frame(bytes(value))
+        else:
+            import io
+
+            from PIL import Image
+
+            value = np.asarray(Image.open(io.BytesIO(bytes(value))).convert("RGB"))
     rgb = shrink(to_rgb(value), px)
     b64 = base64.b64encode(encode_jpeg(rgb, 85)).decode()
     return f'<img src="data:image/jpeg;base64,{b64}" alt="">'
@@ -464,7 +475,7 @@ def _diff_rows(d: Any, meta: Any, t: str, q: Mapping[str, str], a: str, b: str) 
     for (rid, old, new), k in zip(vals, page_kinds.tolist()):
         def cell(x: Any) -> str:
             if x is not None and _is_visual(meta) and not isinstance(x, str):
-                return _img_data_uri(x)
+                return _img_data_uri(x, meta.htype)
             return fmt_value(meta, x)
         rows.append([("updated", "added", "deleted")[k], f"<code>{rid}</code>", cell(old),
                      cell(new)])
