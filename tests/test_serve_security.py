@@ -108,6 +108,13 @@ def test_loopback_refuses_other_host_names(dataset: Path) -> None:
         assert status == 403
     finally:
         server.stop()
+    server = start(str(dataset), host="127.0.0.2")  # loopback too: no token, its own name
+    try:
+        assert server.url == f"http://127.0.0.2:{server.port}/"
+        assert fetch(server.url)[0] == 200
+        assert fetch(server.url, {"Host": "evil.example"})[0] == 403
+    finally:
+        server.stop()
 
 
 ESCAPES = ["../secret.txt", "../../secret.txt", "..%2F..%2Fsecret.txt", "/etc/passwd",

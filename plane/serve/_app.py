@@ -159,6 +159,7 @@ class Server:
         self.host, self.port = str(sock[0]), int(sock[1])
         guard_ = app[CTX].guard
         guard_.port = self.port
+        guard_.names.add(host.strip("[]"))
         shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
         shown = f"[{shown}]" if ":" in shown else shown
         self.url = f"http://{shown}:{self.port}/"

@@ -48,6 +48,7 @@ class Guard:
         self.token = token
         self.csrf = csrf or new_token()
         self.port: int | None = None  # set once bound: the Host header names it
+        self.names = {"127.0.0.1", "localhost", "::1"}  # plus the address bound to
 
     def host_ok(self, host_header: str | None) -> bool:
         if self.token is not None:
@@ -61,7 +62,7 @@ class Guard:
             host, _, port = host_header.partition(":")
         if self.port is not None and port and port != str(self.port):
             return False
-        return host.strip("[]") in ("127.0.0.1", "localhost", "::1")
+        return host.strip("[]") in self.names
 
     def token_ok(self, given: str | None) -> bool:
         if self.token is None:
