@@ -450,3 +450,21 @@ def test_diff_shows_images_before_and_after_and_pages(fresh: Path) -> None:
         assert 'href="/versions?a=main&amp;b=pics&amp;t=images&amp;start=20"' in html
         _, html, _ = c.get("/versions?a=main&b=pics&t=images&start=20")
         assert len(html.split('class="diffrows"')[1].split("<tr>")[2:]) == 6
+
+
+def test_pages_default_to_the_version_given(shared: Path) -> None:
+    alice = plane.open(str(shared), read_only=True, version="alice")
+    for c in client_for(shared, read_only=True, version="alice"):
+        _, html, _ = c.get("/")
+        assert "@ alice" in html and alice.versions.log()[0]["message"] in html
+        _, html, _ = c.get("/grid?n=3")
+        assert 'src="/media?v=alice&amp;t=images&amp;row=0"' in html
+
+
+def test_cli_serve_on_a_missing_dataset_says_so(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from plane.cli import main
+
+    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plane: error:") and str(tmp_path / "nothing") in err
