@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-EXTRAS ?= dev,s3,media,torch,index,progress,ray,jax,hf,av
+EXTRAS ?= dev,s3,media,torch,index,progress,ray,jax,hf,av,serve
 
 .PHONY: demo test test-all bench lint venv clean
 

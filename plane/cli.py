@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -333,6 +334,25 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from plane.serve import start
+    except ImportError as e:
+        raise plane.PlaneError(f"plane serve needs the serve extra ({e}): "
+                               "pip install 'tensorplane[serve]'") from None
+    server = start(args.url, args.host, args.port, args.read_only, _opts(args),
+                   version=args.branch)
+    print(f"plane serve: {args.url} at {server.url}"
+          + (" (read-only)" if args.read_only else ""), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="plane", description="tensorplane dataset tool")
     p.add_argument("--version", action="version", version=f"tensorplane {plane.__version__}")
@@ -432,6 +452,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="flat, ivf_flat, ivf_pq, hnsw, bm25, minmax or btree")
     s.add_argument("--metric", default="cosine", help="cosine, l2 or ip")
     s.set_defaults(fn=_cmd_index)
+    s = sub.add_parser("serve", help="a local web page to look at (and edit) the dataset")
+    common(s)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default loopback; any other prints a token)")
+    s.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    s.add_argument("--read-only", action="store_true", help="no edits, no saved views")
+    s.set_defaults(fn=_cmd_serve)
     args = p.parse_args(argv)
     try:
         return int(args.fn(args))
