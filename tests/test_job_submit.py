@@ -107,7 +107,8 @@ def ray_head() -> Iterator[Head]:
     marker = secrets.token_hex(8)
     # no PYTHONPATH: the job imports the project from its uploaded working dir, as on a cluster
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH", "PYTHONPATH")}
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN_PATH",
+                        "PYTHONPATH")}
     env.update({
         # the job's `python` is this interpreter
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),

@@ -106,14 +106,12 @@ def test_rayjob_runs_the_cluster_of_ray_cluster_yaml(cluster: dict[str, Any],
     assert job["spec"]["shutdownAfterJobFinishes"] is True
 
 
-def test_rayjob_entrypoint_is_a_valid_jobs_train_command(
-        job: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every flag of the entrypoint exists in jobs.train (parsed by its own argparse)."""
+def _assert_jobs_train_parses(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m jobs.train <args>`: every flag exists (jobs.train's own argparse)."""
     ray = pytest.importorskip("ray")
     from jobs import train
 
-    argv = shlex.split(job["spec"]["entrypoint"])
-    assert argv[:3] == ["python", "-m", "jobs.train"]
+    assert argv[:3] == ["python", "-m", "jobs.train"], argv
 
     class Parsed(Exception):
         pass
@@ -121,10 +119,27 @@ def test_rayjob_entrypoint_is_a_valid_jobs_train_command(
     def stop(*args: Any, **kwargs: Any) -> None:
         raise Parsed  # main() calls ray.init() right after parsing its arguments
 
-    monkeypatch.setattr(ray, "init", stop)
-    with pytest.raises(Parsed):
-        train.main(argv[3:])
+    with monkeypatch.context() as mp:
+        mp.setattr(ray, "init", stop)
+        with pytest.raises(Parsed):
+            train.main(argv[3:])
+
+
+def test_rayjob_entrypoint_is_a_valid_jobs_train_command(
+        job: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = shlex.split(job["spec"]["entrypoint"])
+    _assert_jobs_train_parses(argv, monkeypatch)
     assert "--gpu" in argv and argv[argv.index("--dataset") + 1].startswith("s3://")
+
+
+def test_readme_job_submit_commands_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README promises no flag that jobs.train does not have."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    commands = [line.split(" -- ", 1)[1] for line in text.splitlines()
+                if line.lstrip().startswith("ray job submit") and "jobs.train" in line]
+    assert len(commands) >= 2, "README: the `ray job submit ... jobs.train` commands"
+    for command in commands:
+        _assert_jobs_train_parses(shlex.split(command), monkeypatch)
 
 
 def test_ray_version_agrees_across_image_yaml_and_constraints(cluster: dict[str, Any],
