@@ -117,7 +117,7 @@ def test_every_rank_gets_the_embedded_plan_and_each_chunk_is_read_once(
                   for k in snap.index(n).entry_keys(e)}
         assert set(gets) == chunks and set(gets.values()) == {1}  # exactly one GET each
         got = ray.get([_rank_epochs.remote(url, opts, r, world, 2) for r in range(world)])
-        for r, (epochs, stats) in enumerate(got):
+        for r, (epochs, _) in enumerate(got):
             _same(epochs[1], _expected(url, opts, r, world, 1))
         assert cache.gets_per_chunk() == gets  # the cache held the dataset: no GET after
     finally:

@@ -82,7 +82,8 @@ class Search:
 
         what = f"the vector of nearest({tensor!r}, ...)"
         qv = query_vector(vector, what)
-        width = self._ds[tensor].meta.vector_width if tensor in self._ds.tensors else None
+        snap = self._snapshot()
+        width = snap.meta(tensor).vector_width if tensor in snap else None
         if width is not None:  # known now: refuse it here, not at run()
             check_width(qv, width, what, f"{tensor!r} holds vectors of width {width}")
         self._scores.append((VectorScore(metric, Col(tensor), self._param(qv)), weight))

@@ -101,7 +101,8 @@ class View:
     def arrays(self, tensors: list[str] | None = None) -> dict[str, Any]:
         """The result's values as a dict {tensor: ndarray or list} (the selected tensors, or
         `tensors`), plus the scores; as ``ds[a:b].arrays()``. ``view.numpy()`` is a loader."""
-        names = tensors or (self.columns if self.columns is not None else list(self.ds.tensors))
+        names = tensors or (self.columns if self.columns is not None
+                           else list(self.snapshot.tensor_names))
         out = {n: self[n] for n in names if n != self.score_name or self.scores is None}
         if self.scores is not None and tensors is None:
             out[self.score_name] = self.scores

@@ -390,7 +390,7 @@ def query(ctx: Ctx, q: Mapping[str, str]) -> Reply:
         sel = slice(start, start + n)
         pos = res.positions[sel]
         scores = None if res.scores is None else np.asarray(res.scores)[sel]
-        inner, errors = cards(ctx, v, res.ds, pos, res.ids[sel], scores, None)
+        inner, errors = cards(ctx, v, ds, pos, res.ids[sel], scores, None)
         body += (f'<p id="count">{len(res):,} rows (showing {start:,}-'
                  f"{start + pos.shape[0]:,})</p>")
         body += _errors_html(errors) + inner
@@ -412,7 +412,8 @@ def view(ctx: Ctx, q: Mapping[str, str]) -> Reply:
         start = _int(q, "start", 0, 0)
         sel = slice(start, start + 60)
         scores = None if res.scores is None else np.asarray(res.scores)[sel]
-        inner, errors = cards(ctx, v, res.ds, res.positions[sel], res.ids[sel], scores, None)
+        inner, errors = cards(ctx, v, ctx.data.at(v), res.positions[sel], res.ids[sel],
+                              scores, None)
     body = (f"<p>view <b>{esc(name)}</b>: {len(res):,} rows at commit <code>{esc(v[:12])}"
             f"</code>; query <code>{esc(res.query)}</code></p>")
     return ctx.page(f"View {name}", body + _errors_html(errors) + inner, v)
