@@ -187,7 +187,7 @@ def test_rows_both_writers_appended_are_not_shared(tmp_path: Path) -> None:
 def test_fold_of_a_later_base_is_no_conflict_on_own_rows(tmp_path: Path) -> None:
     """The other side's history folded a base newer than ours: its fold holds every row ever
     patched, among them rows only this writer changed; only a changed value counts."""
-    from plane.dataset._dataset import PATCH_COMPACT_AT
+    from plane.core._working import PATCH_COMPACT_AT
 
     url, ds, _ = _two(tmp_path, rows=10)
     ds["v"][1] = 100  # a's row, patched long ago: it is in every later fold
@@ -240,7 +240,7 @@ def test_a_writer_losing_many_races_backs_off_and_lands(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
     """Losing more than 50 races in a row used to fail ("too many concurrent writers")."""
-    import plane.dataset._dataset as dmod
+    import plane.core._working as dmod
     from plane.storage import LocalStore
 
     bounds: list[float] = []
@@ -266,7 +266,7 @@ def test_a_writer_losing_many_races_backs_off_and_lands(tmp_path: Path,
 def test_a_writer_gives_up_only_after_attempts_and_time(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    import plane.dataset._dataset as dmod
+    import plane.core._working as dmod
     from plane.storage import LocalStore
 
     monkeypatch.setattr(dmod, "_RETRY_SECONDS", 0.0, raising=False)

@@ -179,7 +179,7 @@ def test_merge_base_is_the_best_common_ancestor_not_the_nearest() -> None:
     ds.delete([2])
     ds.commit("b deletes a c1 row")
     ds.checkout("old")
-    store = ds._store
+    store = ds.store
     assert merge_bases(store, ds.commit_id, ds.versions.resolve("b")[1]) == [c3]
     assert merge_base(store, ds.commit_id, ds.versions.resolve("b")[1]) == c3 != c0
     res = ds.merge("b")
@@ -207,7 +207,7 @@ def test_criss_cross_merge_uses_the_newest_best_base() -> None:
     ds["v"][2] = 300
     ds.commit("x2")
     ds.checkout("main")
-    store, theirs = ds._store, ds.versions.resolve("x")[1]
+    store, theirs = ds.store, ds.versions.resolve("x")[1]
     assert sorted(merge_bases(store, ds.commit_id, theirs)) == sorted([a1, x1])
     newest = max((a1, x1), key=lambda c: ([e["time"] for e in ds.log() if e["id"] == c], c))
     assert merge_base(store, ds.commit_id, theirs) == newest
