@@ -58,7 +58,7 @@ def _dataset(path: Path) -> tuple[str, bytearray]:
     ds.create_tensor("x", dtype="float32", shape=(None, 6), chunk_bytes=4096)
     ds.extend({"x": xs})
     ds.commit("x")
-    key = "chunks/" + ds._writer("x").index.entry_keys(0)[0]
+    key = "chunks/" + ds._ws.writer("x").index.entry_keys(0)[0]
     return key, bytearray(LocalStore(path).get(key))
 
 

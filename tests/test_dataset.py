@@ -220,7 +220,7 @@ def test_lookup_index_is_compact() -> None:
     ds.create_tensor("v", dtype="uint8", chunk_bytes=1024)
     ds.extend({"v": np.random.default_rng(0).integers(0, 255, (100_000, 16), np.uint8)})
     ds.flush()
-    idx = ds._writer("v").index
+    idx = ds._ws.writer("v").index
     assert idx.num_entries == -(-100_000 * 16 // 1024)
     assert len(set(idx.keys)) == idx.num_entries
     assert len(json.dumps(idx.to_dict())) < idx.num_entries * 24  # ~bytes per chunk, not row

@@ -33,7 +33,7 @@ def _make(path: Path) -> plane.Dataset:
 
 def _chunk(ds: plane.Dataset, tensor: str, entry: int) -> tuple[str, set[int]]:
     """The store key of one chunk of `tensor` and the rows it holds."""
-    idx = ds._writer(tensor).index
+    idx = ds._ws.writer(tensor).index
     end = int(idx.ends[entry])
     return chunk_key(idx.entry_keys(entry)[0]), set(range(end - int(idx.rows[entry]), end))
 

@@ -88,6 +88,35 @@ def test_diff_rows_values_and_schema(tmp_store_url: tuple[str, Any]) -> None:
     assert not ds.diff()  # working state equals the last commit
 
 
+def test_diff_before_the_first_commit_on_a_read_only_store(tmp_path: Any) -> None:
+    """With no commit yet the base of a diff is the empty version, built in memory: a
+    read-only handle can diff too (it raised "no commit to diff against"), and nothing is
+    written."""
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("v", dtype="int64")
+    ds.extend({"v": [1, 2, 3]})
+    ds.flush()
+    ro = plane.open(tmp_path / "d", read_only=True)
+    before = sorted(open_store(tmp_path / "d").list(""))
+    d = ro.diff()
+    assert d.a == "(empty)" and d.tensors_added == ["v"]
+    assert d.rows_added.tolist() == sorted(ro.row_ids.tolist())
+    assert d.tensors["v"].added.tolist() == ro.row_ids.tolist()
+    assert sorted(open_store(tmp_path / "d").list("")) == before
+
+
+def test_diff_values_of_unflushed_writes() -> None:
+    ds = plane.create("mem://")
+    ds.create_tensor("v", dtype="int64")
+    ds.extend({"v": [1, 2, 3]})
+    ds.commit("c1")
+    ids = ds.row_ids
+    ds["v"][1] = 20  # not flushed: the working side of the diff is in memory
+    d = ds.diff()
+    assert d.b == "working" and d.tensors["v"].updated.tolist() == [int(ids[1])]
+    assert [(i, int(o), int(n)) for i, o, n in d.values("v")] == [(int(ids[1]), 2, 20)]
+
+
 def test_merge_keeps_both_sides_and_reports_conflicts(tmp_store_url: tuple[str, Any]) -> None:
     url, opts = tmp_store_url
     ds, _ = _base(url, opts)
@@ -179,7 +208,7 @@ def test_merge_base_is_the_best_common_ancestor_not_the_nearest() -> None:
     ds.delete([2])
     ds.commit("b deletes a c1 row")
     ds.checkout("old")
-    store = ds._store
+    store = ds.store
     assert merge_bases(store, ds.commit_id, ds.versions.resolve("b")[1]) == [c3]
     assert merge_base(store, ds.commit_id, ds.versions.resolve("b")[1]) == c3 != c0
     res = ds.merge("b")
@@ -207,7 +236,7 @@ def test_criss_cross_merge_uses_the_newest_best_base() -> None:
     ds["v"][2] = 300
     ds.commit("x2")
     ds.checkout("main")
-    store, theirs = ds._store, ds.versions.resolve("x")[1]
+    store, theirs = ds.store, ds.versions.resolve("x")[1]
     assert sorted(merge_bases(store, ds.commit_id, theirs)) == sorted([a1, x1])
     newest = max((a1, x1), key=lambda c: ([e["time"] for e in ds.log() if e["id"] == c], c))
     assert merge_base(store, ds.commit_id, theirs) == newest

@@ -19,7 +19,7 @@ from plane.core._state import State, TensorPart
 def _patches(ds: plane.Dataset, tensor: str) -> int:
     """How many patches the tensor's part holds in the stored (flushed) state."""
     store = ds.store
-    state = State.load(store, ds._base_key)
+    state = State.load(store, ds._ws.base_key)
     return len(TensorPart.load(store, state.tensors[tensor]).patches)
 
 
@@ -40,7 +40,7 @@ def test_many_small_updates_keep_the_part_small_and_every_version_right(tmp_path
         model_v[i], model_t[i] = -k, f"u{k}"
         commits.append((ds.commit(f"u{k}"), list(model_v), list(model_t)))
         assert _patches(ds, "v") <= dsmod.PATCH_COMPACT_AT
-    sizes = [len(ds.store.get(k)) for k in ds._part_keys.values()]
+    sizes = [len(ds.store.get(k)) for k in ds._ws.part_keys.values()]
     assert max(sizes) < 64 * 1024  # never the sum of every patch ever written
     for cid, v, t in commits[:: dsmod.PATCH_COMPACT_AT // 3]:
         old = plane.open(tmp_path / "d", version=cid, read_only=True)

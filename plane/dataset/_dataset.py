@@ -82,7 +82,7 @@ class Dataset:
         self._ws = WorkingState(store, cache_bytes, link_storage_options)
         from plane.version import VersionControl
 
-        self._versions = VersionControl(self)
+        self._versions = VersionControl(self._ws)
         self._versions._goto(version or self._ws.info.get("default_branch", "main"))
         if not store.read_only:
             _OPEN.add(self)
@@ -193,7 +193,7 @@ class Dataset:
         leaves the dataset as it was. Returns an IngestReport."""
         from plane.ingest._ingest import extend_from
 
-        return extend_from(self, parquet=parquet, arrow=arrow, images=images, **options)
+        return extend_from(self._ws, parquet=parquet, arrow=arrow, images=images, **options)
 
     def materialize(self, name: str, batch_rows: int = 256) -> None:
         """Copy the objects a ``link[...]`` tensor points to into chunks: the tensor becomes

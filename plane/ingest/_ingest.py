@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,7 @@ from plane._errors import IngestError, InvalidArgumentError, SampleError, Schema
 from plane._progress import progress_bar
 from plane.core._fragment import Fragment, FragmentWriter
 from plane.core._layout import quarantine_key
+from plane.core._working import WorkingState, fragment_meta
 from plane.format._codecs import EncodedBytes, encode_batch
 from plane.format._media import decode
 from plane.format._meta import TensorMeta
@@ -41,9 +42,6 @@ from plane.ingest._sources import (
     resolve_files,
 )
 from plane.storage import Store
-
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
 
 __all__ = ["IngestReport", "extend_from", "plan_schema", "plan_parquet", "plan_images",
            "ingest_pieces", "apply_ingest",
@@ -311,7 +309,7 @@ def write_quarantine(store: Store, rejects: Rejects) -> str | None:
 
 
 # ---- the entry point --------------------------------------------------------------------------
-def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: Any = None,
+def extend_from(ws: WorkingState, *, parquet: Any = None, arrow: Any = None, images: Any = None,
                 labels: str | None = None, columns: Mapping[str, str] | None = None,
                 htypes: Mapping[str, Any] | None = None, on_error: str = "raise",
                 batch_rows: int = 4096, progress: bool | None = None, verify: bool = False,
@@ -319,9 +317,10 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
                 commit: str | None = None, print_report: bool | None = None) -> IngestReport:
     """Append rows from Parquet (`parquet=` file, directory, glob or list; local or any fsspec
     URL), Arrow (`arrow=` Table / RecordBatchReader / pandas) or an image tree (`images=`,
-    `labels="folder"` for class-per-folder). See `Dataset.extend_from`. The report is
-    printed to stderr when the progress bar shows (or `print_report=True`; False: never)."""
-    ds._check_writable("extend_from")
+    `labels="folder"` for class-per-folder) to the working state `ws`. See
+    `Dataset.extend_from`. The report is printed to stderr when the progress bar shows (or
+    `print_report=True`; False: never)."""
+    ws.check_writable("extend_from")
     given = [k for k, v in (("parquet", parquet), ("arrow", arrow), ("images", images))
              if v is not None]
     if len(given) != 1:
@@ -336,7 +335,7 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
     t0 = time.perf_counter()
     report = IngestReport()
     rejects = Rejects(on_error)
-    ds_metas = {n: w.meta for n, w in ds._writers.items()}
+    ds_metas = ws.metas()
     if parquet is not None:
         files, mapping, metas, created = plan_parquet(ds_metas, parquet, storage_options,
                                                       columns, htypes)
@@ -355,7 +354,7 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
                                               str(images))
         pieces = image_pieces(files, labels, batch_rows)
         report.files = total = len(files)
-    fw = FragmentWriter(ds.store, f"ingest-{uuid.uuid4().hex}", metas, ds._reader.footer_sums)
+    fw = FragmentWriter(ws.store, f"ingest-{uuid.uuid4().hex}", metas, ws.reader.footer_sums)
     bar = progress_bar(total, "ingest", progress)
     try:
         ingest_pieces(fw, pieces, mapping, on_error, verify, rejects, report, bar)
@@ -365,13 +364,13 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
 
     frag = fw.finish()
     report.bytes_written = fw.bytes_written
-    report.quarantine_key = write_quarantine(ds.store, rejects)
+    report.quarantine_key = write_quarantine(ws.store, rejects)
     report.errors = rejects.items[:100]
-    apply_ingest(ds, frag, metas, created)
+    apply_ingest(ws, frag, metas, created)
     report.tensors_created = created
     report.rows_written = frag.rows
     if commit is not None:
-        ds.commit(commit)
+        ws.publish(commit)
     report.seconds = time.perf_counter() - t0
     log.info("%s", report)
     shown = progress or (progress is None and sys.stderr.isatty())
@@ -380,28 +379,46 @@ def extend_from(ds: Dataset, *, parquet: Any = None, arrow: Any = None, images: 
     return report
 
 
-def apply_ingest(ds: Dataset, frag: Fragment | Sequence[Fragment], metas: Mapping[str, TensorMeta],
-                 created: Sequence[str]) -> int:
+def apply_ingest(ws: WorkingState, frag: Fragment | Sequence[Fragment],
+                 metas: Mapping[str, TensorMeta], created: Sequence[str]) -> int:
     """Create the new tensors and append the written rows: all or nothing (checked first)."""
-    from plane.core._working import fragment_meta
-
+    ws.check_writable("extend_from")
     frags = [frag] if isinstance(frag, Fragment) else list(frag)
-    have = {n: w.meta for n, w in ds._writers.items()}
+    have = ws.metas()
     for f in frags:  # validate against the dataset's schema before changing anything
         for n, m in have.items():
             have[n] = fragment_meta(m, TensorMeta.from_dict(f.metas[n]), f.fragment_id)
-    for name in created:
-        create_like(ds, metas[name])
-    return ds.apply_fragments(frags)
+    new = [_rebuilt(metas[name]) for name in created]  # every schema checked first
+    for m in new:
+        ws.add_tensor(m)
+    return ws.apply_fragments(frags)
 
 
-def create_like(ds: Dataset, m: TensorMeta) -> None:
-    """Create tensor `m.name` in `ds` with the schema `m` (as planned for an ingest)."""
-    ds.create_tensor(m.name, htype=m.htype, dtype=m.dtype if m.kind == "array" and
-                     m.htype != "class_label" else None, shape=m.shape, max_shape=m.max_shape,
-                     sample_compression=m.sample_compression,
-                     chunk_compression=m.chunk_compression, class_names=m.class_names,
-                     chunk_bytes=m.chunk_bytes)
+class _CreatesTensors(Protocol):
+    def create_tensor(self, name: str, htype: str = ..., dtype: Any = ..., shape: Any = ...,
+                      max_shape: Any = ..., sample_compression: str | None = ...,
+                      chunk_compression: Any = ..., class_names: Sequence[str] = (),
+                      chunk_bytes: int | None = ...) -> Any: ...
+
+
+def _like(m: TensorMeta) -> dict[str, Any]:
+    """The `create_tensor` arguments that give tensor `m.name` the schema `m`."""
+    return dict(htype=m.htype, dtype=m.dtype if m.kind == "array" and
+                m.htype != "class_label" else None, shape=m.shape, max_shape=m.max_shape,
+                sample_compression=m.sample_compression,
+                chunk_compression=m.chunk_compression, class_names=m.class_names,
+                chunk_bytes=m.chunk_bytes)
+
+
+def _rebuilt(m: TensorMeta) -> TensorMeta:
+    """`m` as `create_tensor` builds it (a fresh tensor with the planned schema)."""
+    return TensorMeta.build(m.name, **_like(m))
+
+
+def create_like(ds: _CreatesTensors, m: TensorMeta) -> None:
+    """Create tensor `m.name` in dataset `ds` with the schema `m` (as planned for an
+    ingest)."""
+    ds.create_tensor(m.name, **_like(m))
 
 
 class FileReadError(Exception):

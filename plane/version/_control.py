@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plane._errors import PlaneError, VersionNotFoundError
+from plane.core._snapshot import Snapshot
 from plane.core._state import Commit, State
+from plane.core._working import WorkingState
 from plane.version._diff import Diff, compute_diff
 from plane.version._merge import MergeResult, merge_into
 
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
-
 __all__ = ["VersionControl", "merge_base", "merge_bases"]
-
-_STATE = "state:"
 
 
 def _ancestors(store: Any, commit_id: str, parents: dict[str, tuple[str, ...]] | None = None
@@ -62,28 +59,27 @@ def merge_base(store: Any, a: str, b: str) -> str | None:
 
 
 class VersionControl:
-    """Version operations of one Dataset; the Dataset forwards the common ones."""
+    """Version operations of one dataset's working state; the Dataset forwards the common
+    ones."""
 
-    def __init__(self, ds: Dataset) -> None:
-        self._ds = ds
+    def __init__(self, ws: WorkingState) -> None:
+        self._ws = ws
 
     def __repr__(self) -> str:
-        where = self._ds.current_branch or self._ds.commit_id
-        return f"VersionControl({self._ds.url}, at {where!r})"
+        where = self._ws.branch or self._ws.commit_id
+        return f"VersionControl({self._ws.url}, at {where!r})"
 
     @property
     def _store(self) -> Any:
-        return self._ds._store
+        return self._ws.store
 
     @property
     def _refs(self) -> Any:
-        return self._ds._refs
+        return self._ws.refs
 
     # ---- resolving ------------------------------------------------------------------------
     def resolve(self, version: str) -> tuple[str | None, str | None]:
         """(branch or None, commit id or None) for a branch, tag, commit id or unique prefix."""
-        if version.startswith(_STATE):
-            return None, None
         if self._refs.head(version) is not None:
             rec = self._refs.head(version)[1]
             return version, rec.get("commit")
@@ -99,49 +95,47 @@ class VersionControl:
                 raise VersionNotFoundError(f"commit prefix {version!r} is ambiguous "
                                            f"({len(found)} commits); give more digits")
         raise VersionNotFoundError(
-            f"no branch, tag or commit {version!r} in {self._ds.url}; branches: "
+            f"no branch, tag or commit {version!r} in {self._ws.url}; branches: "
             f"{', '.join(self.branches()) or '(none)'}; tags: "
             f"{', '.join(self.tags()) or '(none)'}")
 
-    def _goto(self, version: str) -> None:
-        ds = self._ds
-        if version.startswith(_STATE):
-            key = version[len(_STATE):]
-            ds._set_base(None, -1, None, key, State.load(self._store, key))
-            return
+    def _locate(self, version: str) -> tuple[str | None, int, str | None, str]:
+        """(branch or None, ref sequence number, commit id, state key) of a version."""
         branch, commit = self.resolve(version)
         if branch is not None:
             head = self._refs.head(branch)
             assert head is not None
             seq, rec = head
-            ds._set_base(branch, seq, rec.get("commit"), rec["state"],
-                         State.load(self._store, rec["state"]))
-        else:
-            assert commit is not None
-            c = Commit.load(self._store, commit)
-            ds._set_base(None, -1, commit, c.state, State.load(self._store, c.state))
+            return branch, seq, rec.get("commit"), rec["state"]
+        assert commit is not None
+        return None, -1, commit, Commit.load(self._store, commit).state
 
-    def _view(self, version: str | None) -> Dataset:
-        """A read-only Dataset at `version` (None: this dataset's working state)."""
-        from plane.dataset._dataset import Dataset
+    def _goto(self, version: str) -> None:
+        branch, seq, commit, key = self._locate(version)
+        self._ws.set_base(branch, seq, commit, key, State.load(self._store, key))
 
+    def _view(self, version: str | None) -> Snapshot:
+        """A Snapshot of `version` (None: the working state, unflushed writes included)."""
+        ws = self._ws
         if version is None:
-            return self._ds
-        return Dataset(self._store, version, read_only=True,
-                       cache_bytes=self._ds._reader.cache.max_bytes)
+            return ws.view()
+        branch, _, commit, key = self._locate(version)
+        return Snapshot.open(self._store, key, commit_id=commit, branch=branch,
+                             cache_bytes=ws.reader.cache.max_bytes,
+                             link_storage_options=ws.link_storage_options)
 
     # ---- commits --------------------------------------------------------------------------
     def commit(self, message: str = "", allow_empty: bool = False) -> str:
         """Flush and record the working state as a commit on the current branch."""
-        self._ds._check_writable("commit")
-        cid = self._ds._publish(message, allow_empty=allow_empty)
+        self._ws.check_writable("commit")
+        cid = self._ws.publish(message, allow_empty=allow_empty)
         assert cid is not None
         return cid
 
     def log(self, version: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Commits reachable from `version` (default: current), newest first."""
         if version is None:
-            start = self._ds.commit_id
+            start = self._ws.commit_id
         else:
             start = self.resolve(version)[1]
         if start is None:
@@ -162,19 +156,19 @@ class VersionControl:
         """Create branch `name` at `version` (default: the current commit). One small object."""
         self._refs.check_name(name)
         if version is None:
-            commit = self._ds.commit_id
+            commit = self._ws.commit_id
             state = (Commit.load(self._store, commit).state if commit
-                     else self._ds._base_key)
+                     else self._ws.base_key)
         else:
             _, commit = self.resolve(version)
             if commit is None:
                 raise PlaneError(f"{version!r} has no commits to branch from; commit first")
             state = Commit.load(self._store, commit).state
         if not self._refs.create(name, {"commit": commit, "state": state}):
-            raise PlaneError(f"branch {name!r} already exists in {self._ds.url}")
+            raise PlaneError(f"branch {name!r} already exists in {self._ws.url}")
 
     def delete_branch(self, name: str) -> None:
-        if name == self._ds.current_branch:
+        if name == self._ws.branch:
             raise PlaneError(f"cannot delete branch {name!r}: it is checked out; checkout "
                              "another branch first")
         self._refs.delete_branch(name)
@@ -182,8 +176,9 @@ class VersionControl:
     def checkout(self, version: str, create: bool = False) -> None:
         """Switch to a branch (writable) or a tag/commit (read-only). Flushes pending writes
         first; they stay on the branch they were made on."""
-        if not self._ds.read_only:
-            self._ds.flush()
+        ws = self._ws
+        if not ws.store.read_only and ws.branch is not None:
+            ws.publish(None)  # flush
         if create:
             self.create_branch(version)
         self._goto(version)
@@ -191,7 +186,7 @@ class VersionControl:
     # ---- tags -----------------------------------------------------------------------------
     def tag(self, name: str, commit: str | None = None, message: str = "") -> None:
         self._refs.check_name(name, "tag")
-        cid = self.resolve(commit)[1] if commit else self._ds.commit_id
+        cid = self.resolve(commit)[1] if commit else self._ws.commit_id
         if cid is None:
             raise PlaneError("nothing to tag: there is no commit yet; commit first")
         if not self._refs.put_tag(name, cid, message):
@@ -210,21 +205,20 @@ class VersionControl:
 
         Defaults: a = the current commit, b = the working state (including unflushed writes).
         """
+        commit_id = self._ws.commit_id
         if a is None:
-            a_view = (self._view(self._ds.commit_id) if self._ds.commit_id
-                      else self._empty())
-            a_label = self._ds.commit_id or "(empty)"
+            a_view = self._view(commit_id) if commit_id else self._empty()
+            a_label = commit_id or "(empty)"
         else:
             a_view, a_label = self._view(a), a
         b_view = self._view(b)
         return compute_diff(a_view, b_view, a_label, b or "working")
 
-    def _empty(self) -> Dataset:
-        version = int(self._ds._info.get("format_version", 1))
-        key = State(version=version).save(self._store) if not self._store.read_only else None
-        if key is None:
-            raise PlaneError("no commit to diff against")
-        return self._view(_STATE + key)
+    def _empty(self) -> Snapshot:
+        """The empty version (no tensors, no rows), in memory: the base of a first commit."""
+        ws = self._ws
+        return Snapshot(self._store, None, State(version=ws.format_version), {}, info=ws.info,
+                        reader=ws.reader, links=ws.links)
 
     def merge(self, other: str, conflicts: str = "fail", message: str | None = None
               ) -> MergeResult:
@@ -236,40 +230,40 @@ class VersionControl:
         keeps this branch's version, "theirs" takes the other's. Tensors added on either side
         are kept. The result is a merge commit with two parents.
         """
-        ds = self._ds
-        ds._check_writable("merge")
-        ds.flush()
-        if ds.has_changes:
+        ws = self._ws
+        ws.check_writable("merge")
+        ws.publish(None)  # flush
+        if ws.has_changes:
             raise PlaneError("commit your changes before merging (ds.commit(message))")
         _, theirs_commit = self.resolve(other)
         if theirs_commit is None:
             raise PlaneError(f"{other!r} has no commits to merge")
-        ours_commit = ds.commit_id
+        ours_commit = ws.commit_id
         if ours_commit == theirs_commit:
             return MergeResult(ours_commit, up_to_date=True)
         base = merge_base(self._store, ours_commit, theirs_commit) if ours_commit else None
         if base == theirs_commit:
             return MergeResult(ours_commit, up_to_date=True)
         if base == ours_commit or ours_commit is None:
-            if ours_commit is None and ds._base.tensors:
+            if ours_commit is None and ws.base.tensors:
                 pass  # uncommitted history on our side: fall through to a real merge
             else:
                 return self._fast_forward(theirs_commit)
         base_view = self._view(base) if base else self._empty()
-        return merge_into(ds, self._view(theirs_commit), base_view, theirs_commit, other,
+        return merge_into(ws, self._view(theirs_commit), base_view, theirs_commit, other,
                           conflicts, message)
 
     def _fast_forward(self, commit: str) -> MergeResult:
-        ds = self._ds
-        assert ds.current_branch is not None
+        ws = self._ws
+        assert ws.branch is not None
         state = Commit.load(self._store, commit).state
         while True:
-            head = self._refs.head(ds.current_branch)
+            head = self._refs.head(ws.branch)
             assert head is not None
-            if head[1].get("commit") != ds.commit_id:
-                raise PlaneError(f"branch {ds.current_branch!r} moved during the merge; retry")
-            if self._refs.advance(ds.current_branch, head[0] + 1,
+            if head[1].get("commit") != ws.commit_id:
+                raise PlaneError(f"branch {ws.branch!r} moved during the merge; retry")
+            if self._refs.advance(ws.branch, head[0] + 1,
                                   {"commit": commit, "state": state}):
                 break
-        self._goto(ds.current_branch)
+        self._goto(ws.branch)
         return MergeResult(commit, fast_forward=True)

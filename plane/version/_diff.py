@@ -8,14 +8,12 @@ comparing the values, so compaction or a write of an equal value is not reported
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from plane.core._reader import read_samples
-
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
+from plane.core._snapshot import Snapshot
 
 __all__ = ["Diff", "TensorDiff", "compute_diff", "live_ids", "physical_of"]
 
@@ -48,8 +46,8 @@ class Diff:
     schema_changed: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     rows_added: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     rows_deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    _old: Dataset | None = field(default=None, repr=False)
-    _new: Dataset | None = field(default=None, repr=False)
+    _old: Snapshot | None = field(default=None, repr=False)
+    _new: Snapshot | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return bool(any(self.tensors.values()) or self.tensors_added or self.tensors_removed
@@ -92,15 +90,15 @@ class Diff:
         return "\n".join(lines)
 
 
-def live_ids(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(row ids, physical rows) of every live row of `ds`, in row order."""
-    phys = ds._to_physical(np.arange(len(ds), dtype=np.int64))
-    return ds._row_ids.take(phys), phys
+def live_ids(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, physical rows) of every live row of `snap`, in row order."""
+    phys = snap.to_physical(np.arange(len(snap), dtype=np.int64))
+    return snap.state.row_ids.take(phys), phys
 
 
-def physical_of(ds: Dataset, ids: np.ndarray) -> np.ndarray:
-    """Physical rows of `ids` in `ds` (-1 where absent)."""
-    rid, phys = live_ids(ds)
+def physical_of(snap: Snapshot, ids: np.ndarray) -> np.ndarray:
+    """Physical rows of `ids` in `snap` (-1 where absent)."""
+    rid, phys = live_ids(snap)
     order = np.argsort(rid, kind="stable")
     srt = rid[order]
     at = np.searchsorted(srt, ids)
@@ -111,38 +109,37 @@ def physical_of(ds: Dataset, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_physical(ds: Dataset, tensor: str, phys: np.ndarray, decode: bool = True) -> list[Any]:
-    w = ds._writer(tensor)
-    w.seal()
-    raw = w.meta.sample_compression is not None
-    out = read_samples(ds._reader, w.meta, w.index, phys, decode and not raw, True,
-                       w.patch_map())
+def read_physical(snap: Snapshot, tensor: str, phys: np.ndarray, decode: bool = True
+                  ) -> list[Any]:
+    """Values of `tensor` at physical rows `phys` (compressed samples as stored bytes)."""
+    meta = snap.meta(tensor)
+    raw = meta.sample_compression is not None
+    out = read_samples(snap.reader, meta, snap.index(tensor), phys, decode and not raw, True,
+                       snap.patch_map(tensor))
     return list(out)
 
 
-def _values_by_id(ds: Dataset, tensor: str, ids: np.ndarray) -> list[Any]:
-    if tensor not in ds._writers:
+def _values_by_id(snap: Snapshot, tensor: str, ids: np.ndarray) -> list[Any]:
+    if tensor not in snap:
         return [None] * ids.shape[0]
-    phys = physical_of(ds, ids)
+    phys = physical_of(snap, ids)
     out: list[Any] = [None] * ids.shape[0]
     ok = np.flatnonzero(phys >= 0)
-    for j, v in zip(ok, read_physical(ds, tensor, phys[ok])):
+    for j, v in zip(ok, read_physical(snap, tensor, phys[ok])):
         out[int(j)] = v
     return out
 
 
-def _sources(ds: Dataset, tensor: str, phys: np.ndarray, codes: dict[str, int]
+def _sources(snap: Snapshot, tensor: str, phys: np.ndarray, codes: dict[str, int]
              ) -> tuple[np.ndarray, np.ndarray]:
     """Where each physical row's value lives: (object code, slot) — equal means same value."""
-    w = ds._writer(tensor)
-    w.seal()
-    idx = w.index
+    idx = snap.index(tensor)
     first = [codes.setdefault(idx.keys[int(idx.key_ptr[e])], len(codes))
              if idx.key_ptr[e + 1] > idx.key_ptr[e] else -1 for e in range(idx.num_entries)]
     ent, local = idx.locate(phys)
     code = np.asarray(first, np.int64)[ent] if ent.shape[0] else np.zeros(0, np.int64)
     local = np.where(code < 0, 0, local)
-    pm = w.patch_map()
+    pm = snap.patch_map(tensor)
     if pm is not None:
         sel, at = pm.hits(phys)
         pcodes = np.asarray([codes.setdefault(k, len(codes)) for k in pm.keys], np.int64)
@@ -157,7 +154,7 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def updated_rows(old: Dataset, new: Dataset, tensor: str, common: np.ndarray,
+def updated_rows(old: Snapshot, new: Snapshot, tensor: str, common: np.ndarray,
                  pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
     """Row ids among `common` (physical pa in old, pb in new) whose value differs."""
     codes: dict[str, int] = {}
@@ -172,14 +169,15 @@ def updated_rows(old: Dataset, new: Dataset, tensor: str, common: np.ndarray,
     return np.sort(common[np.asarray(diff, np.int64)]) if diff else np.zeros(0, np.int64)
 
 
-def compute_diff(old: Dataset, new: Dataset, a: str, b: str) -> Diff:
+def compute_diff(old: Snapshot, new: Snapshot, a: str, b: str) -> Diff:
+    """The diff from version `old` (labelled `a`) to version `new` (labelled `b`)."""
     ida, pha = live_ids(old)
     idb, phb = live_ids(new)
     added = np.setdiff1d(idb, ida, assume_unique=True)
     deleted = np.setdiff1d(ida, idb, assume_unique=True)
     common, ia, ib = np.intersect1d(ida, idb, assume_unique=True, return_indices=True)
     pa, pb = pha[ia], phb[ib]
-    ta, tb = list(old._writers), list(new._writers)
+    ta, tb = list(old.tensor_names), list(new.tensor_names)
     out = Diff(a, b, {}, [t for t in tb if t not in ta], [t for t in ta if t not in tb],
                rows_added=added, rows_deleted=deleted, _old=old, _new=new)
     for t in tb:
@@ -187,7 +185,7 @@ def compute_diff(old: Dataset, new: Dataset, a: str, b: str) -> Diff:
             out.tensors[t] = TensorDiff(idb.copy(), np.zeros(0, np.int64),
                                         np.zeros(0, np.int64))
             continue
-        ma, mb = old._writers[t].meta.to_dict(), new._writers[t].meta.to_dict()
+        ma, mb = old.meta(t).to_dict(), new.meta(t).to_dict()
         if ma != mb:
             out.schema_changed[t] = (ma, mb)
         out.tensors[t] = TensorDiff(added, updated_rows(old, new, t, common, pa, pb), deleted)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from plane._errors import InvalidArgumentError, MergeConflictError
+from plane.core._snapshot import Snapshot
+from plane.core._working import WorkingState, merge_meta
+from plane.format._codecs import encode_batch
 from plane.version._diff import Diff, _equal, compute_diff, physical_of, read_physical
-
-if TYPE_CHECKING:
-    from plane.dataset._dataset import Dataset
 
 __all__ = ["MergeResult", "merge_into", "POLICIES"]
 
@@ -49,7 +49,7 @@ class MergeResult:
         return text
 
 
-def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Dataset, theirs: Dataset
+def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Snapshot, theirs: Snapshot
                ) -> dict[str, dict[str, np.ndarray]]:
     """Per tensor: rows updated on both sides differently, and delete-vs-update rows."""
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -71,17 +71,19 @@ def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Dataset, theirs: Dataset
     return out
 
 
-def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
+def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit: str,
                label: str, policy: str, message: str | None) -> MergeResult:
-    """Apply base->theirs changes onto `ours` (a writable, clean branch) and commit."""
+    """Apply base->theirs changes onto the working state `ws` (a writable, clean branch) and
+    commit (a merge commit whose second parent is `their_commit`)."""
     if policy not in POLICIES:
         raise InvalidArgumentError(f"conflicts={policy!r}: use one of {', '.join(POLICIES)}")
+    ours = ws.view()
     d_theirs = compute_diff(base, theirs, "base", label)
     d_ours = compute_diff(base, ours, "base", "ours")
     found = _conflicts(d_ours, d_theirs, ours, theirs)
     same_new = [t for t in d_theirs.tensors_added if t in d_ours.tensors_added]
     for t in same_new:
-        if ours._writers[t].meta.to_dict() != theirs._writers[t].meta.to_dict():
+        if ours.meta(t).to_dict() != theirs.meta(t).to_dict():
             raise MergeConflictError(f"tensor {t!r} was created on both sides with different "
                                      "schemas; rename or delete one and merge again",
                                      {t: []})
@@ -92,63 +94,67 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
                                  for kind, v in k.items() if v.shape[0])
             for t, k in found.items())
         raise MergeConflictError(
-            f"merge of {label} into {ours.current_branch!r} has conflicts ({desc}); nothing was "
+            f"merge of {label} into {ws.branch!r} has conflicts ({desc}); nothing was "
             "changed. Resolve with conflicts='ours' or conflicts='theirs', or fix the rows on "
             "one branch and merge again", flat)
     res = MergeResult(None, conflicts=flat)
+    # from here on `ours` (a view of the working state before the merge) is not read again:
+    # the rows and tensors are the working state's own
 
     # 1. tensors created on their side
     for t in d_theirs.tensors_added:
-        if t not in ours._writers:
-            ours._add_tensor(theirs._writers[t].meta)
+        if t not in ws.writers:
+            ws.add_tensor(theirs.meta(t))
             res.tensors_added.append(t)
     for t in d_theirs.tensors_removed:
-        if t in ours._writers and not d_ours.tensors.get(t) and t not in d_ours.schema_changed:
-            ours.delete_tensor(t)
+        if t in ws.writers and not d_ours.tensors.get(t) and t not in d_ours.schema_changed:
+            ws.drop_tensor(t)
             res.tensors_removed.append(t)
     for t in d_theirs.schema_changed:
-        if t in ours._writers:  # class names / learned dtype: take the richer side
-            from plane.core._working import merge_meta
-
-            w = ours._writers[t]
-            w.meta = merge_meta(w.meta, theirs._writers[t].meta, label)
+        if t in ws.writers:  # class names / learned dtype: take the richer side
+            w = ws.writers[t]
+            w.meta = merge_meta(w.meta, theirs.meta(t), label)
             w.dirty = True
+            ws.changed()
 
     # 2. rows they appended (and, with "theirs", rows we deleted that they updated)
-    add_set = np.setdiff1d(d_theirs.rows_added, physical_ids(ours), assume_unique=True)
+    add_set = np.setdiff1d(d_theirs.rows_added, _live(ws)[0], assume_unique=True)
     if policy == "theirs":
         revive = np.concatenate([k["we_deleted_they_updated"] for k in found.values()]
                                 or [np.zeros(0, np.int64)])
         add_set = np.union1d(add_set, revive)
-    their_order = live_ids_of(theirs)
+    their_order = theirs.row_ids
     add_ids = their_order[np.isin(their_order, add_set)]  # in their row order
     if add_ids.shape[0]:
         tp = physical_of(theirs, add_ids)
         cols: dict[str, Any] = {}
-        for t in ours._writers:
-            cols[t] = read_physical(theirs, t, tp, decode=True) if t in theirs._writers \
+        for t in ws.writers:
+            cols[t] = read_physical(theirs, t, tp, decode=True) if t in theirs \
                 else [None] * add_ids.shape[0]
-        ours._ws.extend(cols, len(add_ids), row_ids=add_ids)
+        ws.extend(cols, len(add_ids), row_ids=add_ids)
         res.rows_added = int(add_ids.shape[0])
 
     # 3. rows they updated (and every existing row of a tensor they created)
     for t, dt in d_theirs.tensors.items():
-        if t not in ours._writers:
+        if t not in ws.writers:
             continue
         ids = dt.updated
         if t in d_theirs.tensors_added and t in res.tensors_added:
-            ids = np.setdiff1d(live_ids_of(theirs), add_ids, assume_unique=True)
+            ids = np.setdiff1d(theirs.row_ids, add_ids, assume_unique=True)
         if t in found and policy != "theirs":
             ids = np.setdiff1d(ids, found[t]["both_updated"], assume_unique=True)
         ids = np.setdiff1d(ids, np.setdiff1d(d_ours.rows_deleted, add_ids), assume_unique=True)
         if not ids.shape[0]:
             continue
-        pos = logical_of(ours, ids)
-        keep = pos >= 0
-        ids, pos = ids[keep], pos[keep]
+        phys = physical_in(ws, ids)
+        keep = phys >= 0
+        ids, phys = ids[keep], phys[keep]
         if ids.shape[0]:
+            order = np.argsort(phys, kind="stable")  # a patch lists its rows in order
+            ids, phys = ids[order], phys[order]
             vals = read_physical(theirs, t, physical_of(theirs, ids), decode=True)
-            ours._update(t, pos, vals)
+            block, meta = encode_batch(ws.writers[t].meta, vals, 0)
+            ws.update(t, phys, block, meta)
             res.rows_updated[t] = int(ids.shape[0])
 
     # 4. rows they deleted
@@ -158,27 +164,25 @@ def merge_into(ours: Dataset, theirs: Dataset, base: Dataset, their_commit: str,
                                               for k in found.values()]
                                              or [np.zeros(0, np.int64)]))
         dels = np.setdiff1d(dels, protected, assume_unique=True)
-    pos = logical_of(ours, dels)
-    pos = pos[pos >= 0]
-    if pos.shape[0]:
-        ours.delete(pos)
-        res.rows_deleted = int(pos.shape[0])
-    msg = message or f"Merge {label} into {ours.current_branch}"
-    res.commit = ours._publish(msg, parents=(their_commit,))
+    phys = physical_in(ws, dels)
+    phys = phys[phys >= 0]
+    if phys.shape[0]:
+        ws.delete(phys)
+        res.rows_deleted = int(phys.shape[0])
+    msg = message or f"Merge {label} into {ws.branch}"
+    res.commit = ws.publish(msg, parents=(their_commit,))
     return res
 
 
-def physical_ids(ds: Dataset) -> np.ndarray:
-    return live_ids_of(ds)
+def _live(ws: WorkingState) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, physical rows) of the live rows of the working state, in row order."""
+    phys = ws.to_physical(np.arange(len(ws), dtype=np.int64))
+    return ws.row_ids.take(phys), phys
 
 
-def live_ids_of(ds: Dataset) -> np.ndarray:
-    return ds._row_ids.take(ds._to_physical(np.arange(len(ds), dtype=np.int64)))
-
-
-def logical_of(ds: Dataset, ids: np.ndarray) -> np.ndarray:
-    """Row positions of `ids` in `ds` (-1 where absent)."""
-    rid = live_ids_of(ds)
+def physical_in(ws: WorkingState, ids: np.ndarray) -> np.ndarray:
+    """Physical rows of `ids` among the live rows of `ws` (-1 where absent)."""
+    rid, live = _live(ws)
     order = np.argsort(rid, kind="stable")
     srt = rid[order]
     if not srt.shape[0]:
@@ -186,5 +190,5 @@ def logical_of(ds: Dataset, ids: np.ndarray) -> np.ndarray:
     at = np.searchsorted(srt, ids)
     at_c = np.minimum(at, srt.shape[0] - 1)
     found = (at < srt.shape[0]) & (srt[at_c] == ids)
-    out: np.ndarray = np.where(found, order[at_c], -1).astype(np.int64)
+    out: np.ndarray = np.where(found, live[order[at_c]], -1).astype(np.int64)
     return out
