@@ -25,90 +25,13 @@ PLANE = ROOT / "plane"
 CLIENTS = ("actors", "jobs", "configs")
 
 #: cycles of the package import graph, each from its smallest name (see `_cycles`)
-KNOWN_CYCLES: set[tuple[str, ...]] = {
-    ("plane", "plane.query"),
-    ("plane", "plane.dataset", "plane.query"),
-    ("plane", "plane.ingest", "plane.dataset", "plane.query"),
-    ("plane", "plane.version", "plane.dataset", "plane.query"),
-    ("plane.dataset", "plane.ingest"),
-    ("plane.dataset", "plane.loader"),
-    ("plane.dataset", "plane.query"),
-    ("plane.dataset", "plane.query", "plane.loader"),
-    ("plane.dataset", "plane.version"),
-}
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 #: (module, attribute) of private Dataset attributes used outside plane/dataset, plane/core
-KNOWN_PRIVATE_USES: set[tuple[str, str]] = {
-    ("plane.ingest._ingest", "_check_writable"),
-    ("plane.ingest._ingest", "_reader"),
-    ("plane.ingest._ingest", "_writers"),
-    ("plane.loader._loader", "_base_key"),
-    ("plane.loader._loader", "_links"),
-    ("plane.loader._loader", "_read"),
-    ("plane.loader._loader", "_reader"),
-    ("plane.loader._loader", "_to_physical"),
-    ("plane.loader._loader", "_writer"),
-    ("plane.loader._ray", "_base_key"),
-    ("plane.loader._ray", "_read"),
-    ("plane.loader._ray", "_to_physical"),
-    ("plane.loader._ray", "_writer"),
-    ("plane.loader._skip", "_reader"),
-    ("plane.loader._skip", "_to_physical"),
-    ("plane.loader._skip", "_writer"),
-    ("plane.query", "_writers"),
-    ("plane.query._btree", "_read"),
-    ("plane.query._btree", "_writer"),
-    ("plane.query._builder", "_unflushed"),
-    ("plane.query._cache", "_base_key"),
-    ("plane.query._cache", "_unflushed"),
-    ("plane.query._exec", "_base_key"),
-    ("plane.query._exec", "_read"),
-    ("plane.query._exec", "_shapes"),
-    ("plane.query._exec", "_to_physical"),
-    ("plane.query._exec", "_unflushed"),
-    ("plane.query._exec", "_writer"),
-    ("plane.query._exec", "_writers"),
-    ("plane.query._indexes", "_base_key"),
-    ("plane.query._indexes", "_info"),
-    ("plane.query._indexes", "_read"),
-    ("plane.query._indexes", "_writer"),
-    ("plane.query._prepared", "_base_key"),
-    ("plane.query._prepared", "_unflushed"),
-    ("plane.query._prepared", "_writer"),
-    ("plane.query._prepared", "_writers"),
-    ("plane.query._stats", "_reader"),
-    ("plane.query._stats", "_writer"),
-    ("plane.query._view", "_base_key"),
-    ("plane.query._view", "_branch"),
-    ("plane.query._view", "_info"),
-    ("plane.query._view", "_links"),
-    ("plane.query._view", "_read"),
-    ("plane.query._view", "_row_ids"),
-    ("plane.query._view", "_to_physical"),
-    ("plane.query._view", "_unflushed"),
-    ("plane.query._view", "_writer"),
-    ("plane.version._control", "_base"),
-    ("plane.version._control", "_base_key"),
-    ("plane.version._control", "_check_writable"),
-    ("plane.version._control", "_info"),
-    ("plane.version._control", "_publish"),
-    ("plane.version._control", "_reader"),
-    ("plane.version._control", "_refs"),
-    ("plane.version._control", "_set_base"),
-    ("plane.version._control", "_store"),
-    ("plane.version._diff", "_reader"),
-    ("plane.version._diff", "_row_ids"),
-    ("plane.version._diff", "_to_physical"),
-    ("plane.version._diff", "_writer"),
-    ("plane.version._diff", "_writers"),
-    ("plane.version._merge", "_row_ids"),
-    ("plane.version._merge", "_to_physical"),
-}
+KNOWN_PRIVATE_USES: set[tuple[str, str]] = set()
 
 #: (module, literal) of store key prefixes spelled outside plane/core/_layout.py
-KNOWN_KEY_LITERALS: set[tuple[str, str]] = {
-    ("plane.version._control", "commits/"),
-}
+KNOWN_KEY_LITERALS: set[tuple[str, str]] = set()
 
 DATASET_NAMES = frozenset({"ds", "dataset", "_ds", "_dataset"})
 #: the prefixes plane/core/_layout.py owns (FORMAT.md), and the header's key

@@ -59,15 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Dataset", "create", "open_dataset"]
 
-#: TEMPORARY (#14): old private names other packages used, until they take a Snapshot
-_OLD = {"_writer": "writer", "_writers": "writers", "_base_key": "base_key", "_read": "read",
-        "_unflushed": "unflushed", "_to_physical": "to_physical", "_reader": "reader",
-        "_info": "info", "_shapes": "shapes", "_set_base": "set_base", "_row_ids": "row_ids",
-        "_links": "links", "_check_writable": "check_writable", "_store": "store",
-        "_refs": "refs", "_publish": "publish", "_branch": "branch", "_base": "base",
-        "_no_tensor": "no_tensor", "_commit_state": "commit_state",
-        "_add_tensor": "add_tensor", "_part_keys": "part_keys"}
-
 #: writable datasets alive in this process, checked for unflushed writes at exit
 _OPEN: weakref.WeakSet[Dataset] = weakref.WeakSet()
 
@@ -86,18 +77,6 @@ class Dataset:
         self._versions._goto(version or self._ws.info.get("default_branch", "main"))
         if not store.read_only:
             _OPEN.add(self)
-
-    def __getattr__(self, name: str) -> Any:
-        alias = _OLD.get(name)
-        if alias is None or "_ws" not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(self.__dict__["_ws"], alias)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OLD:
-            setattr(self._ws, _OLD[name], value)
-        else:
-            object.__setattr__(self, name, value)
 
     # ---- properties ---------------------------------------------------------------------
     @property

@@ -14,12 +14,12 @@ import numpy as np
 from plane._errors import QueryError
 from plane.query._builder import Search
 from plane.query._indexes import IndexInfo, list_indexes
-from plane.query._view import View, load_view
+from plane.query._view import View, list_views, load_view
 
 if TYPE_CHECKING:
     from plane.core._snapshot import Snapshot
 
-__all__ = ["Search", "View", "IndexInfo", "load_view", "list_indexes", "run_sql",
+__all__ = ["Search", "View", "IndexInfo", "load_view", "list_views", "list_indexes", "run_sql",
            "explain_sql", "parse"]
 
 

@@ -37,7 +37,7 @@ from plane.core._state import Commit
 if TYPE_CHECKING:
     from plane.loader import Loader
 
-__all__ = ["View", "load_view"]
+__all__ = ["View", "list_views", "load_view"]
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 #: a view is the object views/<name>.json: the name stays well inside a file name's 255 bytes
@@ -197,6 +197,11 @@ def _stream(snap: Snapshot, kind: str, positions: np.ndarray, **options: Any) ->
     return make_loader(snap, kind, positions=positions, **options)
 
 
+def list_views(at: Any) -> list[str]:
+    """The names of the views saved in the dataset of `at` (a Dataset or a Snapshot)."""
+    return sorted(view_name_of(k) for k in at.store.list(VIEWS) if k.endswith(".json"))
+
+
 def load_view(at: Any, name: str) -> View:
     """Reopen a saved view of dataset `at` (or of any Snapshot of it) at the commit it was
     saved on, whatever version `at` reads."""
@@ -207,7 +212,7 @@ def load_view(at: Any, name: str) -> View:
     try:
         body = get_artifact_json(store, key, sealed_format(info), "view")
     except ObjectNotFoundError:
-        have = sorted(view_name_of(k) for k in store.list(VIEWS))
+        have = list_views(at)
         raise PlaneError(f"no view {name!r} in {store.url}; views: "
                          f"{', '.join(have) or '(none)'}") from None
     try:  # sealed views cannot fail these; unsealed (format <= 2) ones may be damaged

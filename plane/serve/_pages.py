@@ -278,8 +278,7 @@ def overview(ctx: Ctx, q: Mapping[str, str]) -> Reply:
     body += "<h2>Indexes</h2>" + (table(["tensor", "kind", "metric", "bound to commit", "rows"],
                                         irows, "indexes") if irows
                                   else '<p class="muted">(none)</p>')
-    views = sorted(k[len("views/"):-len(".json")] for k in ds.store.list("views/")
-                   if k.endswith(".json"))
+    views = plane.list_views(ds)
     body += "<h2>Saved views</h2>" + (
         "<ul>" + "".join(f'<li><a href="{url("/view", name=n)}">{esc(n)}</a></li>'
                          for n in views) + "</ul>" if views else '<p class="muted">(none)</p>')

@@ -6,6 +6,7 @@ from collections import deque
 from typing import Any
 
 from plane._errors import PlaneError, VersionNotFoundError
+from plane.core._layout import COMMITS, commit_id_of
 from plane.core._snapshot import Snapshot
 from plane.core._state import Commit, State
 from plane.core._working import WorkingState
@@ -87,8 +88,7 @@ class VersionControl:
         if tag is not None:
             return None, str(tag["commit"])
         if len(version) >= 6 and all(c in "0123456789abcdef" for c in version):
-            found = [k.split("/")[1].removesuffix(".json")
-                     for k in self._store.list(f"commits/{version}")]
+            found = [commit_id_of(k) for k in self._store.list(COMMITS + version)]
             if len(found) == 1:
                 return None, found[0]
             if len(found) > 1:
