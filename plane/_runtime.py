@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IO_THREADS", "LRU", "io_pool", "process_pool", "unique_ints", "usable_cpus"]
+__all__ = ["IO_THREADS", "LRU", "io_pool", "on_io_thread", "process_pool", "unique_ints",
+           "usable_cpus"]
 
 #: concurrent requests to an object store: the shared I/O pool's width and the default of
 #: `Store.io_threads`, `get_many`/`put_many` and parallel source reads
@@ -40,6 +41,12 @@ def process_pool(name: str, workers: int) -> ThreadPoolExecutor:
 def io_pool() -> ThreadPoolExecutor:
     """One shared I/O thread pool per process, `IO_THREADS` wide (recreated after fork)."""
     return process_pool("io", IO_THREADS)
+
+
+def on_io_thread() -> bool:
+    """True on a thread of `io_pool`: work there must not wait on the pool it runs in (all
+    its threads could be waiting, none left to do the work)."""
+    return threading.current_thread().name.startswith("plane-io")
 
 
 def usable_cpus() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,25 @@ def test_a_forked_child_gets_its_own_pool() -> None:
     got = os.read(r, 1)
     os.waitpid(pid, 0)
     assert got == b"1"
+
+
+def test_a_read_on_an_io_thread_does_not_wait_on_the_io_pool(tmp_path: Path) -> None:
+    """Read-ahead used to run on the I/O pool and fan out on it again: with every I/O thread
+    waiting for tasks queued behind them, the loader hung. Reads from I/O threads run inline."""
+    import numpy as np
+
+    import plane
+    from plane._runtime import IO_THREADS, io_pool
+
+    ds = plane.create(tmp_path / "d")
+    ds.create_tensor("x", dtype="int64", chunk_bytes=1024)
+    ds.extend({"x": np.arange(4000)})
+    ds.commit("c")
+    snap = ds.snapshot()
+    keys = [k for e in range(snap.index("x").num_entries) for k in snap.index("x").entry_keys(e)]
+    assert len(keys) > 2
+    readers = [plane.open(tmp_path / "d", read_only=True).snapshot().reader
+               for _ in range(2 * IO_THREADS)]  # more outer calls than I/O threads
+    futs = [io_pool().submit(r.chunks, keys, lambda k: "test") for r in readers]
+    got = [f.result(timeout=60) for f in futs]
+    assert all(sorted(g) == sorted(set(keys)) for g in got)

@@ -12,7 +12,7 @@ import numpy as np
 import xxhash
 
 from plane._errors import ChecksumError, ObjectNotFoundError, PlaneError
-from plane._runtime import LRU, io_pool, unique_ints, usable_cpus
+from plane._runtime import LRU, io_pool, on_io_thread, unique_ints, usable_cpus
 from plane.core._layout import chunk_key
 from plane.format._chunk import (
     CODEC_NONE,
@@ -174,7 +174,7 @@ class ChunkReader:
             else:
                 out[k] = c
         threads = min(self.store.io_threads, len(missing))
-        if threads <= 1:
+        if threads <= 1 or on_io_thread():  # never wait on the pool this thread belongs to
             for k in missing:
                 out[k] = self.chunk(k, where(k))
         else:  # one task per thread, not per chunk: starting threads costs ~1 ms each

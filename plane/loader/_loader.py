@@ -23,7 +23,7 @@ import numpy as np
 from numpy.random import default_rng
 
 from plane._errors import InvalidArgumentError, MissingDependencyError, PlaneError
-from plane._runtime import io_pool, unique_ints
+from plane._runtime import process_pool, unique_ints
 from plane.core._layout import is_chunk_key, sealed_format
 from plane.core._links import LinkResolver
 from plane.core._reader import ChunkReader
@@ -252,7 +252,9 @@ class BatchSource:
                 keys.extend(index.entry_keys(int(e)))
         if bad:  # chunks found damaged are not fetched again
             keys = [k for k in keys if k not in bad]
-        self._ahead = io_pool().submit(snap.reader.chunks, keys, lambda k: "read-ahead")
+        # one read-ahead thread: it fans out on the I/O pool, so it must not run on it
+        self._ahead = process_pool("read-ahead", 1).submit(snap.reader.chunks, keys,
+                                                           lambda k: "read-ahead")
 
     def read(self, positions: np.ndarray) -> dict[str, Any]:
         """One batch as a dict of numpy arrays (lists for ragged/text/json)."""
