@@ -96,6 +96,7 @@ class ChunkShard:
         self._reader: Any = None
         self._snaps: collections.OrderedDict[str, Snapshot] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._held: dict[str, int] = {}  # chunks a gather in progress reads
         self.calls = 0
 
     def _snapshot(self, state_key: str) -> Snapshot:
@@ -123,15 +124,27 @@ class ChunkShard:
             index = snap.index(name)
             for e in np.unique(index.locate(snap.to_physical(pos))[0]):
                 keys.extend(index.entry_keys(int(e)))
-        snap.reader.chunks(keys, lambda k: f"{self.url}, shard {self.shard_id}")
-        out: dict[str, Any] = {}
-        for name, pos in request.items():
-            if name in raw:
-                out[name] = (snap.read(name, pos, decode=False, aslist=True),
-                             snap.shapes(name, pos))
-            else:
-                out[name] = snap.read(name, pos)
-        return out
+        got = snap.reader.chunks(keys, lambda k: f"{self.url}, shard {self.shard_id}")
+        with self._lock:  # held until read: the budget cannot evict them in between
+            for k, c in got.items():
+                self._held[k] = self._held.get(k, 0) + 1
+                snap.reader.local.setdefault(k, c)
+        try:
+            out: dict[str, Any] = {}
+            for name, pos in request.items():
+                if name in raw:
+                    out[name] = (snap.read(name, pos, decode=False, aslist=True),
+                                 snap.shapes(name, pos))
+                else:
+                    out[name] = snap.read(name, pos)
+            return out
+        finally:
+            with self._lock:
+                for k in got:
+                    self._held[k] -= 1
+                    if not self._held[k]:
+                        del self._held[k]
+                        snap.reader.local.pop(k, None)
 
     def stats(self) -> dict[str, Any]:
         """GETs that reached the store (per chunk key), bytes fetched, cache use."""
