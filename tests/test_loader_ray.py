@@ -145,17 +145,19 @@ def test_to_ray_from_s3(ray_local: None, s3_bucket: tuple[str, dict[str, Any]]) 
     assert got["text"] == cols["text"]
 
 
+@pytest.mark.parametrize("loader", ["plane", "ray-data"])
 def test_ray_train_job_two_workers_cover_the_dataset(ray_local: None, local_ds: Any,
-                                                     tmp_path: Any) -> None:
+                                                     tmp_path: Any, loader: str) -> None:
     """`python -m jobs.train` joins the running Ray instance as `ray job submit` would
-    (RAY_ADDRESS), trains 2 CPU workers for 2 epochs and saves a checkpoint."""
+    (RAY_ADDRESS), trains 2 CPU workers for 2 epochs with either loader, prints a line per
+    epoch and saves a checkpoint."""
     ds, _ = local_ds
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address,
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     out = subprocess.run(
         [sys.executable, "-m", "jobs.train", "--dataset", ds.url, "--workers", "2",
          "--epochs", "2", "--batch-size", "16", "--cpus-per-worker", "0.5",
-         "--storage-path", str(tmp_path / "results")],
+         "--storage-path", str(tmp_path / "results"), "--loader", loader],
         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
@@ -166,6 +168,11 @@ def test_ray_train_job_two_workers_cover_the_dataset(ray_local: None, local_ds: 
     assert 0 < last["samples"] < N
     assert np.isfinite(last["loss"])
     assert (Path(report["checkpoint"]) / "model.pt").stat().st_size > 0
+    epochs = [line for line in (out.stdout + out.stderr).splitlines()
+              if "time_to_first_batch" in line]
+    assert len(epochs) >= 2 and "rows_per_s" in epochs[0] and "p99_wait" in epochs[0]
+    if loader == "plane":
+        assert "store_gets" in epochs[0] and "chunks_per_batch" in epochs[0]
 
 
 def test_train_job_rejects_an_empty_dataset(tmp_path: Any) -> None:
