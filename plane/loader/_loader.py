@@ -16,11 +16,10 @@ import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from numpy.random import default_rng
 
 from plane._errors import InvalidArgumentError, MissingDependencyError, PlaneError
 from plane._runtime import process_pool, unique_ints
@@ -28,7 +27,7 @@ from plane.core._layout import is_chunk_key, sealed_format
 from plane.core._links import LinkResolver
 from plane.core._reader import ChunkReader
 from plane.core._snapshot import Snapshot
-from plane.loader._plan import epoch_order, global_batches, rank_batches, units_of
+from plane.loader._plan import EpochPlan, plan_epoch
 from plane.loader._skip import SKIP_ERRORS, BadChunks
 from plane.storage import CachingStore, Store
 
@@ -120,15 +119,6 @@ def detect_rank(rank: int | None, world: int | None) -> tuple[int, int]:
     return r, w
 
 
-@dataclass
-class _Plan:
-    epoch: int
-    order: np.ndarray
-    batches: list[tuple[int, int]]  # this rank's batches, as slices of `order`
-    window_of_batch: np.ndarray  # window id of each batch (for read-ahead)
-    windows: list[np.ndarray] = field(default_factory=list)  # positions per window
-
-
 class BatchSource:
     """Reads planned batches of one Snapshot. Picklable: the snapshot travels as store + state
     key, with the store chunks are read from (`store`: a CachingStore over the snapshot's with
@@ -149,7 +139,7 @@ class BatchSource:
         self.cache_bytes = cache_bytes or max(256 << 20, 3 * config.window_bytes)
         self._opened: Snapshot | None = None
         self._tensors: list[str] | None = None
-        self._plan: _Plan | None = None
+        self._plan: EpochPlan | None = None
         self._ahead: Any = None
         self.skipped_rows = 0
 
@@ -200,7 +190,7 @@ class BatchSource:
         snap = self.opened
         return max(self.tensors, key=lambda n: snap.index(n).nbytes)
 
-    def plan(self, epoch: int) -> _Plan:
+    def plan(self, epoch: int) -> EpochPlan:
         if self._plan is not None and self._plan.epoch == epoch:
             return self._plan
         cfg = self.config
@@ -211,34 +201,14 @@ class BatchSource:
         prim = snap.index(self._primary())
         phys = snap.to_physical(base)
         ent, _ = prim.locate(phys) if n else (np.zeros(0, np.int64), None)
-        units = units_of(ent)
-        per_chunk = prim.nbytes / max(1, prim.num_chunks)
-        window = max(1, int(cfg.window_bytes // max(per_chunk, 1.0)))
-        order = epoch_order(units, cfg.seed, epoch, cfg.shuffle, window)
-        if self.positions is not None:
-            order = base[order]  # indices into the subset -> dataset positions
         rank, world = detect_rank(cfg.rank, cfg.world_size)
-        bounds = rank_batches(global_batches(n, cfg.batch_size, world, cfg.drop_last),
-                              rank, world)
-        # window id of each position in `order` (for read-ahead)
-        sizes = []
-        if cfg.shuffle:
-            rng = default_rng([cfg.seed, epoch])
-            perm = rng.permutation(len(units))
-            sizes = [sum(units[i].shape[0] for i in perm[s:s + window])
-                     for s in range(0, len(perm), window)]
-        else:
-            sizes = [sum(u.shape[0] for u in units[s:s + window])
-                     for s in range(0, len(units), window)]
-        ends = np.cumsum(sizes) if sizes else np.zeros(0, np.int64)
-        starts = ends - np.asarray(sizes, np.int64) if sizes else ends
-        wob = np.searchsorted(ends, np.asarray([a for a, _ in bounds], np.int64), side="right")
-        windows = [order[int(a):int(b)] for a, b in zip(starts, ends)]
-        self._plan = _Plan(epoch, order, bounds, wob, windows)
+        self._plan = plan_epoch(ent, prim.nbytes / max(1, prim.num_chunks), cfg.window_bytes,
+                                cfg.seed, epoch, cfg.shuffle, cfg.batch_size, rank, world,
+                                cfg.drop_last, self.positions)
         return self._plan
 
     # ---- reading --------------------------------------------------------------------------
-    def _prefetch_window(self, plan: _Plan, w: int, bad: frozenset[str] | set[str] = frozenset()
+    def _prefetch_window(self, plan: EpochPlan, w: int, bad: frozenset[str] | set[str] = frozenset()
                          ) -> None:
         if not self.config.prefetch or w >= len(plan.windows):
             return
