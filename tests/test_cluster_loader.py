@@ -29,6 +29,8 @@ BATCH = 16
 def cluster() -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
+    if ray.is_initialized():  # an earlier module's local instance (e.g. the CLI's --ray)
+        ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     for _ in range(2):
         c.add_node(num_cpus=1)

@@ -242,7 +242,7 @@ def test_cli_query_and_index(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "btree index at commit" in capsys.readouterr().out
     assert main(["index", "list", url]) == 0
     assert "caption" in capsys.readouterr().out
-    assert main(["query", url, "SELEC nonsense"]) == 2
+    assert main(["query", url, "SELEC nonsense"]) == 1
     assert "plane: error:" in capsys.readouterr().err
 
 
