@@ -23,6 +23,7 @@ from plane._errors import (
     CommitConflictError,
     PlaneError,
     ReadOnlyError,
+    SampleError,
     SchemaError,
     TensorNotFoundError,
 )
@@ -33,7 +34,7 @@ from plane.core._reader import ChunkReader, PatchMap, read_samples, read_shapes
 from plane.core._snapshot import Snapshot, _link_resolver, no_tensor, read_rows
 from plane.core._state import Commit, Patch, RowIds, State, TensorPart, new_row_id_base
 from plane.core._writer import TensorWriter
-from plane.format._codecs import Block, encode_batch
+from plane.format._codecs import Block, check_column, encode_batch
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
@@ -333,8 +334,16 @@ class WorkingState:
         return total
 
     # ---- updates and deletes --------------------------------------------------------------
+    def check_columns(self, columns: Mapping[str, Any]) -> int:
+        """The number of rows in `columns` (one per tensor, equal lengths), else the error."""
+        return _checked_rows(self, columns)
+
     def update(self, name: str, phys: np.ndarray, block: Block, meta: TensorMeta) -> None:
-        """New values (an encoded block, in `phys` order, sorted) for physical rows `phys`."""
+        """New values (an encoded block, in `phys` order) for physical rows `phys`."""
+        order = np.argsort(phys, kind="stable")
+        if not np.all(order == np.arange(order.shape[0])):
+            block = _reorder(block, order)
+            phys = phys[order]
         w = self.writers[name]
         if len(w.patches) >= PATCH_COMPACT_AT and \
                 len(w.patches) == self.base_npatches.get(name, -1):
@@ -667,3 +676,31 @@ def _append_entries(dst: ChunkIndex, src: ChunkIndex, start: int) -> None:
     for e in range(start, src.num_entries):
         dst.append(int(src.rows[e]), src.entry_keys(e), src.entry_nbytes(e))
 
+
+def _checked_rows(ws: WorkingState, columns: Mapping[str, Any]) -> int:
+    """The number of rows in `columns` (one per tensor, equal lengths), else the error."""
+    if not isinstance(columns, Mapping):
+        raise SampleError("extend takes a dict of columns {tensor: [values, ...]}; "
+                          "for one row use ds.append({tensor: value})")
+    unknown = [k for k in columns if k not in ws.writers]
+    if unknown:
+        raise TensorNotFoundError(ws.no_tensor(unknown[0]))
+    missing = [k for k in ws.writers if k not in columns]
+    if missing:
+        raise SampleError(f"no values for tensor(s) {', '.join(map(repr, missing))}; give "
+                          "every tensor a value per row (None stores an empty sample)")
+    for k, v in columns.items():
+        check_column(k, v)
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise SampleError(f"column lengths differ: {desc}; give every tensor the same "
+                          "number of samples")
+    return next(iter(lengths.values()), 0)
+
+
+def _reorder(block: Block, order: np.ndarray) -> Block:
+    parts = [bytes(block.data[int(block.offsets[i]):int(block.offsets[i + 1])]) for i in order]
+    sizes = np.array([len(p) for p in parts], np.int64)
+    return Block(memoryview(b"".join(parts)), np.concatenate([[0], np.cumsum(sizes)]),
+                 np.asarray(block.shapes)[order])

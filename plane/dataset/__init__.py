@@ -1,6 +1,7 @@
 """The user's API: Dataset, Tensor and views."""
 
-from plane.dataset._dataset import Dataset, create, open_dataset
+from plane.dataset._dataset import Dataset
+from plane.dataset._open import create, open_dataset
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
 

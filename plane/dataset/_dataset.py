@@ -8,10 +8,7 @@ control, query, loaders and ingestion live in their packages and are reached thr
 from __future__ import annotations
 
 import atexit
-import contextlib
-import os
 import re
-import time
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,35 +17,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plane._errors import (
-    DatasetExistsError,
-    PlaneError,
+    MissingDependencyError,
     SampleError,
     SchemaError,
-    StoreError,
-    TensorNotFoundError,
 )
-from plane.core._fragment import FragmentWriter
-from plane.core._layout import (
-    DATASET_KEY,
-    DATASET_PREFIXES,
-    FORMAT_VERSION,
-    RefStore,
-    read_dataset_info,
-    write_dataset_info,
-)
-from plane.core._links import compression_of
-from plane.core._reader import DEFAULT_CACHE_BYTES, read_samples
+from plane.core._materialize import materialize
+from plane.core._reader import DEFAULT_CACHE_BYTES
 from plane.core._snapshot import Snapshot
-from plane.core._state import State
 from plane.core._working import WorkingState
-from plane.core._writer import TensorWriter
 from plane.dataset._indexing import normalize_index
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
-from plane.format._codecs import Block, check_column, encode_batch
-from plane.format._index import ChunkIndex
+from plane.format._codecs import encode_batch
 from plane.format._meta import TensorMeta
-from plane.storage import ReadOnlyStore, Store, open_store
+from plane.storage import ReadOnlyStore, Store
 
 if TYPE_CHECKING:
     from plane.core._fragment import Fragment
@@ -57,7 +39,7 @@ if TYPE_CHECKING:
     from plane.query import IndexInfo, Search, View
     from plane.version import Diff, MergeResult, VersionControl
 
-__all__ = ["Dataset", "create", "open_dataset"]
+__all__ = ["Dataset"]
 
 #: writable datasets alive in this process, checked for unflushed writes at exit
 _OPEN: weakref.WeakSet[Dataset] = weakref.WeakSet()
@@ -157,7 +139,7 @@ class Dataset:
         """Add rows column-wise: ``{"tensor": [values...], ...}``; all or nothing."""
         ws = self._ws
         ws.check_writable("extend")
-        n = _checked_rows(ws, columns)
+        n = ws.check_columns(columns)
         if n:
             ws.extend(columns, n)
 
@@ -179,50 +161,8 @@ class Dataset:
         a stored tensor of the linked htype (same rows, same name), its bytes kept as they
         are (JPEG stays JPEG). All or nothing: a missing or undecodable object raises, naming
         its row and URI, and the tensor is left as it was. Commit afterwards."""
-        ws = self._ws
-        ws.check_writable(f"materialize {name!r}")
-        w = ws.writer(name)
-        inner = w.meta.link
-        if inner is None:
-            raise SchemaError(f"tensor {name!r} is {w.meta.htype}, not a link[...] tensor; "
-                              "only link tensors can be materialized")
-        w.seal()
-        phys = np.arange(ws.physical, dtype=np.int64)
-        dead = np.zeros(ws.physical, bool)
-        dead[ws.deleted] = True
-        uris = list(read_samples(ws.reader, w.meta, w.index, phys, True, True, w.patch_map()))
-        fw: FragmentWriter | None = None
-        comp: str | None = None
-        for s in range(0, len(uris), batch_rows):
-            part = [None if dead[s + i] else u for i, u in enumerate(uris[s:s + batch_rows])]
-            where = [f"tensor {name!r}, row {s + i}" for i in range(len(part))]
-            datas = ws.links.fetch_many(part, where)
-            for u, d, x in zip(part, datas, where):
-                if d is None or inner == "binary":
-                    continue
-                c = compression_of(str(u), d)
-                if comp is None:
-                    comp = c
-                elif c != comp:
-                    raise SampleError(f"{x}: {u} is {c}, earlier rows are {comp}: one "
-                                      "tensor keeps one compression; re-encode the outliers")
-            if fw is None:
-                meta = TensorMeta.build(name, inner, sample_compression=None
-                                        if inner == "binary" else comp,
-                                        chunk_bytes=w.meta.chunk_bytes)
-                fw = FragmentWriter(ws.store, f"materialize-{name}", {name: meta},
-                                    ws.reader.footer_sums)
-            fw.add(fw.encode({name: datas}))
-        if fw is None:  # no rows: just the new schema
-            meta = TensorMeta.build(name, inner, chunk_bytes=w.meta.chunk_bytes,
-                                    sample_compression=None if inner != "image" else "jpeg")
-            fw = FragmentWriter(ws.store, f"materialize-{name}", {name: meta},
-                                ws.reader.footer_sums)
-        frag = fw.finish()
-        new = TensorWriter(TensorMeta.from_dict(frag.metas[name]), ChunkIndex(), ws.reader)
-        for rows, keys, sizes in frag.entries[name]:
-            new.index.append(rows, keys, sizes)
-        ws.replace_tensor(name, new)
+        self._ws.check_writable(f"materialize {name!r}")
+        materialize(self._ws, name, batch_rows)
 
     def apply_fragments(self, fragments: Sequence[Fragment]) -> int:
         """Append rows that workers already wrote as fragments (see plane.write_fragment), in
@@ -246,12 +186,7 @@ class Dataset:
             msg = re.sub(r"at row (\d+)", lambda m: f"at row {positions[int(m.group(1))]}",
                          str(e))
             raise SampleError(msg) from None
-        phys = ws.to_physical(positions)
-        order = np.argsort(phys, kind="stable")
-        if not np.all(order == np.arange(order.shape[0])):
-            block = _reorder(block, order)
-            phys = phys[order]
-        ws.update(name, phys, block, meta)
+        ws.update(name, ws.to_physical(positions), block, meta)
 
     def delete(self, rows: Any) -> None:
         """Delete rows (int, slice, list, mask) from every tensor; kept by older commits."""
@@ -328,8 +263,8 @@ class Dataset:
         try:
             from plane.loader._ray import to_ray
         except ImportError as e:
-            raise PlaneError(f"ds.to_ray() needs Ray ({e}): pip install 'tensorplane[ray]'"
-                             ) from None
+            raise MissingDependencyError(f"ds.to_ray() needs Ray ({e}): pip install "
+                                         "'tensorplane[ray]'") from None
         return to_ray(self.snapshot(), tensors, override_num_blocks)
 
     # ---- query --------------------------------------------------------------------------
@@ -451,35 +386,6 @@ def _warn_all_unflushed() -> None:
         _warn_unflushed(ds)
 
 
-def _checked_rows(ws: WorkingState, columns: Mapping[str, Any]) -> int:
-    """The number of rows in `columns` (one per tensor, equal lengths), else the error."""
-    if not isinstance(columns, Mapping):
-        raise SampleError("extend takes a dict of columns {tensor: [values, ...]}; "
-                          "for one row use ds.append({tensor: value})")
-    unknown = [k for k in columns if k not in ws.writers]
-    if unknown:
-        raise TensorNotFoundError(ws.no_tensor(unknown[0]))
-    missing = [k for k in ws.writers if k not in columns]
-    if missing:
-        raise SampleError(f"no values for tensor(s) {', '.join(map(repr, missing))}; give "
-                          "every tensor a value per row (None stores an empty sample)")
-    for k, v in columns.items():
-        check_column(k, v)
-    lengths = {k: len(v) for k, v in columns.items()}
-    if len(set(lengths.values())) > 1:
-        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
-        raise SampleError(f"column lengths differ: {desc}; give every tensor the same "
-                          "number of samples")
-    return next(iter(lengths.values()), 0)
-
-
-def _reorder(block: Block, order: np.ndarray) -> Block:
-    parts = [bytes(block.data[int(block.offsets[i]):int(block.offsets[i + 1])]) for i in order]
-    sizes = np.array([len(p) for p in parts], np.int64)
-    return Block(memoryview(b"".join(parts)), np.concatenate([[0], np.cumsum(sizes)]),
-                 np.asarray(block.shapes)[order])
-
-
 def _human(n: int) -> str:
     x = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -487,68 +393,6 @@ def _human(n: int) -> str:
             return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
         x /= 1024
     return f"{n} B"
-
-
-def create(url: str | os.PathLike[str] | Store, overwrite: bool = False,
-           storage_options: Mapping[str, Any] | None = None,
-           cache_bytes: int = DEFAULT_CACHE_BYTES,
-           link_storage_options: Mapping[str, Mapping[str, Any]] | None = None) -> Dataset:
-    """Create an empty dataset at `url` (a path, ``mem://name``, ``s3://bucket/prefix`` ...)."""
-    with _storage_errors("create a dataset", url):
-        return _create(url, overwrite, storage_options, cache_bytes, link_storage_options)
-
-
-def _create(url: str | os.PathLike[str] | Store, overwrite: bool,
-            storage_options: Mapping[str, Any] | None, cache_bytes: int,
-            link_storage_options: Mapping[str, Mapping[str, Any]] | None) -> Dataset:
-    store = open_store(url, storage_options)
-    if store.exists(DATASET_KEY):
-        if not overwrite:
-            raise DatasetExistsError(f"a dataset already exists at {store.url}; open it with "
-                                     "plane.open(url) or pass overwrite=True to replace it")
-        read_dataset_info(store)  # only ever wipe something that is a dataset
-        store.delete(DATASET_KEY)  # from here on it is no dataset
-        for prefix in DATASET_PREFIXES:  # what the dataset wrote; other files stay
-            store.delete_prefix(prefix)
-    elif next(iter(store.list("")), None) is not None:
-        raise DatasetExistsError(f"{store.url} is not empty and holds no tensorplane dataset; "
-                                 "choose an empty location")
-    refs = RefStore(store, FORMAT_VERSION)
-    key = State().save(store)
-    if not refs.advance("main", 0, {"commit": None, "state": key}):
-        raise DatasetExistsError(f"another process is creating a dataset at {store.url}")
-    write_dataset_info(store, {"format": "tensorplane", "format_version": FORMAT_VERSION,
-                               "created": time.time(), "default_branch": "main"})
-    return Dataset(store, "main", read_only=False, cache_bytes=cache_bytes,
-                   link_storage_options=link_storage_options)
-
-
-def open_dataset(url: str | os.PathLike[str] | Store, read_only: bool = False,
-                 version: str | None = None, storage_options: Mapping[str, Any] | None = None,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 link_storage_options: Mapping[str, Mapping[str, Any]] | None = None
-                 ) -> Dataset:
-    """Open the dataset at `url` at `version`: a branch (default main, writable), a tag or a
-    commit id (read-only). `link_storage_options` maps URL prefixes of linked objects
-    (``{"s3://lake": {...}}``) to their store options (default: the dataset's own options
-    for links of the same protocol)."""
-    with _storage_errors("open the dataset", url):
-        store = open_store(url, storage_options)
-        return Dataset(store, version, read_only, cache_bytes, link_storage_options)
-
-
-@contextlib.contextmanager
-def _storage_errors(what: str, url: Any) -> Iterator[None]:
-    """Turn an OSError that is not a PlaneError (a local path the OS refuses: too long, no
-    permission, ...) into a StoreError naming the URL and the fix."""
-    try:
-        yield
-    except PlaneError:
-        raise
-    except OSError as e:
-        where = url.url if isinstance(url, Store) else os.fspath(url)
-        raise StoreError(f"cannot {what} at {where}: {e.strerror or e}; check the path (it "
-                         "must be writable to create or write) or choose another") from e
 
 
 class _Text(str):
