@@ -120,9 +120,6 @@ def test_a_pickled_snapshot_queries_like_the_dataset(tmp_path: Path) -> None:
     assert "btree index at commit" in plan and "1 rows changed since" in plan
 
 
-@pytest.mark.xfail(strict=True, raises=plane.PlaneError,
-                   reason="streams an uncommitted version: needs plane.loader to take a "
-                          "Snapshot (make_loader(snapshot, kind, positions=...))")
 def test_a_view_of_pending_writes_streams(tmp_path: Path) -> None:
     ds = _make(tmp_path / "d")
     ds.extend({"width": [100], "caption": ["new"]})

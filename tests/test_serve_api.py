@@ -465,6 +465,6 @@ def test_cli_serve_on_a_missing_dataset_says_so(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from plane.cli import main
 
-    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    assert main(["serve", str(tmp_path / "nothing")]) == 1  # a runtime error, not usage
     err = capsys.readouterr().err
     assert err.startswith("plane: error:") and str(tmp_path / "nothing") in err
