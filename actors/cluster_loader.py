@@ -86,6 +86,8 @@ class ClusterLoader:
         self.pin_memory = pin_memory
         self.kind = kind
         self.prefetch = max(1, prefetch)
+        #: batches per request to the shards (each request a round trip per shard)
+        self.request_batches = 4
         self.epoch = 0
         self.position = 0
         self.last_epoch: dict[str, Any] = {}
@@ -142,12 +144,14 @@ class ClusterLoader:
 
     # ---- reading --------------------------------------------------------------------------
     def _groups(self, plan: EpochPlan, start: int) -> list[list[int]]:
-        """This rank's batches from `start` on, grouped by window (requests go per group)."""
+        """This rank's batches from `start` on, grouped by window and at most
+        `request_batches` a group (requests go per group: a large window is not one large
+        first request)."""
         groups: list[list[int]] = []
         last = -1
         for i in range(start, len(plan.batches)):
             w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
-            if w != last:
+            if w != last or len(groups[-1]) >= self.request_batches:
                 groups.append([])
                 last = w
             groups[-1].append(i)
