@@ -157,10 +157,12 @@ class ClusterLoader:
             groups[-1].append(i)
         return groups
 
-    def _request(self, plan: EpochPlan, group: list[int]) -> tuple[np.ndarray, list[Any]]:
-        """Ask every shard for its rows of `group`'s batches: (positions, refs)."""
+    def _request(self, plan: EpochPlan, group: list[int]
+                 ) -> list[tuple[dict[str, np.ndarray], Any]]:
+        """Ask every shard for its rows of `group`'s batches: (positions asked per tensor,
+        the call's ref) for each shard asked."""
         pos = np.concatenate([plan.order[a:b] for a, b in (plan.batches[i] for i in group)])
-        refs = []
+        calls = []
         for s, shard in enumerate(self.cache.shards):
             req = {}
             for n in self.tensors:
@@ -168,31 +170,24 @@ class ClusterLoader:
                 if mine.shape[0]:
                     req[n] = mine
             if req:
-                refs.append(shard.gather.remote(self.snapshot.state_key, req, self._raw))
-            else:
-                refs.append(None)
-        return pos, refs
+                calls.append((req, shard.gather.remote(self.snapshot.state_key, req,
+                                                       self._raw)))
+        return calls
 
-    def _assemble(self, pos: np.ndarray, refs: list[Any], stats: dict[str, Any]
-                  ) -> dict[str, tuple[np.ndarray, Any]]:
+    def _assemble(self, calls: list[tuple[dict[str, np.ndarray], Any]],
+                  stats: dict[str, Any]) -> dict[str, tuple[np.ndarray, Any]]:
         """Per tensor: the positions it got (sorted) and their values in that order."""
         import ray
 
-        got = ray.get([r for r in refs if r is not None])
+        got = ray.get([ref for _, ref in calls])
         out: dict[str, tuple[np.ndarray, Any]] = {}
         for n in self.tensors:
             parts_pos, parts_val = [], []
-            k = 0
-            for s, r in enumerate(refs):
-                if r is None:
-                    continue
-                piece = got[k]
-                k += 1
-                if n not in piece:
-                    continue
-                parts_pos.append(pos[self._owner[n][pos] == s])
-                parts_val.append(piece[n])
-                stats["bytes"] += _nbytes(piece[n])
+            for (req, _), piece in zip(calls, got):
+                if n in req:
+                    parts_pos.append(req[n])
+                    parts_val.append(piece[n])
+                    stats["bytes"] += _nbytes(piece[n])
             all_pos = np.concatenate(parts_pos)
             order = np.argsort(all_pos, kind="stable")
             out[n] = (all_pos[order], _concat(parts_val, order))
@@ -229,8 +224,7 @@ class ClusterLoader:
         first = None
         for gi, group in enumerate(groups):
             t0 = time.perf_counter()
-            pos, refs = ahead.pop(0)
-            table = self._assemble(pos, refs, stats)
+            table = self._assemble(ahead.pop(0), stats)
             if gi + self.prefetch < len(groups):
                 ahead.append(self._request(plan, groups[gi + self.prefetch]))
             for i in group:
