@@ -40,6 +40,15 @@ def unpack_ints(s: str) -> np.ndarray:
     return np.frombuffer(raw, "<i8").astype(np.int64)
 
 
+def live_rows(physical: int, deleted: np.ndarray) -> np.ndarray:
+    """Physical row of every row of `physical` not in `deleted`, in order."""
+    if not deleted.shape[0]:
+        return np.arange(physical, dtype=np.int64)
+    mask = np.ones(physical, bool)
+    mask[deleted] = False
+    return np.flatnonzero(mask).astype(np.int64)
+
+
 def new_row_id_base() -> int:
     """A random start for a writer's row-id range: ids stay unique across branches and
     processes without coordination (62-bit starts; ranges of a writer are contiguous)."""
@@ -177,11 +186,7 @@ class State:
 
     def live(self) -> np.ndarray:
         """Physical row of every live row, in order."""
-        if not self.deleted.shape[0]:
-            return np.arange(self.physical, dtype=np.int64)
-        mask = np.ones(self.physical, bool)
-        mask[self.deleted] = False
-        return np.flatnonzero(mask).astype(np.int64)
+        return live_rows(self.physical, self.deleted)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -32,7 +32,15 @@ from plane.core._layout import RefStore, chunk_key, read_dataset_info, sealed_fo
 from plane.core._links import LinkResolver
 from plane.core._reader import ChunkReader, PatchMap, read_samples, read_shapes
 from plane.core._snapshot import Snapshot, _link_resolver, no_tensor, read_rows
-from plane.core._state import Commit, Patch, RowIds, State, TensorPart, new_row_id_base
+from plane.core._state import (
+    Commit,
+    Patch,
+    RowIds,
+    State,
+    TensorPart,
+    live_rows,
+    new_row_id_base,
+)
 from plane.core._writer import TensorWriter
 from plane.format._codecs import Block, check_column, encode_batch
 from plane.format._index import ChunkIndex
@@ -193,9 +201,7 @@ class WorkingState:
         if not self.deleted.shape[0]:
             return positions
         if self._live is None:
-            mask = np.ones(self.physical, bool)
-            mask[self.deleted] = False
-            self._live = np.flatnonzero(mask).astype(np.int64)
+            self._live = live_rows(self.physical, self.deleted)
         out: np.ndarray = self._live[positions]
         return out
 
