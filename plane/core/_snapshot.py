@@ -158,6 +158,12 @@ class Snapshot:
                          part.index, self.patch_map(name), self.to_physical(positions),
                          positions, decode, aslist)
 
+    def null_mask(self, name: str, positions: np.ndarray) -> np.ndarray | None:
+        """True where tensor `name` has no value (null) at logical row `positions`; None when
+        none of them is null (the common case: callers skip null handling)."""
+        self.part(name)
+        return None
+
     def shapes(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Sample shapes of tensor `name` at logical row `positions`, one row each."""
         part = self.part(name)
