@@ -126,6 +126,8 @@ def _key_values(snap: Snapshot, col: Col, rows: np.ndarray) -> tuple[np.ndarray,
         raise QueryError(f"cannot GROUP BY {col.name!r}: it holds {what}, not one scalar per "
                          f"row; GROUP BY {_SCALARS}")
     vals = snap.read(col.name, rows, True, False, links=False)
+    if isinstance(vals, list) and not vals:  # no rows
+        vals = np.zeros(0, object if meta.kind == "text" else meta.np_dtype)
     if meta.kind == "text":
         arr = np.empty(len(vals), object)
         arr[:] = list(vals)
@@ -222,6 +224,8 @@ def _numeric(snap: Snapshot, a: Agg, rows: np.ndarray) -> np.ndarray:
     if meta.kind != "array" or meta.ndim not in (0, None) or meta.link:
         raise QueryError(f"{fn}: {name!r} holds {meta.htype} samples; {_NUMERIC}")
     vals = snap.read(name, rows, True, False, links=False)
+    if isinstance(vals, list) and not vals:  # no rows
+        vals = np.zeros(0, meta.np_dtype)
     if isinstance(vals, list) or np.ndim(vals) > 1:
         raise QueryError(f"{fn}: the samples of {name!r} are arrays; {_NUMERIC}")
     arr = np.asarray(vals).reshape(-1)

@@ -130,7 +130,7 @@ class AggregateResult:
             return s if len(s) <= 40 else s[:37] + "..."
         shown = min(len(self), SHOWN)
         table = [[cell(cols[c][i]) for c in self.columns] for i in range(shown)]
-        w = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(self.columns)]
+        w = [max([len(c), *(len(t[i]) for t in table)]) for i, c in enumerate(self.columns)]
         lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(self.columns)),
                  "-+-".join("-" * x for x in w)]
         lines += [" | ".join(t[i].ljust(w[i]) for i in range(len(self.columns)))
