@@ -139,13 +139,28 @@ def _key_values(snap: Snapshot, col: Col, rows: np.ndarray) -> tuple[np.ndarray,
     return arr, snap.null_mask(col.name, rows)
 
 
+def _unique(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, the index of each value among them): ``np.unique``, or a
+    counting pass (no sort) for integers of a small range, such as class ids."""
+    if vals.dtype.kind in "biu" and vals.shape[0]:
+        lo, hi = int(vals.min()), int(vals.max())
+        if hi - lo <= max(2 * vals.shape[0], 1 << 16):
+            shifted = vals.astype(np.int64) - lo
+            present = np.bincount(shifted, minlength=hi - lo + 1) > 0
+            rank = np.cumsum(present) - 1
+            uniq = (np.flatnonzero(present) + lo).astype(vals.dtype)
+            return uniq, rank[shifted]
+    uniq, inv = np.unique(vals, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
 def _codes(vals: np.ndarray, nulls: np.ndarray | None) -> tuple[np.ndarray, list[Any]]:
     """(group code of every row, the distinct values in code order, a None last for nulls)."""
     if nulls is None or not nulls.any():
-        uniq, inv = np.unique(vals, return_inverse=True)
-        return inv.reshape(-1).astype(np.int64), list(uniq)
+        uniq, inv = _unique(vals)
+        return inv.astype(np.int64), list(uniq)
     ok = ~nulls
-    uniq, inv = np.unique(vals[ok], return_inverse=True)
+    uniq, inv = _unique(vals[ok])
     codes = np.full(vals.shape[0], uniq.shape[0], np.int64)
     codes[ok] = inv.reshape(-1)
     return codes, [*uniq, None]
@@ -165,8 +180,17 @@ def _group(snap: Snapshot, q: Query, rows: np.ndarray, plan: Plan
         uniqs.append(u)
     plan.add(f"group by {', '.join(c.name for c in q.group_by)}: read "
              f"{len(q.group_by)} tensor(s) at {rows.shape[0]:,} rows")
+    sizes = [len(u) for u in uniqs]
     if len(codes) == 1:
-        inverse, combos = codes[0], np.arange(len(uniqs[0]), dtype=np.int64).reshape(-1, 1)
+        inverse, combos = codes[0], np.arange(sizes[0], dtype=np.int64).reshape(-1, 1)
+    elif float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:  # one int per key combination
+        flat = np.zeros(rows.shape[0], np.int64)
+        for c, size in zip(codes, sizes):
+            flat = flat * size + c
+        found, inverse = _unique(flat)
+        combos = np.empty((found.shape[0], len(codes)), np.int64)
+        for k in range(len(codes) - 1, -1, -1):
+            found, combos[:, k] = np.divmod(found, sizes[k])
     else:
         combos, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
