@@ -343,3 +343,42 @@ def test_cli_prints_groups_as_a_table(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "aggregate COUNT(*)" in capsys.readouterr().out
     assert main(["query", url, "SELECT width, COUNT(*)"]) != 0
     assert "neither grouped nor aggregated" in capsys.readouterr().err
+
+
+def test_count_with_full_text_and_a_bm25_index(tmp_path: Path) -> None:
+    ds, c = _make(tmp_path / "d", 120)
+    sql = "SELECT color, COUNT(*) AS n WHERE CONTAINS(color, 'red') OR width < 10 GROUP BY color"
+    colors = np.asarray(c["color"])
+    keep = (colors == "red") | (c["width"] < 10)
+    want = {w: int((keep & (colors == w)).sum()) for w in WORDS if (keep & (colors == w)).any()}
+    assert {r["color"]: r["n"] for r in _agg(ds, sql)} == want
+    ds.create_index("color", kind="bm25")
+    assert "bm25 index" in ds.explain(sql)
+    assert {r["color"]: r["n"] for r in _agg(ds, sql)} == want
+
+
+def test_nulls_form_one_group_and_are_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the null seam (Snapshot.null_mask): COUNT(col) skips nulls, SUM / MIN skip
+    them, GROUP BY puts them in one group, last, shown as None / NULL."""
+    ds, c = _make("mem://agg-nulls", 60)
+    from plane.core._snapshot import Snapshot
+
+    null = c["width"] % 7 == 0  # pretend these widths are missing
+    real = Snapshot.null_mask
+
+    def mask(self: Snapshot, name: str, positions: np.ndarray) -> np.ndarray | None:
+        return null[positions] if name == "width" else real(self, name, positions)
+    monkeypatch.setattr(Snapshot, "null_mask", mask)
+    res = _agg(ds, "SELECT COUNT(*) AS rows_, COUNT(width) AS n, SUM(width) AS s, "
+                   "MIN(width) AS lo")
+    ok = ~null
+    assert res.rows() == [{"rows_": 60, "n": int(ok.sum()), "s": int(c["width"][ok].sum()),
+                           "lo": int(c["width"][ok].min())}]
+    res = _agg(ds, "SELECT width, COUNT(*) AS n GROUP BY width")
+    keys = res.to_dict()["width"]
+    assert keys[-1] is None and res.rows()[-1]["n"] == int(null.sum())
+    assert keys[:-1] == sorted(set(c["width"][ok].tolist()))
+    assert "NULL" in str(_agg(ds, "SELECT width, COUNT(*) GROUP BY width ORDER BY width "
+                                  "DESC LIMIT 100"))
+    res = _agg(ds, "SELECT width, COUNT(*) GROUP BY width HAVING width IS NULL")
+    assert res.to_dict()["width"] == [None]

@@ -154,16 +154,17 @@ def _unique(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inv.reshape(-1)
 
 
-def _codes(vals: np.ndarray, nulls: np.ndarray | None) -> tuple[np.ndarray, list[Any]]:
-    """(group code of every row, the distinct values in code order, a None last for nulls)."""
+def _codes(vals: np.ndarray, nulls: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(group code of every row, the distinct values in code order, whether there are nulls:
+    their code is the number of distinct values)."""
     if nulls is None or not nulls.any():
         uniq, inv = _unique(vals)
-        return inv.astype(np.int64), list(uniq)
+        return inv.astype(np.int64), uniq, False
     ok = ~nulls
     uniq, inv = _unique(vals[ok])
     codes = np.full(vals.shape[0], uniq.shape[0], np.int64)
     codes[ok] = inv.reshape(-1)
-    return codes, [*uniq, None]
+    return codes, uniq, True
 
 
 def _group(snap: Snapshot, q: Query, rows: np.ndarray, plan: Plan
@@ -172,15 +173,15 @@ def _group(snap: Snapshot, q: Query, rows: np.ndarray, plan: Plan
     groups). No GROUP BY: one group of every row (also when there are none, as in SQL)."""
     if not q.group_by:
         return [], np.zeros(rows.shape[0], np.int64), 1
-    codes, uniqs = [], []
+    codes, uniqs, sizes = [], [], []
     for col in q.group_by:
         vals, nulls = _key_values(snap, col, rows)
-        c, u = _codes(vals, nulls)
+        c, u, has_null = _codes(vals, nulls)
         codes.append(c)
-        uniqs.append(u)
+        uniqs.append((u, has_null))
+        sizes.append(u.shape[0] + has_null)
     plan.add(f"group by {', '.join(c.name for c in q.group_by)}: read "
              f"{len(q.group_by)} tensor(s) at {rows.shape[0]:,} rows")
-    sizes = [len(u) for u in uniqs]
     if len(codes) == 1:
         inverse, combos = codes[0], np.arange(sizes[0], dtype=np.int64).reshape(-1, 1)
     elif float(np.prod(sizes, dtype=np.float64)) < 2.0 ** 62:  # one int per key combination
@@ -194,16 +195,18 @@ def _group(snap: Snapshot, q: Query, rows: np.ndarray, plan: Plan
     else:
         combos, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
-    keys = [_key_column([u[i] for i in combos[:, k].tolist()])
-            for k, u in enumerate(uniqs)]
+    keys = [_key_column(u, has_null, combos[:, k]) for k, (u, has_null) in enumerate(uniqs)]
     return keys, inverse.astype(np.int64), int(combos.shape[0])
 
 
-def _key_column(values: list[Any]) -> Any:
-    """One key's values per group: an ndarray, or a list when there are strings or nulls."""
-    if any(v is None or isinstance(v, str) for v in values):
-        return [v.item() if isinstance(v, np.generic) else v for v in values]
-    return np.asarray(values)
+def _key_column(uniq: np.ndarray, has_null: bool, idx: np.ndarray) -> Any:
+    """One key's value in every group (`idx` into `uniq`; the index past it is NULL): an
+    ndarray, or a list when the values are strings or some are NULL."""
+    if not has_null:
+        out = uniq[idx]
+        return out.tolist() if out.dtype == object else out
+    vals = uniq.tolist()
+    return [None if i == len(vals) else vals[i] for i in idx.tolist()]
 
 
 # ---- aggregates --------------------------------------------------------------------------------
