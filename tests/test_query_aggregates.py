@@ -93,6 +93,12 @@ def test_count_reads_no_tensor_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert {n for n, _ in reads} == {"width", "labels"}
     assert ("labels", int((c["width"] < 100).sum())) in reads
     assert sum(res["COUNT(*)"]) == int((c["width"] < 100).sum())
+    reads.clear()  # a key or aggregate that cannot work is refused before the filter reads
+    for sql in ("SELECT COUNT(*) WHERE width < 100 GROUP BY images",
+                "SELECT AVG(color) WHERE width < 100"):
+        with pytest.raises(plane.QueryError):
+            ds.query(sql)
+    assert reads == []
 
 
 def test_count_uses_the_btree_index_and_explain_shows_it(tmp_path: Path) -> None:

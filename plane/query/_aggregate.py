@@ -64,6 +64,11 @@ def run_aggregate(snap: Snapshot, q: Query, text: str = "", plan: Plan | None = 
         if c.name not in snap:
             raise QueryError(f"no tensor {c.name!r}; tensors: "
                              f"{', '.join(snap.tensor_names) or '(none)'}")
+    for c in q.group_by:  # refuse what cannot work before the filter runs
+        _key_meta(snap, c)
+    for a in _aggs(q):
+        if a.func != "count":
+            _numeric_meta(snap, a)
     pos, n = filter_rows(snap, q, plan)
     rows = np.arange(n, dtype=np.int64) if pos is None else pos
     keys, inverse, groups = _group(snap, q, rows, plan)
@@ -114,9 +119,8 @@ def _take(v: Any, keep: np.ndarray) -> Any:
 
 
 # ---- grouping ----------------------------------------------------------------------------------
-def _key_values(snap: Snapshot, col: Col, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(values of GROUP BY tensor `col` at `rows`, the null mask or None); a QueryError when
-    the tensor does not hold one scalar per row."""
+def _key_meta(snap: Snapshot, col: Col) -> Any:
+    """The metadata of GROUP BY tensor `col`; a QueryError unless it holds scalars."""
     meta = snap.meta(col.name)
     scalar = (meta.kind == "text" or (meta.kind == "array" and meta.ndim in (0, None)
                                       and not meta.link))
@@ -125,6 +129,13 @@ def _key_values(snap: Snapshot, col: Col, rows: np.ndarray) -> tuple[np.ndarray,
     if not scalar:
         raise QueryError(f"cannot GROUP BY {col.name!r}: it holds {what}, not one scalar per "
                          f"row; GROUP BY {_SCALARS}")
+    return meta
+
+
+def _key_values(snap: Snapshot, col: Col, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values of GROUP BY tensor `col` at `rows`, the null mask or None); a QueryError when
+    the tensor does not hold one scalar per row."""
+    meta = _key_meta(snap, col)
     vals = snap.read(col.name, rows, True, False, links=False)
     if isinstance(vals, list) and not vals:  # no rows
         vals = np.zeros(0, object if meta.kind == "text" else meta.np_dtype)
@@ -240,7 +251,9 @@ def _aggregate(snap: Snapshot, a: Agg, rows: np.ndarray, inverse: np.ndarray,
     return out
 
 
-def _numeric(snap: Snapshot, a: Agg, rows: np.ndarray) -> np.ndarray:
+def _numeric_meta(snap: Snapshot, a: Agg) -> Any:
+    """The metadata of the tensor SUM / AVG / MIN / MAX `a` reads; a QueryError unless it
+    holds numeric scalars."""
     assert a.col is not None
     name, meta = a.col.name, snap.meta(a.col.name)
     fn = f"{a.func.upper()}({name})"
@@ -250,6 +263,14 @@ def _numeric(snap: Snapshot, a: Agg, rows: np.ndarray) -> np.ndarray:
                          f"{name}")
     if meta.kind != "array" or meta.ndim not in (0, None) or meta.link:
         raise QueryError(f"{fn}: {name!r} holds {meta.htype} samples; {_NUMERIC}")
+    return meta
+
+
+def _numeric(snap: Snapshot, a: Agg, rows: np.ndarray) -> np.ndarray:
+    """The values SUM / AVG / MIN / MAX `a` aggregates, at `rows` (bools as ints)."""
+    assert a.col is not None
+    name, meta = a.col.name, _numeric_meta(snap, a)
+    fn = f"{a.func.upper()}({name})"
     vals = snap.read(name, rows, True, False, links=False)
     if isinstance(vals, list) and not vals:  # no rows
         vals = np.zeros(0, meta.np_dtype)
