@@ -388,3 +388,17 @@ def test_nulls_form_one_group_and_are_not_counted(monkeypatch: pytest.MonkeyPatc
                                   "DESC LIMIT 100"))
     res = _agg(ds, "SELECT width, COUNT(*) GROUP BY width HAVING width IS NULL")
     assert res.to_dict()["width"] == [None]
+
+
+def test_min_max_keep_bool_and_skip_nan() -> None:
+    ds = plane.create(_fresh("mem://agg-nan"))
+    ds.create_tensor("flag", dtype="bool")
+    ds.create_tensor("f", dtype="float32")
+    ds.extend({"flag": [True, False, True, True], "f": [1.5, np.nan, 2.0, np.nan]})
+    ds.commit("data")
+    res = _agg(ds, "SELECT flag, MIN(flag) AS lo, MAX(f) AS hi, SUM(flag) AS s GROUP BY flag")
+    rows = res.rows()
+    assert [r["lo"] for r in rows] == [False, True]
+    assert all(isinstance(r["lo"], bool) for r in rows)
+    assert np.isnan(rows[0]["hi"]) and rows[1]["hi"] == 2.0  # only NaN: NaN; else skipped
+    assert [r["s"] for r in rows] == [0, 3]

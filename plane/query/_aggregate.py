@@ -246,6 +246,8 @@ def _aggregate(snap: Snapshot, a: Agg, rows: np.ndarray, inverse: np.ndarray,
         out = total if a.func == "sum" else total / np.maximum(counts, 1)
     else:
         out = _extreme(vals, inv, groups, a.func == "min")
+        if snap.meta(a.col.name).np_dtype.kind == "b":
+            out = out.astype(bool)
     if (counts == 0).any():
         return [None if c == 0 else v for c, v in zip(counts.tolist(), out.tolist())]
     return out
@@ -283,13 +285,14 @@ def _numeric(snap: Snapshot, a: Agg, rows: np.ndarray) -> np.ndarray:
 
 
 def _extreme(vals: np.ndarray, inv: np.ndarray, groups: int, lowest: bool) -> np.ndarray:
-    """The min (`lowest`) or max of `vals` per group (groups with no values hold junk)."""
+    """The min (`lowest`) or max of `vals` per group (groups with no values hold junk; NaN
+    is skipped unless a group has only NaN)."""
     if vals.dtype.kind == "f":
-        start = np.inf if lowest else -np.inf
-    else:
-        info = np.iinfo(vals.dtype)
-        start = info.max if lowest else info.min
-    out = np.full(groups, start, vals.dtype)
+        out = np.full(groups, np.nan, vals.dtype)
+        (np.fmin if lowest else np.fmax).at(out, inv, vals)
+        return out
+    info = np.iinfo(vals.dtype)
+    out = np.full(groups, info.max if lowest else info.min, vals.dtype)
     (np.minimum if lowest else np.maximum).at(out, inv, vals)
     return out
 
