@@ -29,7 +29,7 @@ from plane.dataset import Dataset, DatasetView, Tensor, create
 from plane.dataset import open_dataset as open
 from plane.format._htypes import HTYPES
 from plane.ingest import IngestReport
-from plane.query import IndexInfo, Search, View, list_views, load_view
+from plane.query import AggregateResult, IndexInfo, Search, View, list_views, load_view
 from plane.storage import open_store
 from plane.version import Diff, GcReport, MergeResult, gc
 
@@ -62,6 +62,7 @@ __all__ = [
     "IngestReport",
     "QueryError",
     "View",
+    "AggregateResult",
     "Search",
     "IndexInfo",
     "list_views",

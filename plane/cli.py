@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--ray", action="store_true",
                    help="fan out on Ray (python -m jobs.ingest; RAY_ADDRESS or a local Ray)")
     s.set_defaults(fn=_cmd_ingest)
-    s = sub.add_parser("query", help="run a query and print the result rows")
+    s = sub.add_parser("query", help="run a query and print the result rows (or groups)")
     common(s)
     s.add_argument("sql", help="e.g. \"SELECT id, caption WHERE labels = 'dog' LIMIT 10\"")
     s.add_argument("--params", default=None, help="JSON object of $parameters")

@@ -109,6 +109,7 @@ def query(ds: plane.Dataset, q: np.ndarray) -> None:
            "LIMIT 5")
     t0 = time.perf_counter()
     res = ds.query(sql, params={"q": q})
+    assert isinstance(res, plane.View)
     print(f"{sql}\n({(time.perf_counter() - t0) * 1e3:.1f} ms)\n{res}")
     print(ds.explain(sql, params={"q": q}))
     res.save("dogs_like_row_0")

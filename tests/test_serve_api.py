@@ -376,6 +376,27 @@ def test_save_a_query_as_a_view(wclient: Client, fresh: Path) -> None:
     assert 'href="/view?name=cats">cats</a>' in html
 
 
+def test_a_grouped_query_shows_its_groups(client: Client, shared: Path) -> None:
+    ds = plane.open(str(shared), read_only=True)
+    sql = "SELECT labels, COUNT(*) AS n GROUP BY labels ORDER BY n DESC"
+    res = ds.query(sql)
+    assert isinstance(res, plane.AggregateResult)
+    status, html, _ = client.get("/query?sql=" + q(sql))
+    assert status == 200 and f'<p id="count">{len(res):,} group(s)</p>' in html
+    for r in res.rows():
+        assert f"<td>{_esc(str(r['labels']))}</td><td>{r['n']}</td>" in html
+    assert "aggregate COUNT(*)" in html and card_ids(html) == []
+
+
+def test_a_grouped_query_cannot_be_saved_as_a_view(wclient: Client, fresh: Path) -> None:
+    sql = "SELECT COUNT(*) WHERE labels = 'cat'"
+    _, page, _ = wclient.get("/query?sql=" + q("SELECT * LIMIT 1"))
+    status, html, _ = wclient.post("/view/save", {"csrf": csrf(page), "v": "main",
+                                                  "sql": sql, "name": "cats"})
+    assert status == 400 and "only a query of rows can be saved as a view" in html
+    assert plane.list_views(plane.open(str(fresh), read_only=True)) == []
+
+
 def test_script_in_a_caption_is_text(client: Client) -> None:
     for path in ("/grid?start=0&n=6", "/sample?row=3"):
         _, html, _ = client.get(path)

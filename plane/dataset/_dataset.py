@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from plane.core._fragment import Fragment
     from plane.ingest import IngestReport
     from plane.loader import Loader
-    from plane.query import IndexInfo, Search, View
+    from plane.query import AggregateResult, IndexInfo, Search, View
     from plane.version import Diff, MergeResult, VersionControl
 
 __all__ = ["Dataset"]
@@ -268,12 +268,15 @@ class Dataset:
         return to_ray(self.snapshot(), tensors, override_num_blocks)
 
     # ---- query --------------------------------------------------------------------------
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> View:
+    def query(self, sql: str, params: Mapping[str, Any] | None = None
+              ) -> View | AggregateResult:
         """Run a query (vector + scalar + full text in one plan; README "Query"): e.g.
         ``SELECT id, caption, score WHERE labels = 'dog' AND CONTAINS(caption, 'red car')
         ORDER BY COSINE_SIMILARITY(embedding, $q) DESC LIMIT 10`` with params={"q": vec}.
-        Returns a View of the result rows at this version. Pending (unflushed) writes are
-        read, not published: other readers see them after flush() or commit()."""
+        Returns a View of the result rows at this version; a grouped query (``SELECT labels,
+        COUNT(*) ... GROUP BY labels``) returns an AggregateResult of its groups. Pending
+        (unflushed) writes are read, not published: other readers see them after flush() or
+        commit()."""
         from plane.query import run_sql
 
         return run_sql(self.snapshot(), sql, params)

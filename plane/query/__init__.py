@@ -13,14 +13,15 @@ import numpy as np
 
 from plane._errors import QueryError
 from plane.query._builder import Search
+from plane.query._groups import AggregateResult
 from plane.query._indexes import IndexInfo, list_indexes
 from plane.query._view import View, list_views, load_view
 
 if TYPE_CHECKING:
     from plane.core._snapshot import Snapshot
 
-__all__ = ["Search", "View", "IndexInfo", "load_view", "list_views", "list_indexes", "run_sql",
-           "explain_sql", "parse"]
+__all__ = ["Search", "View", "AggregateResult", "IndexInfo", "load_view", "list_views",
+           "list_indexes", "run_sql", "explain_sql", "parse"]
 
 
 def parse(sql: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
@@ -70,8 +71,10 @@ def _params(params: Any) -> dict[str, Any]:
     return dict(params)
 
 
-def run_sql(snap: Snapshot, sql: str, params: Mapping[str, Any] | None = None) -> View:
-    """The rows of version `snap` that query `sql` selects."""
+def run_sql(snap: Snapshot, sql: str, params: Mapping[str, Any] | None = None
+            ) -> View | AggregateResult:
+    """The rows of version `snap` that query `sql` selects (the groups of a grouped
+    query: COUNT / GROUP BY)."""
     from plane.query._builder import run_query
     from plane.query._prepared import run_prepared
 

@@ -16,6 +16,9 @@ Everything here is a frozen dataclass with no behaviour; the planner reads it. E
   "ip" (INNER_PRODUCT, higher is closer); ``Bm25(col, text)``; ``Fuse(parts, weights, k,
   method)`` — reciprocal rank fusion (``RRF(a, b, ...)``) or a weighted score sum
   (``WEIGHTED(a, w1, b, w2)``).
+* Aggregates (SELECT, HAVING and ORDER BY of a grouped query): ``Agg(func, col)`` with func
+  one of ``AGG_FUNCS`` (``count`` with col None is ``COUNT(*)``). A query with an Agg in
+  SELECT or a GROUP BY returns groups, not rows.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from typing import Any, Union
 
 __all__ = ["Col", "RowId", "Lit", "Param", "Shape", "Cmp", "And", "Or", "Not", "In", "Between",
            "IsNull", "Like", "Contains", "VectorScore", "Bm25", "Fuse", "Expr", "Score",
-           "SelectItem", "OrderItem", "Query", "CMP_OPS", "METRICS"]
+           "SelectItem", "OrderItem", "Query", "CMP_OPS", "METRICS", "Agg", "AGG_FUNCS"]
 
 CMP_OPS = ("=", "!=", "<", "<=", ">", ">=")
 METRICS = ("cosine", "l2", "ip")
+AGG_FUNCS = ("count", "sum", "avg", "min", "max")
 
 
 @dataclass(frozen=True)
@@ -135,20 +139,26 @@ class Fuse:
     method: str = "rrf"  # "rrf" | "weighted"
 
 
+@dataclass(frozen=True)
+class Agg:
+    func: str  # one of AGG_FUNCS
+    col: Col | None = None  # None: COUNT(*)
+
+
 Expr = Union[Col, RowId, Lit, Param, Shape, Cmp, And, Or, Not, In, Between, IsNull, Like,
-             Contains, "VectorScore", "Bm25", "Fuse"]
+             Contains, "VectorScore", "Bm25", "Fuse", Agg]
 Score = Union[VectorScore, Bm25, Fuse]  # noqa: UP007
 
 
 @dataclass(frozen=True)
 class SelectItem:
-    expr: Expr  # Col, RowId, a Score, or Col("*") for every tensor
+    expr: Expr  # Col, RowId, a Score, an Agg, or Col("*") for every tensor
     alias: str | None = None
 
 
 @dataclass(frozen=True)
 class OrderItem:
-    expr: Expr  # a Score, Col, RowId or Shape
+    expr: Expr  # a Score, Col, RowId or Shape (an Agg or a group key in a grouped query)
     desc: bool = False
 
 
@@ -160,3 +170,10 @@ class Query:
     limit: int | None = None
     offset: int = 0
     params: dict[str, Any] = field(default_factory=dict, compare=False)
+    group_by: tuple[Col, ...] = ()
+    having: Expr | None = None
+
+    @property
+    def grouped(self) -> bool:
+        """True when the query returns groups (an aggregate in SELECT, or a GROUP BY)."""
+        return bool(self.group_by) or any(isinstance(s.expr, Agg) for s in self.select)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from plane._errors import QueryError
 from plane.query._ast import (
     METRICS,
+    Agg,
     And,
     Bm25,
     Col,
@@ -27,6 +28,7 @@ from plane.query._ast import (
 
 if TYPE_CHECKING:
     from plane.core._snapshot import Snapshot
+    from plane.query._groups import AggregateResult
     from plane.query._view import View
 
 __all__ = ["Search", "run_query", "explain_query"]
@@ -127,7 +129,24 @@ class Search:
         return self._at() if callable(self._at) else self._at
 
     def run(self) -> View:
-        return run_query(self._snapshot(), self.to_query(), "")
+        from plane.query._view import View
+
+        out = run_query(self._snapshot(), self.to_query(), "")
+        assert isinstance(out, View)  # a Search never groups
+        return out
+
+    def count(self) -> int:
+        """The number of rows the filters keep (``SELECT COUNT(*) WHERE ...``; the limit and
+        offset do not apply)."""
+        from plane.query._aggregate import run_aggregate
+
+        if self._scores:
+            raise QueryError("count() counts the rows the filters keep; a ranking (nearest / "
+                             "match) orders rows, it keeps them all: count before adding it, "
+                             "or len(search.run()) for the ranked rows")
+        q = self.to_query()
+        q = Query((SelectItem(Agg("count")),), q.where, params=q.params)
+        return run_aggregate(self._snapshot(), q).count
 
     def __repr__(self) -> str:
         return (f"Search({self._snapshot().url}, {len(self._where)} filter(s), {len(self._scores)} "
@@ -161,11 +180,17 @@ def _columns(snap: Snapshot, q: Query) -> tuple[list[str] | None, str]:
     return (cols or None), score_name
 
 
-def run_query(snap: Snapshot, q: Query, text: str, prepared: bool = True) -> View:
+def run_query(snap: Snapshot, q: Query, text: str, prepared: bool = True
+              ) -> View | AggregateResult:
+    """The result of `q` on `snap`: a View of rows, or the groups of a grouped query."""
     from plane.query._exec import execute
     from plane.query._prepared import run_prepared
     from plane.query._view import View
 
+    if q.grouped:
+        from plane.query._aggregate import run_aggregate
+
+        return run_aggregate(snap, q, text)
     if prepared:  # a pure top-k vector query: planned once per dataset state
         try:
             hash(q)
@@ -183,5 +208,9 @@ def run_query(snap: Snapshot, q: Query, text: str, prepared: bool = True) -> Vie
 def explain_query(snap: Snapshot, q: Query) -> str:
     from plane.query._exec import execute
 
+    if q.grouped:
+        from plane.query._aggregate import run_aggregate
+
+        return run_aggregate(snap, q).plan
     _, _, plan = execute(snap, q)
     return str(plan)

@@ -56,7 +56,7 @@ from plane.query._vector import (
 if TYPE_CHECKING:
     from plane.query._indexes import IndexInfo
 
-__all__ = ["execute", "Plan"]
+__all__ = ["execute", "Plan", "filter_rows"]
 
 #: below this many candidates a filtered vector search is exact (faster and perfect recall)
 EXACT_BELOW = 20_000
@@ -719,23 +719,36 @@ def rank(ctx: _Ctx, s: Any, cand: np.ndarray, k: int | None) -> tuple[np.ndarray
 
 
 # ---- the query ---------------------------------------------------------------------------------
-def execute(snap: Snapshot, q: Query, plan: Plan | None = None
-            ) -> tuple[np.ndarray, np.ndarray | None, Plan]:
-    """(positions of the result rows in order, their scores or None, the plan)."""
-    plan = plan or Plan()
+def _filter(snap: Snapshot, q: Query, plan: Plan) -> tuple[_Ctx, np.ndarray | None]:
+    """(the context, the mask of rows WHERE keeps; None: no WHERE, every row)."""
     ctx = _Ctx(snap, q, plan)
     changes = snap.commit_id is None and (snap.base_commit is not None
                                           or bool(snap.tensor_names))
     plan.add(f"version: {snap.base_commit or 'uncommitted'} "
              f"{'(+ uncommitted changes)' if changes else ''}".rstrip()
              + f", {ctx.n:,} rows")
-    if q.where is not None:
-        cand = where_mask(ctx, q.where)
-        hit = int(np.count_nonzero(cand))
-        plan.add(f"filter: {hit:,} of {ctx.n:,} rows match ({hit / ctx.n if ctx.n else 0:.2%})")
-    else:
-        cand = np.ones(ctx.n, bool)
+    if q.where is None:
         ctx.all_rows = True
+        return ctx, None
+    cand = where_mask(ctx, q.where)
+    hit = int(np.count_nonzero(cand))
+    plan.add(f"filter: {hit:,} of {ctx.n:,} rows match ({hit / ctx.n if ctx.n else 0:.2%})")
+    return ctx, cand
+
+
+def filter_rows(snap: Snapshot, q: Query, plan: Plan) -> tuple[np.ndarray | None, int]:
+    """(the sorted positions of the rows WHERE keeps, or None when there is no WHERE, the
+    number of rows in the version): the filter step alone, for aggregates."""
+    ctx, cand = _filter(snap, q, plan)
+    return (None if cand is None else np.flatnonzero(cand)), ctx.n
+
+
+def execute(snap: Snapshot, q: Query, plan: Plan | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None, Plan]:
+    """(positions of the result rows in order, their scores or None, the plan)."""
+    plan = plan or Plan()
+    ctx, found = _filter(snap, q, plan)
+    cand = np.ones(ctx.n, bool) if found is None else found
     limit = None if q.limit is None else q.limit + q.offset
     scores: np.ndarray | None = None
     if q.order_by and isinstance(q.order_by[0].expr, VectorScore | Bm25 | Fuse):

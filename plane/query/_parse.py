@@ -6,6 +6,8 @@ One statement, every clause but SELECT optional, in this order::
                               -- `score` (= the ORDER BY score); each may have AS alias
     [FROM dataset]            -- a bare name, ignored
     [WHERE condition]
+    [GROUP BY tensor, ...]    -- scalar tensors (also a SELECT alias or position)
+    [HAVING condition]        -- over aggregates, SELECT aliases and GROUP BY tensors
     [ORDER BY item [ASC|DESC], ...]   -- a score, a tensor, ROW_ID, SHAPE(col)[i], a SELECT alias
     [LIMIT n] [OFFSET n]      -- non-negative integers or $params (resolved from `params`);
                               -- LIMIT offset, n is read as LIMIT n OFFSET offset
@@ -19,6 +21,11 @@ FALSE, NULL) or a parameter ``$name`` / ``:name``. Scores (SELECT and ORDER BY o
 a parameter or a vector literal ``[0.1, 0.2]`` / ``ARRAY[0.1, 0.2]``; ``BM25(col, 'text')``;
 ``RRF(score, score, ...)`` with k given as a trailing integer, ``k => 60`` or ``k := 60``;
 ``WEIGHTED(score, w, score, w, ...)``. Function names are case-insensitive.
+
+Aggregates: ``COUNT(*)``, ``COUNT(col)``, ``SUM(col)``, ``AVG(col)``, ``MIN(col)``,
+``MAX(col)`` in SELECT, HAVING and ORDER BY. A query with an aggregate or a GROUP BY returns
+groups: its other SELECT items must be GROUP BY tensors, and its ORDER BY names aggregates,
+their aliases or GROUP BY tensors (no scores: a grouped query does not rank rows).
 
 Names (keywords matched case-insensitively): an unquoted ``ROW_ID`` is the row id; an
 unquoted ``id`` is the row id unless `tensors` names a tensor ``id``; an unquoted ``score`` in
@@ -56,6 +63,8 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from plane._errors import QueryError
 from plane.query._ast import (
+    AGG_FUNCS,
+    Agg,
     And,
     Between,
     Bm25,
@@ -80,7 +89,7 @@ from plane.query._ast import (
     VectorScore,
 )
 
-__all__ = ["parse", "SUPPORTED_FUNCTIONS"]
+__all__ = ["parse", "SUPPORTED_FUNCTIONS", "AGGREGATE_FUNCTIONS"]
 
 
 class _PlaneDialect(DuckDB):
@@ -116,15 +125,27 @@ SUPPORTED_FUNCTIONS: dict[str, str] = {
     "SHAPE": "SHAPE(col)[dim] or SHAPE(col, dim) -- value, WHERE / ORDER BY",
     "ROW_ID": "ROW_ID or ROW_ID() -- the row id",
 }
+#: the aggregates a grouped query computes (`Agg.func` is the lower-case name).
+AGGREGATE_FUNCTIONS: dict[str, str] = {
+    "COUNT": "COUNT(*) or COUNT(col) -- aggregate: rows / rows where col is not null",
+    "SUM": "SUM(col) -- aggregate of a numeric scalar tensor",
+    "AVG": "AVG(col) -- aggregate of a numeric scalar tensor",
+    "MIN": "MIN(col) -- aggregate of a numeric scalar tensor",
+    "MAX": "MAX(col) -- aggregate of a numeric scalar tensor",
+}
 _METRIC_OF = {"COSINE_SIMILARITY": "cosine", "L2_DISTANCE": "l2", "INNER_PRODUCT": "ip"}
 _SCORE_FUNCS = frozenset((*_METRIC_OF, "BM25", "RRF", "WEIGHTED"))
 _SCORE_TYPES = (VectorScore, Bm25, Fuse)
 _CMP: dict[type[exp.Expr], str] = {
     exp.EQ: "=", exp.NEQ: "!=", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
 
-_GRAMMAR = ("SELECT items [FROM dataset] [WHERE condition] [ORDER BY items [ASC|DESC]] "
-            "[LIMIT n] [OFFSET n]")
-_FUNCS_LIST = "supported functions:\n" + "\n".join(f"  {s}" for s in SUPPORTED_FUNCTIONS.values())
+_GRAMMAR = ("SELECT items [FROM dataset] [WHERE condition] [GROUP BY tensors] "
+            "[HAVING condition] [ORDER BY items [ASC|DESC]] [LIMIT n] [OFFSET n]")
+_FUNCS_LIST = "supported functions:\n" + "\n".join(
+    f"  {s}" for s in (*SUPPORTED_FUNCTIONS.values(), *AGGREGATE_FUNCTIONS.values()))
+_EXPECT_AGG = "an aggregate: " + ", ".join(
+    ("COUNT(*)", "COUNT(col)", *(f"{f}(col)" for f in AGGREGATE_FUNCTIONS if f != "COUNT")))
+_EXPECT_GROUP = "GROUP BY scalar tensors (ints, floats, bool, class_label, text)"
 _EXPECT_COND = ("a condition: comparison (= != <> < <= > >=), [NOT] IN (...), [NOT] BETWEEN, "
                 "IS [NOT] NULL, [NOT] LIKE, CONTAINS(col, 'text'), combined with AND/OR/NOT")
 _EXPECT_VALUE = ("a tensor name, ROW_ID, SHAPE(col)[i], a literal (number, 'string', TRUE, "
@@ -183,6 +204,9 @@ class _Parser:
         self.tensors = tensors
         self.used: dict[str, int | None] = {}  # parameter name -> offset of first use
         self.tokens: list[Token] = []
+        self.grouped = False  # the query has an aggregate or a GROUP BY
+        self.in_having = False  # parsing HAVING: aggregates and SELECT aliases are values
+        self.aliases: dict[str, Expr] = {}
 
     # ---- errors and positions ---------------------------------------------------------
 
@@ -370,7 +394,8 @@ class _Parser:
 
     def _clauses(self, sel: exp.Select) -> None:
         for key, value in sel.args.items():
-            if key in ("expressions", "from_", "where", "order", "limit", "offset"):
+            if key in ("expressions", "from_", "where", "group", "having", "order", "limit",
+                       "offset"):
                 continue
             if value is None or value is False or value == []:
                 continue
@@ -384,9 +409,16 @@ class _Parser:
     def _select(self, sel: exp.Select) -> Query:
         self._from(sel.args.get("from_"))
         select, pending, aliases = self._select_items(sel)
+        self.aliases = aliases
         where_node = sel.args.get("where")
         where = self._cond(where_node.this) if isinstance(where_node, exp.Where) else None
+        group_node = sel.args.get("group")
+        self.grouped = group_node is not None or any(isinstance(it.expr, Agg) for it in select)
+        group_by = self._group(group_node, select, aliases)
+        having = self._having(sel.args.get("having"))
         order_by = self._order(sel.args.get("order"), aliases)
+        if self.grouped:
+            self._check_grouped(sel, select, group_by, having, order_by)
         if pending:
             score: Expr | None = next(
                 (o.expr for o in order_by if isinstance(o.expr, _SCORE_TYPES)), None)
@@ -407,7 +439,8 @@ class _Parser:
         offset = self._limit_arg(sel.args.get("offset"), "OFFSET")
         self._check_params()
         return Query(select=tuple(select), where=where, order_by=order_by, limit=limit,
-                     offset=offset or 0, params=dict(self.params or {}))
+                     offset=offset or 0, params=dict(self.params or {}), group_by=group_by,
+                     having=having)
 
     def _from(self, node: Any) -> None:
         if node is None:
@@ -480,6 +513,13 @@ class _Parser:
         alias = self._alias_ref(n, aliases)
         if alias is not None:
             return alias
+        agg = self._agg(n)
+        if agg is not None:
+            if place != "SELECT" and not self.grouped:
+                raise self._err(f"the aggregate {self._text(n)} in {place} needs a grouped "
+                                "query", n, expected="SELECT it, e.g. SELECT col, COUNT(*) "
+                                "AS n ... GROUP BY col ORDER BY n DESC")
+            return agg
         score = self._score(n, aliases)
         if score is not None:
             return score
@@ -510,6 +550,144 @@ class _Parser:
             if isinstance(part, exp.Identifier):
                 return aliases.get(part.name)
         return None
+
+    # ---- aggregates, GROUP BY, HAVING --------------------------------------------------
+
+    def _agg(self, n: exp.Expr) -> Agg | None:
+        """``COUNT(*)``, ``COUNT(col)``, ``SUM(col)`` ...; None if `n` is no aggregate."""
+        if not isinstance(n, exp.AggFunc):
+            return None
+        name = n.sql_name().upper()
+        if name.lower() not in AGG_FUNCS:
+            raise self._err(f"aggregate {name} is not supported", n, expected=_EXPECT_AGG)
+        arg = n.args.get("this")
+        extra = [k for k, v in n.args.items()
+                 if k not in ("this", "big_int") and v not in (None, False, [])]
+        if extra or arg is None:
+            raise self._err(f"{name} takes one argument, got `{self._text(n)}`", n,
+                            expected=AGGREGATE_FUNCTIONS[name])
+        arg = _unparen(arg)
+        if isinstance(arg, exp.Distinct):
+            raise self._err(f"{name}(DISTINCT ...) is not supported", n,
+                            expected="GROUP BY the tensor: the result has one row per "
+                                     "distinct value (len(result) counts them)")
+        if isinstance(arg, exp.Star) or (name == "COUNT" and _number_node(arg)):
+            if name != "COUNT":
+                raise self._err(f"{name}(*) is not supported: only COUNT takes *", n,
+                                expected=AGGREGATE_FUNCTIONS[name])
+            return Agg("count")
+        ref = self._colref(arg, as_tensor=True) if isinstance(arg, (exp.Column, exp.Dot)) \
+            else None
+        if not isinstance(ref, Col) or ref.path:
+            what = "a json field" if isinstance(ref, Col) else f"`{self._text(arg)}`"
+            raise self._err(f"{name} takes a tensor name, got {what}", arg,
+                            expected=AGGREGATE_FUNCTIONS[name])
+        return Agg(name.lower(), ref)
+
+    def _group(self, node: Any, select: list[SelectItem],
+               aliases: dict[str, Expr]) -> tuple[Col, ...]:
+        """GROUP BY items: tensors, SELECT aliases of tensors or 1-based SELECT positions."""
+        if node is None:
+            return ()
+        extra = [k for k, v in node.args.items()
+                 if k != "expressions" and v not in (None, False, [])]
+        if extra or not node.expressions:
+            raise self._err(f"only GROUP BY tensor, ... is supported, got "
+                            f"`{self._text(node)}`", node, expected=_EXPECT_GROUP)
+        out: list[Col] = []
+        for g in node.expressions:
+            n = _unparen(g)
+            expr: Expr | None = None
+            if _number_node(n):
+                i = self._number(n)
+                if not isinstance(i, int) or not 1 <= i <= len(select):
+                    raise self._err(f"GROUP BY {self._text(n)}: a position is 1 to the number "
+                                    f"of SELECT items ({len(select)})", n,
+                                    expected=_EXPECT_GROUP)
+                expr = select[i - 1].expr
+            elif isinstance(n, exp.Column) and len(n.parts) == 1 \
+                    and not self._names_tensor(n.parts[0].name):
+                expr = self._alias_ref(n, aliases)
+            if isinstance(n, exp.AggFunc):
+                raise self._err(f"cannot GROUP BY the aggregate {self._text(n)}", n,
+                                expected=_EXPECT_GROUP)
+            if expr is None:
+                expr = self._colref(n)
+            if isinstance(expr, RowId):
+                raise self._err("GROUP BY ROW_ID makes one group per row", n,
+                                expected=_EXPECT_GROUP + "; count rows with COUNT(*)")
+            if not isinstance(expr, Col):
+                raise self._err(f"cannot GROUP BY `{self._text(n)}`", n,
+                                expected=_EXPECT_GROUP)
+            if expr.path:
+                raise self._err(f"GROUP BY a json field ({self._text(n)}) is not supported", n,
+                                expected=_EXPECT_GROUP)
+            if expr not in out:
+                out.append(expr)
+        return tuple(out)
+
+    def _having(self, node: Any) -> Expr | None:
+        if node is None:
+            return None
+        if not self.grouped:
+            raise self._err("HAVING filters groups, but the query has no GROUP BY and no "
+                            "aggregate", node, expected="WHERE to filter rows, or GROUP BY "
+                            "col ... HAVING COUNT(*) > n to filter groups")
+        self.in_having = True
+        try:
+            return self._cond(node.this if isinstance(node, exp.Having) else node)
+        finally:
+            self.in_having = False
+
+    def _check_grouped(self, sel: exp.Select, select: list[SelectItem],
+                       group_by: tuple[Col, ...], having: Expr | None,
+                       order_by: tuple[OrderItem, ...]) -> None:
+        """Every output of a grouped query is an aggregate or a GROUP BY tensor."""
+        keys = ", ".join(c.name for c in group_by)
+        fix = (f"add it to GROUP BY ({keys}, ...) or aggregate it (COUNT, MIN, MAX, ...)"
+               if keys else "GROUP BY it, or aggregate it (COUNT, MIN, MAX, ...)")
+        nodes = list(sel.expressions)
+        if not select or any(it.expr == Col("*") for it in select):
+            star = next((x for x in nodes if isinstance(_unparen(x), exp.Star)), 0)
+            raise self._err("SELECT * cannot be grouped or aggregated", star,
+                            expected="SELECT the GROUP BY tensors and aggregates, e.g. "
+                                     "SELECT labels, COUNT(*) ... GROUP BY labels")
+        for it, node in zip(select, nodes):
+            self._check_output(it.expr, node, group_by, "SELECT", fix)
+        order = sel.args.get("order")
+        for o, onode in zip(order_by, order.expressions if order is not None else []):
+            self._check_output(o.expr, onode, group_by, "ORDER BY", fix)
+        if having is not None:
+            self._check_having(having, sel.args["having"], group_by, fix)
+
+    def _check_output(self, e: Expr, node: exp.Expr, group_by: tuple[Col, ...], place: str,
+                      fix: str) -> None:
+        if isinstance(e, Agg) or (isinstance(e, Col) and e in group_by):
+            return
+        if isinstance(e, _SCORE_TYPES):
+            raise self._err(f"a score cannot be used in {place} of a grouped query: a "
+                            "score ranks rows, a grouped query returns groups", node,
+                            expected="COUNT the rows a filter keeps (WHERE ...), or run the "
+                                     "ranking as a row query without aggregates")
+        what = {RowId: "ROW_ID", Shape: "SHAPE(...)"}.get(type(e))
+        if what is not None:
+            raise self._err(f"{what} cannot be used in {place} of a grouped query (each "
+                            "result row is a group)", node,
+                            expected=f"{_EXPECT_AGG}, or a GROUP BY tensor")
+        name = _describe_col(e)
+        raise self._err(f"{name} is in {place} but is neither grouped nor aggregated", node,
+                        expected=fix)
+
+    def _check_having(self, e: Expr, node: exp.Expr, group_by: tuple[Col, ...],
+                      fix: str) -> None:
+        for sub in _walk(e):
+            if isinstance(sub, Col) and sub not in group_by:
+                raise self._err(f"{_describe_col(sub)} in HAVING is neither grouped nor "
+                                "aggregated", node, expected=fix)
+            if isinstance(sub, (RowId, Shape, Contains, Like, *_SCORE_TYPES)):
+                raise self._err("HAVING compares aggregates, SELECT aliases and GROUP BY "
+                                f"tensors with values; {type(sub).__name__} is not supported "
+                                "there", node, expected="WHERE for conditions on rows")
 
     # ---- scores ------------------------------------------------------------------------
 
@@ -589,6 +767,10 @@ class _Parser:
 
     def _cond(self, node: exp.Expr) -> Expr:
         n = _unparen(node)
+        if isinstance(n, exp.AggFunc):
+            self._value(n)  # an aggregate in WHERE (or an unsupported one) is reported there
+            raise self._err(f"`{self._text(n)}` is a value, not a condition", n,
+                            expected=_EXPECT_COND)
         if isinstance(n, (exp.And, exp.Or)):
             kind = type(n)
             items: list[Expr] = []
@@ -658,8 +840,24 @@ class _Parser:
         raise self._unsupported(n, "WHERE", _EXPECT_COND)
 
     def _value(self, node: exp.Expr) -> Expr:
-        """An operand of a condition: tensor, ROW_ID, SHAPE, literal or parameter."""
+        """An operand of a condition: tensor, ROW_ID, SHAPE, literal or parameter (in
+        HAVING also an aggregate or a SELECT alias)."""
         n = _unparen(node)
+        if isinstance(n, exp.AggFunc):
+            if not self.in_having:
+                agg = self._agg(n)  # an unsupported aggregate says so first
+                raise self._err(f"the aggregate {self._text(n)} cannot be used in WHERE (WHERE "
+                                "filters rows before they are grouped)", n,
+                                expected=f"HAVING {self._text(n)} ... to filter groups"
+                                if agg is not None else None)
+            agg = self._agg(n)
+            assert agg is not None
+            return agg
+        if self.in_having and isinstance(n, exp.Column) and len(n.parts) == 1 \
+                and not self._names_tensor(n.parts[0].name):
+            alias = self._alias_ref(n, self.aliases)
+            if alias is not None:
+                return alias
         ref = self._colref(n) or self._rowid_call(n) or self._shape(n)
         if ref is not None:
             return ref
@@ -920,6 +1118,30 @@ def _function(n: exp.Expr) -> tuple[str, list[exp.Expr]] | None:
                     args.append(v)
         return n.sql_name().upper(), args
     return None
+
+
+def _describe_col(e: Expr) -> str:
+    return ".".join((e.name, *e.path)) if isinstance(e, Col) else type(e).__name__
+
+
+def _walk(e: Expr) -> list[Expr]:
+    """`e` and every expression inside it (conditions and their operands)."""
+    out: list[Expr] = [e]
+    if isinstance(e, (And, Or)):
+        for it in e.items:
+            out += _walk(it)
+    elif isinstance(e, Not):
+        out += _walk(e.item)
+    elif isinstance(e, Cmp):
+        out += _walk(e.left) + _walk(e.right)
+    elif isinstance(e, In):
+        for v in (e.expr, *e.values):
+            out += _walk(v)
+    elif isinstance(e, Between):
+        out += _walk(e.expr) + _walk(e.low) + _walk(e.high)
+    elif isinstance(e, (IsNull, Like)):
+        out += _walk(e.expr)
+    return out
 
 
 def _count(n: int) -> str:

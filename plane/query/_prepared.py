@@ -113,7 +113,7 @@ def prepare(snap: Snapshot, q: Query) -> Prepared | None:
     from plane.query._builder import _columns
     from plane.query._indexes import find_index, load_partition
 
-    if q.where is not None or len(q.order_by) != 1 or q.limit is None:
+    if q.where is not None or len(q.order_by) != 1 or q.limit is None or q.grouped:
         return None
     o = q.order_by[0]
     s = o.expr

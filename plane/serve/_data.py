@@ -206,7 +206,11 @@ class DataAccess:
             v = check_version(v)
             ds = plane.open(self.url, version=v, storage_options=self.storage_options,
                             read_only=False)
-            key: str = ds.query(sql, params).save(name)
+            res = ds.query(sql, params)
+            if not isinstance(res, plane.View):
+                raise plane.QueryError("a grouped query (COUNT / GROUP BY) returns groups, not "
+                                       "rows: only a query of rows can be saved as a view")
+            key: str = res.save(name)
             return key
 
 

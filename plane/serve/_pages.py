@@ -384,6 +384,14 @@ def query(ctx: Ctx, q: Mapping[str, str]) -> Reply:
             body += error_box(type(e).__name__, str(e))
             return Reply(page("Query", body, v=v, dataset=ctx.data.url,
                               read_only=ctx.read_only), status=400)
+        if isinstance(res, plane.AggregateResult):  # COUNT / GROUP BY: a table of groups
+            shown = res.rows()[:MAX_ROWS]
+            body += f'<p id="count">{len(res):,} group(s)</p>' + table(
+                res.columns, ([esc("NULL" if r[c] is None else r[c]) for c in res.columns]
+                              for r in shown), "groups")
+            body += f'<h2>Plan</h2><pre id="explain">{esc(plan)}</pre>'
+            return Reply(page("Query", body, v=v, dataset=ctx.data.url,
+                              read_only=ctx.read_only), status=status)
         start = _int(q, "start", 0, 0)
         n = _int(q, "n", 60, 1, MAX_ROWS)
         sel = slice(start, start + n)
