@@ -11,7 +11,8 @@ The conventions the README follows (a reader pastes it top to bottom):
 * A block that cannot run here (a cluster, `make`, `pip`, `docker`, credentials) carries the
   line `<!-- readme-test: skip (the reason) -->` right above its fence: it is reported as a
   skipped test with that reason, never left out silently. `<!-- readme-test: slow -->` runs
-  a block only under `-m slow` (for snippets over ~30 s).
+  a block only under `-m slow` (for snippets over ~30 s); later snippets must not depend on
+  what a slow one defines.
 * Any other language (```text for output, ```yaml, ```json, ...) is shown, not run. A fence
   with no language is an error: say what it is.
 
@@ -189,8 +190,8 @@ def _catch_up(session: Session, upto: Block) -> None:
     for b in RUN:
         if b.line >= upto.line:
             return
-        if b.line in session.done or b.lang not in PYTHON or b.skip is not None:
-            continue
+        if b.line in session.done or b.lang not in PYTHON or b.skip is not None or b.slow:
+            continue  # a slow snippet is deselected by default: nothing may depend on it
         try:
             session.run_python(b)
             session.done[b.line] = None
