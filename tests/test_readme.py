@@ -2,7 +2,8 @@
 
 The conventions the README follows (a reader pastes it top to bottom):
 
-* ```python blocks run in README order, in ONE namespace for the whole file (as one Python
+* ```python blocks (and ```pycon ones: their `>>> `/`... ` lines; the rest is output, not
+  compared) run in README order, in ONE namespace for the whole file (as one Python
   session), with a fresh temporary directory as the working directory: a snippet may use what
   an earlier one defined, and data it needs it makes itself (small and synthetic).
 * ```bash / ```sh / ```shell / ```console blocks are run when every command in them is a
@@ -38,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
-PYTHON = {"python", "py", "python3"}
+PYTHON = {"python", "py", "python3", "pycon"}
 SHELL = {"bash", "sh", "shell", "console"}
 MARK = re.compile(r"^\s*<!--\s*readme-test:\s*(skip|slow)\b\s*(?:\((.*)\))?\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)[^`]*$")
@@ -93,6 +94,9 @@ def parse(text: str) -> list[Block]:
                                          for b in body))
         prev = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
         mark = MARK.match(prev)
+        if lang == "pycon":  # the prompted lines are the code
+            code = "\n".join(ln[4:] for ln in code.splitlines()
+                             if ln.startswith((">>> ", "... ")) or ln in (">>>", "..."))
         blk = Block(section, i + 1, lang, code + "\n")
         if mark and mark.group(1) == "skip":
             blk.skip = (mark.group(2) or "").strip() or "no reason given"
@@ -246,13 +250,20 @@ def test_parser_sees_marks_and_sections() -> None:
         ```text
         output
         ```
+        ```pycon
+        >>> for i in range(2):
+        ...     i
+        0
+        1
+        ```
         """)
     blocks = parse(text)
     assert [(b.section, b.line, b.lang) for b in blocks] == [
         ("T", 2, "python"), ("Sec two", 7, "bash"), ("Sec two", 11, "console"),
-        ("Sec two", 17, "python"), ("Sec two", 20, "text")]
+        ("Sec two", 17, "python"), ("Sec two", 20, "text"), ("Sec two", 23, "pycon")]
     assert blocks[1].skip == "needs a cluster" and blocks[0].skip is None
     assert blocks[2].code == "$ plane log pets \\\n    --limit 2\n"
     assert shell_commands(blocks[2].code, True) == ["plane log pets --limit 2"]
     assert blocks[3].slow and not blocks[2].slow
     assert blocks[0].id == "t-L2" and blocks[3].id == "sec-two-L17"
+    assert blocks[5].code == "for i in range(2):\n    i\n"
