@@ -225,6 +225,19 @@ def test_readme_snippet(block: Block, session: Session) -> None:
         session.run_shell(block)
 
 
+def test_readme_leaves_no_dataset_with_uncommitted_writes(session: Session) -> None:
+    """A reader who follows the README to the end loses nothing: every dataset its snippets
+    leave open is committed (writes never flushed are lost at exit)."""
+    import plane
+
+    _catch_up(session, Block("end", 10**9, "", ""))
+    open_ds = {k: v for k, v in session.ns.items() if isinstance(v, plane.Dataset)}
+    assert open_ds, "the README's snippets should leave datasets to look at"
+    assert not [k for k, v in open_ds.items() if v.has_changes], (
+        "README snippets leave writes uncommitted in "
+        f"{[k for k, v in open_ds.items() if v.has_changes]}: commit them in the snippet")
+
+
 def test_parser_sees_marks_and_sections() -> None:
     """The extractor itself: sections, languages, indented fences, marks and their reasons."""
     text = textwrap.dedent("""\
