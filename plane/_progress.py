@@ -101,6 +101,13 @@ class _ClosesFirst(io.TextIOBase):
     def fileno(self) -> int:
         return self._out.fileno()
 
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._out.encoding
+
+    def __getattr__(self, name: str) -> Any:  # buffer, errors, ...: the real stream's
+        return getattr(self._out, name)
+
 
 @contextlib.contextmanager
 def activity(desc: str, enabled: bool | None = None) -> Iterator[None]:
