@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import plane
+from plane._progress import activity
 from plane.core._layout import DATASET_KEY, REFS, await_created
 from plane.storage import RecordingStore, Store
 
@@ -326,12 +327,31 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if not infos:
             print("(no indexes)")
         return 0
+    ds = _open(args, write=True)
+    if args.tensor:
+        ds[args.tensor]  # an unknown tensor: TensorNotFoundError, listing the tensors
+    if args.action == "optimize":  # progress: a bar per index rebuilt
+        rebuilt = ds.optimize_index(args.tensor, progress=None)
+        for info in rebuilt:
+            print(info)
+        if not rebuilt:
+            print("(every index is built on the current commit)")
+        return 0
     if not args.tensor:
         raise UsageError("plane index create URL TENSOR: name the tensor to index")
-    ds = _open(args, write=True)
     info = ds.create_index(args.tensor, kind=args.kind, metric=args.metric, progress=None)
     print(info)
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; on a terminal, one that counts rows (ingest, index builds) shows a
+    bar and any other its elapsed time, once it has run a second (plane._progress)."""
+    counts = args.cmd == "ingest" or (args.cmd == "index" and args.action != "list")
+    if counts or args.cmd == "serve":
+        return int(args.fn(args))
+    with activity(f"plane {args.cmd}"):
+        return int(args.fn(args))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -444,10 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--params", default=None, help="JSON object of $parameters")
     s.add_argument("--explain", action="store_true", help="print the plan instead")
     s.set_defaults(fn=_cmd_query)
-    s = sub.add_parser("index", help="create or list vector / full-text / scalar indexes")
-    s.add_argument("action", choices=["create", "list"])
+    s = sub.add_parser("index", help="create, list or optimize (rebuild on the current "
+                       "commit) vector / full-text / scalar indexes")
+    s.add_argument("action", choices=["create", "list", "optimize"])
     common(s)
-    s.add_argument("tensor", nargs="?", default=None)
+    s.add_argument("tensor", nargs="?", default=None,
+                   help="create: the tensor to index; optimize: only its indexes")
     s.add_argument("--kind", default="hnsw",
                    help="flat, ivf_flat, ivf_pq, hnsw, bm25, minmax or btree")
     s.add_argument("--metric", default="cosine", help="cosine, l2 or ip")
@@ -461,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(fn=_cmd_serve)
     args = p.parse_args(argv)
     try:
-        return int(args.fn(args))
+        return _run(args)
     except plane.PlaneError as e:
         print(f"plane: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
