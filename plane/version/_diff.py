@@ -91,7 +91,8 @@ class Diff:
         for k in self.info_changed:
             lines.append(f"  ~ info[{k!r}] changed")
         for t, (o, n) in self.schema_changed.items():
-            changed = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+            changed = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k)
+                             and k != "name")  # a new name is listed as a rename
             lines.append(f"  ~ tensor {t}: schema changed ({', '.join(changed)})")
         for t, d in self.tensors.items():
             if d.updated.shape[0]:
