@@ -173,6 +173,22 @@ def test_merge_of_two_different_renames_is_refused(tmp_path: Path) -> None:
     assert list(ds.tensors) == ["b", "emb"] and not ds.has_changes
 
 
+def test_merge_of_a_rename_onto_a_name_we_use_is_refused(tmp_path: Path) -> None:
+    ds = _ds(tmp_path / "d")
+    ds.commit("base")
+    ds.checkout("feature", create=True)
+    ds.rename_tensor("x", "y")
+    ds.commit("x to y")
+    ds.checkout("main")
+    ds.create_tensor("y", htype="text")
+    head = ds.commit("another y")
+    before = _keys(ds)
+    with pytest.raises(plane.MergeConflictError, match="branch 'main' has another tensor 'y'"):
+        ds.merge("feature")
+    assert ds.commit_id == head and list(ds.tensors) == ["x", "emb", "y"]
+    assert not ds.has_changes and _keys(ds) == before
+
+
 # ---- astype ----------------------------------------------------------------------------------
 def test_astype_rewrites_the_tensor_and_older_commits_keep_the_old_dtype(tmp_path: Path
                                                                          ) -> None:
@@ -377,3 +393,33 @@ def test_a_state_without_the_new_fields_keeps_its_stored_form() -> None:
     back = State.from_dict(s.to_dict())
     assert (back.info, back.renames, back.hidden_indexes) == (
         {"a": 1}, {"y": ["x"]}, (("t", "hnsw", "c"),))
+
+
+def test_concurrent_writers_merge_info_keys_and_refuse_a_clash(tmp_path: Path) -> None:
+    _ds(tmp_path / "d").commit("base")
+    one, two = plane.open(tmp_path / "d"), plane.open(tmp_path / "d")
+    one.info["license"] = "mit"
+    one.flush()
+    two.info["description"] = "rows"
+    two.flush()  # rebased on one's write: both keys kept
+    assert plane.open(tmp_path / "d").info.to_dict() == {"license": "mit",
+                                                         "description": "rows"}
+    one, two = plane.open(tmp_path / "d"), plane.open(tmp_path / "d")
+    one.info["license"] = "apache"
+    one.flush()
+    two.info["license"] = "bsd"
+    with pytest.raises(plane.CommitConflictError, match=r"ds.info key\(s\) \['license'\]"):
+        two.flush()
+    assert plane.open(tmp_path / "d").info["license"] == "apache"
+
+
+def test_a_rename_racing_another_writer_is_refused_not_lost(tmp_path: Path) -> None:
+    _ds(tmp_path / "d").commit("base")
+    one, two = plane.open(tmp_path / "d"), plane.open(tmp_path / "d")
+    one.rename_tensor("x", "y")
+    two["x"][0] = 50
+    two.flush()
+    with pytest.raises(plane.CommitConflictError, match="renamed a tensor.*rename again"):
+        one.flush()
+    again = plane.open(tmp_path / "d")
+    assert list(again.tensors) == ["x", "emb"] and again["x"][0].numpy() == 50

@@ -74,8 +74,8 @@ def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Snapshot, theirs: Snapshot,
     return out
 
 
-def _renames(d_ours: Diff, d_theirs: Diff, label: str, branch: str | None
-             ) -> tuple[dict[str, str], dict[str, str]]:
+def _renames(d_ours: Diff, d_theirs: Diff, label: str, branch: str | None,
+             ours_names: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
     """(renames of theirs to apply here: old -> new, their name -> our name of the tensors
     one side renamed). A tensor renamed on one side and changed, deleted or renamed
     otherwise on the other is a MergeConflictError naming the fix."""
@@ -105,6 +105,11 @@ def _renames(d_ours: Diff, d_theirs: Diff, label: str, branch: str | None
             raise refuse(a, b, label, ours_name, "deleted")
         if changed(d_ours, a):
             raise refuse(a, b, label, ours_name, "changed")
+        if b in ours_names:
+            raise MergeConflictError(
+                f"tensor {a!r} was renamed to {b!r} on {label}, but {ours_name} has another "
+                f"tensor {b!r}; nothing was changed. Rename or delete one of them, commit, "
+                "and merge again", {b: []})
         apply[a] = b
         alias[b] = a
     for a, b in d_ours.tensors_renamed.items():
@@ -127,7 +132,7 @@ def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit:
     ours = ws.view()
     d_theirs = compute_diff(base, theirs, "base", label)
     d_ours = compute_diff(base, ours, "base", "ours")
-    renames, alias = _renames(d_ours, d_theirs, label, ws.branch)
+    renames, alias = _renames(d_ours, d_theirs, label, ws.branch, ours.tensor_names)
     info, info_clash = merge_info(base.state.info, ours.state.info, theirs.state.info)
     if info_clash and policy == "fail":
         raise MergeConflictError(
