@@ -423,3 +423,20 @@ def test_a_rename_racing_another_writer_is_refused_not_lost(tmp_path: Path) -> N
         one.flush()
     again = plane.open(tmp_path / "d")
     assert list(again.tensors) == ["x", "emb"] and again["x"][0].numpy() == 50
+
+
+def test_writes_to_a_tensor_another_writer_renamed_are_refused_not_lost(tmp_path: Path
+                                                                         ) -> None:
+    _ds(tmp_path / "d").commit("base")
+    one, two = plane.open(tmp_path / "d"), plane.open(tmp_path / "d")
+    one.rename_tensor("x", "y")
+    one.flush()
+    two.extend({"x": [60], "emb": [np.ones(4, "f4")]})
+    with pytest.raises(plane.CommitConflictError, match="'x' was renamed to 'y' concurrently"):
+        two.flush()
+    again = plane.open(tmp_path / "d")
+    assert list(again.tensors) == ["y", "emb"] and len(again) == 6
+    three = plane.open(tmp_path / "d")
+    three.extend({"y": [60], "emb": [np.ones(4, "f4")]})  # after reopening: fine
+    three.flush()
+    assert plane.open(tmp_path / "d")["y"].numpy().tolist() == [0, 1, 2, 3, 4, 5, 60]

@@ -577,6 +577,14 @@ class WorkingState:
         their_del = np.setdiff1d(theirs.deleted, base.deleted)
         conflicts: dict[str, list[int]] = {}
         their_parts = {n: TensorPart.load(self.store, k) for n, k in theirs.tensors.items()}
+        for name, w in self.writers.items():  # a tensor they renamed that we wrote to
+            new = next((t for t, former in theirs.renames.items() if name in former
+                        and t in their_parts), None)
+            if name not in their_parts and name not in self.created and new is not None and \
+                    (ours_n or w.dirty):
+                raise CommitConflictError(f"tensor {name!r} was renamed to {new!r} "
+                                          f"concurrently on branch {self.branch!r}; nothing was "
+                                          "written. Reopen the dataset and redo the change")
         our_changed = {n: shared(_patch_rows(w.patches[self.base_npatches[n]:]))
                        for n, w in self.writers.items() if n in self.base_npatches}
         their_touched: dict[str, np.ndarray] = {}
