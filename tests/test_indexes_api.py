@@ -119,3 +119,24 @@ def test_the_facade_moved_optimize_index_and_apply_fragments() -> None:
     assert {"rename_tensor", "take_ids"} <= public
     assert not {"optimize_index", "apply_fragments", "drop_index"} & public
     assert callable(plane.apply_fragments)
+
+
+def test_a_merge_carries_a_drop_and_a_drop_follows_a_rename(tmp_path: Path) -> None:
+    ds = _ds(tmp_path / "d")
+    ds.create_index("emb", kind="flat")
+    ds.create_index("caption", kind="bm25")
+    ds.checkout("cleanup", create=True)
+    ds.indexes.drop("caption/bm25")
+    ds.commit("drop bm25")
+    ds.checkout("main")
+    ds.extend({"emb": [np.ones(4, "f4")], "caption": ["x"], "w": [8]})
+    ds.commit("main moves on")
+    assert ds.indexes.names() == ["caption/bm25", "emb/flat"]
+    ds.merge("cleanup")
+    assert ds.indexes.names() == ["emb/flat"]
+    ds.rename_tensor("emb", "vec")
+    assert ds.indexes.names() == ["vec/flat"]
+    ds.indexes.drop("vec/flat")  # hides the ref made under the former name
+    ds.commit("rename and drop")
+    assert ds.indexes.names() == []
+    assert "flat index" not in ds.explain(_SQL.replace("emb", "vec"), {"q": np.ones(4, "f4")})
