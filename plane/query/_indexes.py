@@ -9,8 +9,10 @@
 Every artifact is verified before use (partitions and manifests against their key, refs
 against their seal); a damaged one raises ChecksumError naming it.
 
-A query on version V uses the newest indexed commit among V's ancestors; rows added or
-changed since are searched exactly (see `_exec`), so an index is never stale.
+A query on version V uses the newest indexed commit among V's ancestors, under the tensor's
+name or a former one (V's state `renames`), skipping the refs V hides (`hidden_indexes`,
+ds.indexes.drop); rows added or changed since are searched exactly (see `_exec`), so an
+index is never stale.
 """
 
 from __future__ import annotations
