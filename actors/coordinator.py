@@ -206,7 +206,7 @@ class VersionCoordinator:
         intent_key: str | None = None
         try:
             if live:
-                added = self._ds.apply_fragments(live)
+                added = plane.apply_fragments(self._ds, live)
                 probe = int(self._ds.row_ids[len(self._ds) - added])
                 intent_key = f"{self._prefix}intents/{uuid.uuid4().hex}"
                 self._store.put(intent_key, json.dumps(

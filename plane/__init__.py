@@ -9,6 +9,7 @@ from plane._errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     FormatVersionError,
+    IndexNotFoundError,
     IngestError,
     InvalidArgumentError,
     MergeConflictError,
@@ -18,6 +19,7 @@ from plane._errors import (
     QueryError,
     ReadOnlyError,
     RefNameError,
+    RowNotFoundError,
     SampleError,
     SchemaError,
     StoreError,
@@ -25,7 +27,7 @@ from plane._errors import (
     VersionNotFoundError,
 )
 from plane.core._fragment import Fragment, write_fragment
-from plane.dataset import Dataset, DatasetView, Tensor, create
+from plane.dataset import Dataset, DatasetView, Tensor, apply_fragments, create
 from plane.dataset import open_dataset as open
 from plane.format._htypes import HTYPES
 from plane.ingest import IngestReport
@@ -48,6 +50,7 @@ __all__ = [
     "MergeResult",
     "Fragment",
     "write_fragment",
+    "apply_fragments",
     "HTYPES",
     "PlaneError",
     "ObjectNotFoundError",
@@ -69,6 +72,8 @@ __all__ = [
     "load_view",
     "ReadOnlyError",
     "RefNameError",
+    "RowNotFoundError",
+    "IndexNotFoundError",
     "InvalidArgumentError",
     "MissingDependencyError",
     "SampleError",

@@ -22,6 +22,8 @@ __all__ = [
     "RefNameError",
     "InvalidArgumentError",
     "MissingDependencyError",
+    "RowNotFoundError",
+    "IndexNotFoundError",
 ]
 
 
@@ -115,3 +117,17 @@ class InvalidArgumentError(PlaneError, ValueError):
 
 class MissingDependencyError(PlaneError, ImportError):
     """An optional extra the call needs is not installed: the message names the pip command."""
+
+
+class RowNotFoundError(PlaneError, KeyError):
+    """Row ids that are not rows of this version (deleted, or never in this dataset)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class IndexNotFoundError(PlaneError, KeyError):
+    """An index name that names no index of this version: the message lists the indexes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

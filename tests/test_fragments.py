@@ -25,7 +25,7 @@ def test_fragments_apply_in_order(tmp_path: Any) -> None:
     frags = [plane.write_fragment(ds.store, f"f{i}", metas,
                                   {"x": np.full((3, 2), i, "f4"), "t": [str(i)] * 3})
              for i in (2, 1)]
-    assert ds.apply_fragments(sorted(frags, key=lambda f: f.fragment_id)) == 6
+    assert plane.apply_fragments(ds, sorted(frags, key=lambda f: f.fragment_id)) == 6
     ds.commit("frags")
     got = plane.open(tmp_path / "d")
     assert got["t"].numpy() == ["a", "1", "1", "1", "2", "2", "2"]
@@ -44,6 +44,6 @@ def test_fragment_with_other_schema_is_refused(tmp_path: Any, change: dict[str, 
     frag = plane.write_fragment(ds.store, "bad", {"x": meta, "t": ds["t"].meta},
                                 {"x": values, "t": ["b", "c"]})
     with pytest.raises(plane.SchemaError, match=f"fragment 'bad', tensor 'x': {message}"):
-        ds.apply_fragments([frag])
+        plane.apply_fragments(ds, [frag])
     assert len(ds) == 1 and not ds.has_changes
     assert plane.open(tmp_path / "d")["x"].numpy().tolist() == [[0.0, 0.0]]

@@ -280,7 +280,7 @@ def test_optimize_index_rebuilds_at_the_current_commit(tmp_path: Path) -> None:
     ds, c = _make(tmp_path / "d", n=3000, dim=8, seed=4)
     old = ds.create_index("embedding", kind="ivf_flat", metric="l2", partition_rows=1000)
     ds.create_index("caption", kind="bm25")
-    assert ds.optimize_index() == []  # nothing newer than the indexes
+    assert ds.indexes.optimize() == []  # nothing newer than the indexes
     q = np.full(8, 3.0, np.float32)
     ds.extend({k: v[:5] for k, v in c.items()})
     ds.extend({"embedding": [q], "labels": [0], "caption": ["fresh"], "width": [1],
@@ -288,7 +288,7 @@ def test_optimize_index_rebuilds_at_the_current_commit(tmp_path: Path) -> None:
     head = ds.commit("more rows")
     sql = "SELECT id ORDER BY L2_DISTANCE(embedding, $q) ASC LIMIT 1"
     assert "added or changed since" in ds.explain(sql, params={"q": q})
-    new = ds.optimize_index()
+    new = ds.indexes.optimize()
     assert sorted(i.kind for i in new) == ["bm25", "ivf_flat"]
     vec = next(i for i in new if i.kind == "ivf_flat")
     assert vec.commit == head and vec.rows == 3006 and len(vec.partitions) == 4

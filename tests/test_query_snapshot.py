@@ -133,7 +133,7 @@ def test_an_index_of_uncommitted_rows_is_refused_and_nothing_is_written(tmp_path
     ds = _make(tmp_path / "d")
     ds.extend({"width": [100], "caption": ["new"]})
     before = sorted(ds.store.list(""))
-    for build in (lambda: ds.create_index("width", kind="btree"), ds.optimize_index):
+    for build in (lambda: ds.create_index("width", kind="btree"), ds.indexes.optimize):
         with pytest.raises(plane.QueryError, match="commit first"):
             build()
     assert sorted(ds.store.list("")) == before and ds.has_changes

@@ -91,6 +91,15 @@ class RowIds:
         out: np.ndarray = np.asarray(self.starts, np.int64)[run] + (positions - begin[run])
         return out
 
+    def sorted_runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, lengths, first physical row) of the runs, sorted by start: the map from
+        ids back to rows (ids are unique, so runs never overlap)."""
+        starts = np.asarray(self.starts, np.int64)
+        lengths = np.asarray(self.lengths, np.int64)
+        first = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        order = np.argsort(starts, kind="stable")
+        return starts[order], lengths[order], first[order]
+
     def all(self) -> np.ndarray:
         if not self.starts:
             return np.zeros(0, np.int64)
@@ -179,6 +188,12 @@ class State:
     #: the format version of the dataset it belongs to: a dataset keeps writing its own, so an
     #: unchanged state of an older dataset keeps the key its commit has
     version: int = FORMAT_VERSION
+    #: the dataset's info dict (description, license, ...; JSON values), versioned
+    info: dict[str, Any] = field(default_factory=dict)
+    #: tensor name -> the names it had before, newest first (ds.rename_tensor)
+    renames: dict[str, list[str]] = field(default_factory=dict)
+    #: index refs (tensor, kind, commit) this version no longer uses (ds.indexes.drop)
+    hidden_indexes: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def length(self) -> int:
@@ -196,6 +211,12 @@ class State:
             "row_ids": self.row_ids.to_dict(), "parent": self.parent}
         if self.deleted.shape[0]:
             d["deleted"] = pack_ints(self.deleted)
+        if self.info:  # optional keys, absent when empty: older states keep their keys
+            d["info"] = self.info
+        if self.renames:
+            d["renames"] = self.renames
+        if self.hidden_indexes:
+            d["hidden_indexes"] = [list(t) for t in sorted(self.hidden_indexes)]
         return d
 
     @classmethod
@@ -203,7 +224,9 @@ class State:
         deleted = unpack_ints(d["deleted"]) if "deleted" in d else np.zeros(0, np.int64)
         return cls({k: v for k, v in d["tensors"]}, int(d["physical"]),
                    RowIds.from_dict(d["row_ids"]), deleted, d.get("parent"),
-                   int(d.get("format_version", 1)))
+                   int(d.get("format_version", 1)), dict(d.get("info", {})),
+                   {k: list(v) for k, v in d.get("renames", {}).items()},
+                   tuple((str(t), str(k), str(c)) for t, k, c in d.get("hidden_indexes", [])))
 
     def save(self, store: Store) -> str:
         return put_cas_json(store, STATES, self.to_dict())

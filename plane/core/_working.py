@@ -28,6 +28,7 @@ from plane._errors import (
     TensorNotFoundError,
 )
 from plane.core._fragment import Fragment
+from plane.core._info import merge_info
 from plane.core._layout import RefStore, chunk_key, read_dataset_info, sealed_format
 from plane.core._links import LinkResolver
 from plane.core._reader import ChunkReader, PatchMap, read_samples, read_shapes
@@ -44,7 +45,7 @@ from plane.core._state import (
 from plane.core._writer import TensorWriter
 from plane.format._codecs import Block, check_column, encode_batch
 from plane.format._index import ChunkIndex
-from plane.format._meta import TensorMeta
+from plane.format._meta import TensorMeta, check_tensor_name
 from plane.storage import Store
 
 __all__ = ["WorkingState", "INLINE_PATCH_BYTES", "PATCH_COMPACT_AT"]
@@ -103,6 +104,11 @@ class WorkingState:
         self._snapshot: Snapshot | None = None
         self._id_next = -1
         self._id_left = 0
+        # versioned dataset-level fields of the state (State.info / renames / hidden_indexes)
+        self.user_info: dict[str, Any] = {}
+        self.renames: dict[str, list[str]] = {}
+        self.hidden_indexes: frozenset[tuple[str, str, str]] = frozenset()
+        self.renamed = False  # a tensor was renamed since the last publish
 
     @property
     def format_version(self) -> int:
@@ -129,6 +135,9 @@ class WorkingState:
         self.physical = state.physical
         self.row_ids = state.row_ids.copy()
         self.deleted = state.deleted
+        self.user_info = dict(state.info)
+        self.renames = {k: list(v) for k, v in state.renames.items()}
+        self.hidden_indexes = frozenset(state.hidden_indexes)
         self.changed()
 
     def mark_clean(self) -> None:
@@ -139,6 +148,7 @@ class WorkingState:
         self.created = set()
         self.dropped = set()
         self.base_folds = {}
+        self.renamed = False
 
     def changed(self) -> None:
         """Forget what was derived from the rows or writers (call after every change)."""
@@ -151,7 +161,10 @@ class WorkingState:
     def unflushed(self) -> bool:
         """True if the in-memory working state differs from `base_key` (not yet flushed)."""
         return bool(any(w.dirty for w in self.writers.values()) or self.created
-                    or self.dropped or (self.deleted is not self.base.deleted
+                    or self.dropped or self.user_info != self.base.info
+                    or self.renames != self.base.renames
+                    or self.hidden_indexes != frozenset(self.base.hidden_indexes)
+                    or (self.deleted is not self.base.deleted
                                         and not np.array_equal(self.deleted,
                                                                self.base.deleted)))
 
@@ -226,7 +239,7 @@ class WorkingState:
             for w in self.writers.values():
                 w.seal()
             state = State({n: "" for n in self.writers}, self.physical, self.row_ids,
-                          self.deleted, version=self.format_version)
+                          self.deleted, version=self.format_version, **self._state_fields())
             parts = {n: TensorPart(w.meta, w.index, w.patches) for n, w in self.writers.items()}
             self._view = Snapshot(self.store, None if self.unflushed else self.base_key,
                                   state, parts, commit_id=self.commit_id, branch=self.branch,
@@ -261,6 +274,7 @@ class WorkingState:
         w.add_fill(self.physical)
         w.dirty = True
         self.writers[meta.name] = w
+        self.renames.pop(meta.name, None)  # a new tensor: no former names
         self.created.add(meta.name)
         self.dropped.discard(meta.name)
         self.base_entries[meta.name] = w.index.num_entries
@@ -270,10 +284,47 @@ class WorkingState:
     def drop_tensor(self, name: str) -> None:
         self.writer(name)
         del self.writers[name]
+        self.renames.pop(name, None)
         if name in self.created:
             self.created.discard(name)
         else:
             self.dropped.add(name)
+        self.changed()
+
+    def rename_tensor(self, old: str, new: str) -> None:
+        """Give tensor `old` the name `new` (same chunks, same place in the tensor order);
+        the state remembers the former name (`renames`) so diff, merge and indexes follow."""
+        w = self.writer(old)
+        check_tensor_name(new)
+        if new in self.writers:
+            raise SchemaError(f"cannot rename tensor {old!r} to {new!r}: {self.url} already "
+                              f"has a tensor {new!r}; delete it first or pick another name")
+        if new == old:
+            return
+        w.meta = w.meta.evolve(name=new)
+        w.dirty = True
+        self.writers = {new if n == old else n: x for n, x in self.writers.items()}
+        for counts in (self.base_entries, self.base_npatches):
+            if old in counts:
+                counts[new] = counts.pop(old)
+        if old in self.base_folds:
+            self.base_folds[new] = self.base_folds.pop(old)
+        self.part_keys.pop(old, None)
+        if old in self.created:
+            self.created.discard(old)
+            self.created.add(new)
+        self.renames[new] = [old] + [x for x in self.renames.pop(old, []) if x != new]
+        self.renamed = True
+        self.changed()
+
+    def set_info(self, info: dict[str, Any]) -> None:
+        """Replace the dataset's info dict (already checked: see core._info)."""
+        self.user_info = info
+        self.changed()
+
+    def hide_indexes(self, refs: Sequence[tuple[str, str, str]]) -> None:
+        """Stop using the index refs (tensor, kind, commit) from this version on."""
+        self.hidden_indexes = self.hidden_indexes | frozenset(refs)
         self.changed()
 
     def replace_tensor(self, name: str, writer: TensorWriter) -> None:
@@ -423,7 +474,12 @@ class WorkingState:
                 self.part_keys[name] = TensorPart(w.meta, w.index, w.patches).save(self.store)
             tensors[name] = self.part_keys[name]
         return State(tensors, self.physical, self.row_ids.copy(), self.deleted,
-                     version=self.format_version)
+                     version=self.format_version, **self._state_fields())
+
+    def _state_fields(self) -> dict[str, Any]:
+        return {"info": dict(self.user_info),
+                "renames": {k: list(v) for k, v in self.renames.items()},
+                "hidden_indexes": tuple(sorted(self.hidden_indexes))}
 
     def publish(self, message: str | None, parents: Sequence[str] = (),
                 allow_empty: bool = False) -> str | None:
@@ -492,6 +548,10 @@ class WorkingState:
         both sides changed (or one deleted and the other updated) is a CommitConflictError.
         """
         assert self.branch is not None
+        if self.renamed:
+            raise CommitConflictError(f"branch {self.branch!r} of {self.url} moved while this "
+                                      "handle renamed a tensor; nothing was written. Reopen "
+                                      "the dataset and rename again")
         head = self.refs.head(self.branch)
         if head is None:
             raise CommitConflictError(f"branch {self.branch!r} was deleted concurrently")
@@ -517,6 +577,14 @@ class WorkingState:
         their_del = np.setdiff1d(theirs.deleted, base.deleted)
         conflicts: dict[str, list[int]] = {}
         their_parts = {n: TensorPart.load(self.store, k) for n, k in theirs.tensors.items()}
+        for name, w in self.writers.items():  # a tensor they renamed that we wrote to
+            new = next((t for t, former in theirs.renames.items() if name in former
+                        and t in their_parts), None)
+            if name not in their_parts and name not in self.created and new is not None and \
+                    (ours_n or w.dirty):
+                raise CommitConflictError(f"tensor {name!r} was renamed to {new!r} "
+                                          f"concurrently on branch {self.branch!r}; nothing was "
+                                          "written. Reopen the dataset and redo the change")
         our_changed = {n: shared(_patch_rows(w.patches[self.base_npatches[n]:]))
                        for n, w in self.writers.items() if n in self.base_npatches}
         their_touched: dict[str, np.ndarray] = {}
@@ -584,6 +652,11 @@ class WorkingState:
             raise CommitConflictError(f"concurrent changes on branch {self.branch!r} touch the "
                                       f"same rows ({desc}); nothing was written. Reopen the "
                                       "dataset and redo the change")
+        info, clash_keys = merge_info(base.info, self.user_info, theirs.info)
+        if clash_keys:
+            raise CommitConflictError(f"concurrent writers on branch {self.branch!r} set "
+                                      f"ds.info key(s) {clash_keys} differently; nothing was "
+                                      "written. Reopen the dataset and set them again")
         row_ids = theirs.row_ids.copy()
         row_ids.extend_ids(self.row_ids.take(np.arange(base.physical, self.physical)))
         self.seq = seq
@@ -600,6 +673,11 @@ class WorkingState:
         self.physical = theirs.physical + ours_n
         self.row_ids = row_ids
         self.deleted = np.union1d(theirs.deleted, moved(our_del_all)).astype(np.int64)
+        self.user_info = info
+        self.hidden_indexes = frozenset(theirs.hidden_indexes) | (
+            self.hidden_indexes - frozenset(base.hidden_indexes))
+        self.renames = {k: list(v) for k, v in theirs.renames.items()
+                        if k in self.writers and k not in self.created}
         self.changed()
 
 

@@ -23,9 +23,12 @@ from plane._errors import (
 )
 from plane.core._materialize import materialize
 from plane.core._reader import DEFAULT_CACHE_BYTES
+from plane.core._rowmap import positions_of
 from plane.core._snapshot import Snapshot
 from plane.core._working import WorkingState
+from plane.dataset._index_list import Indexes
 from plane.dataset._indexing import normalize_index
+from plane.dataset._info import DatasetInfo
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
 from plane.format._codecs import encode_batch
@@ -33,7 +36,6 @@ from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store
 
 if TYPE_CHECKING:
-    from plane.core._fragment import Fragment
     from plane.ingest import IngestReport
     from plane.loader import Loader
     from plane.query import AggregateResult, IndexInfo, Search, View
@@ -128,6 +130,19 @@ class Dataset:
         self._ws.check_writable(f"delete tensor {name!r}")
         self._ws.drop_tensor(name)
 
+    def rename_tensor(self, old: str, new: str) -> None:
+        """Rename tensor `old` to `new` on this branch (no data is copied). Versioned: older
+        commits keep the old name; diff reports the rename, merge follows it, and its indexes
+        go with it. Commit afterwards."""
+        self._ws.check_writable(f"rename tensor {old!r}")
+        self._ws.rename_tensor(old, new)
+
+    @property
+    def info(self) -> DatasetInfo:
+        """The dataset's info dict (description, license, citation, any JSON values):
+        ``ds.info["license"] = "cc-by-4.0"``; versioned, committed with the next commit."""
+        return DatasetInfo(self._ws)
+
     # ---- writing ------------------------------------------------------------------------
     def append(self, sample: Mapping[str, Any]) -> None:
         """Add one row: ``{"tensor": value, ...}`` with a value for every tensor."""
@@ -163,12 +178,6 @@ class Dataset:
         its row and URI, and the tensor is left as it was. Commit afterwards."""
         self._ws.check_writable(f"materialize {name!r}")
         materialize(self._ws, name, batch_rows)
-
-    def apply_fragments(self, fragments: Sequence[Fragment]) -> int:
-        """Append rows that workers already wrote as fragments (see plane.write_fragment), in
-        the given order; returns the number of rows added. Commit afterwards."""
-        self._ws.check_writable("apply fragments")
-        return self._ws.apply_fragments(fragments)
 
     def _update(self, name: str, positions: np.ndarray, values: Any) -> None:
         """``ds[name][positions] = values``: one small patch chunk, all or nothing."""
@@ -306,14 +315,11 @@ class Dataset:
         at = self._ws.view() if self._ws.unflushed else self.snapshot()
         return create_index(at, tensor, kind, metric, **options)
 
-    def optimize_index(self, tensor: str | None = None, progress: bool | None = None
-                       ) -> list[IndexInfo]:
-        """Rebuild at the current commit the indexes (of `tensor`, or all) that were built on
-        an older one, keeping kind, metric and settings; returns the rebuilt ones."""
-        from plane.query._indexes import optimize_indexes
-
-        at = self._ws.view() if self._ws.unflushed else self.snapshot()
-        return optimize_indexes(at, tensor, progress)
+    @property
+    def indexes(self) -> Indexes:
+        """The indexes this version uses: ``list(ds.indexes)``, ``ds.indexes["emb/hnsw"]``,
+        ``ds.indexes.drop(name)``, ``ds.indexes.optimize()``."""
+        return Indexes(self)
 
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -332,6 +338,12 @@ class Dataset:
     def __iter__(self) -> Iterator[DatasetView]:
         for i in range(len(self)):
             yield DatasetView(self, np.array([i], np.int64), True)
+
+    def take_ids(self, row_ids: Any) -> DatasetView:
+        """The rows with these stable row ids (from ds.row_ids, a diff, a merge or a query),
+        in the given order; ``.positions`` of the result are their row numbers. An id that is
+        not a row of this version raises RowNotFoundError (a KeyError) naming it."""
+        return DatasetView(self, positions_of(self._ws.view(), row_ids))
 
     def summary(self) -> str:
         """A table of tensors (htype, dtype, shape, rows, chunks, bytes): a str that a REPL

@@ -49,6 +49,22 @@ class Tensor:
         w = self._ds._ws.writer(self.name)
         return w.index.num_chunks + (1 if w.buffer is not None else 0)
 
+    def astype(self, dtype: Any) -> Tensor:
+        """Change the tensor's dtype by rewriting its chunks (in place, on this branch; older
+        commits keep the old ones): every value must survive the cast, as on a write (ints
+        must fit, floats may round to a narrower float but not overflow), else SampleError
+        names the row and nothing changes. Returns the tensor. Commit afterwards."""
+        from plane._errors import SchemaError
+        from plane.core._retype import retype
+
+        if self._positions is not None:
+            raise SchemaError(f"astype rewrites a whole tensor: call ds[{self.name!r}]"
+                              ".astype(...), not on some of its rows")
+        ws = self._ds._ws
+        ws.check_writable(f"change the dtype of tensor {self.name!r}")
+        retype(ws, self.name, dtype)
+        return Tensor(self._ds, self.name)
+
     def positions(self) -> np.ndarray:
         if self._positions is None:
             return np.arange(len(self._ds), dtype=np.int64)

@@ -13,17 +13,20 @@ __all__ = ["changed_rows"]
 _NONE = np.zeros(0, np.int64)
 
 
-def changed_rows(old: Snapshot, new: Snapshot, tensor: str) -> tuple[np.ndarray, np.ndarray]:
+def changed_rows(old: Snapshot, new: Snapshot, tensor: str, old_name: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(row ids deleted or updated, row ids added or updated) in `tensor` from `old` to
-    `new` (a row counts as updated only when its value differs)."""
+    `new` (a row counts as updated only when its value differs); `old_name`: the tensor's
+    name in `old` when it was renamed since."""
+    was = old_name or tensor
     ida, idb = old.row_ids, new.row_ids
     added = np.setdiff1d(idb, ida, assume_unique=True)
     deleted = np.setdiff1d(ida, idb, assume_unique=True)
     if tensor not in new:
-        return ida if tensor in old else deleted, _NONE if tensor in old else added
-    if tensor not in old:  # a new tensor: every row of it is new
+        return ida if was in old else deleted, _NONE if was in old else added
+    if was not in old:  # a new tensor: every row of it is new
         return _NONE, idb
     common, ia, ib = np.intersect1d(ida, idb, assume_unique=True, return_indices=True)
     upd = updated_rows(old, new, tensor, common, old.to_physical(ia.astype(np.int64)),
-                       new.to_physical(ib.astype(np.int64)))
+                       new.to_physical(ib.astype(np.int64)), old_name=was)
     return np.union1d(upd, deleted), np.union1d(upd, added)

@@ -499,7 +499,7 @@ def _changed_since(ctx: _Ctx, info: IndexInfo, tensor: str) -> tuple[np.ndarray,
         if info.state == ctx.snap.state_key:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         old = Snapshot.open(ctx.snap.store, info.state, commit_id=info.commit)
-        return changed_rows(old, ctx.snap, tensor)
+        return changed_rows(old, ctx.snap, tensor, info.source or tensor)
 
     out: tuple[np.ndarray, np.ndarray] = state_cached(ctx.snap, ("changed", info.key, tensor),
                                                       compute)

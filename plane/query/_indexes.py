@@ -9,8 +9,10 @@
 Every artifact is verified before use (partitions and manifests against their key, refs
 against their seal); a damaged one raises ChecksumError naming it.
 
-A query on version V uses the newest indexed commit among V's ancestors; rows added or
-changed since are searched exactly (see `_exec`), so an index is never stale.
+A query on version V uses the newest indexed commit among V's ancestors, under the tensor's
+name or a former one (V's state `renames`), skipping the refs V hides (`hidden_indexes`,
+ds.indexes.drop); rows added or changed since are searched exactly (see `_exec`), so an
+index is never stale.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from plane.storage import Store
 
 __all__ = ["IndexInfo", "create_index", "find_index", "list_indexes", "load_partition",
-           "optimize_indexes", "scalar_index", "TEXT_KINDS"]
+           "optimize_indexes", "scalar_index", "TEXT_KINDS", "index_refs"]
 
 TEXT_KINDS = ("bm25",)
 SCALAR_KINDS = ("minmax", "btree")
@@ -69,6 +71,8 @@ class IndexInfo:
     partitions: list[dict[str, Any]]
     created: float
     partition_rows: int = DEFAULT_PARTITION_ROWS
+    #: the tensor's name in the indexed version when it was renamed since (else "")
+    source: str = ""
 
     @classmethod
     def load(cls, store: Store, key: str) -> IndexInfo:
@@ -269,25 +273,38 @@ def _history(snap: Snapshot) -> list[str]:
     return out
 
 
+def index_refs(snap: Snapshot, tensor: str, kinds: tuple[str, ...] | None = None
+               ) -> list[tuple[str, str, str]]:
+    """The index refs (name, kind, commit) of `tensor` that version `snap` may use: under its
+    name or a former one (`State.renames`), on a commit of its history, not hidden
+    (`State.hidden_indexes`, ds.indexes.drop)."""
+    names = [tensor, *snap.state.renames.get(tensor, [])]
+    hidden = set(snap.state.hidden_indexes)
+    rank = {c: i for i, c in enumerate(_history(snap))}
+    return [(n, kind, c) for n in names for _, kind, c in _refs(snap.store, n)
+            if (kinds is None or kind in kinds) and c in rank and (n, kind, c) not in hidden]
+
+
 def _find_index(snap: Snapshot, tensor: str, kinds: tuple[str, ...] | None,
                 metric: str | None) -> IndexInfo | None:
-    found = [(kind, c) for _, kind, c in _refs(snap.store, tensor)
-             if kinds is None or kind in kinds]
+    found = index_refs(snap, tensor, kinds)
     if not found:
         return None
     history = _history(snap)
     rank = {c: i for i, c in enumerate(history)}
     best: IndexInfo | None = None
     best_rank = len(history)
-    for kind, c in found:
-        r = rank.get(c)
-        if r is None or r > best_rank:
+    for name, kind, c in found:
+        r = rank[c]
+        if r > best_rank:
             continue
-        info = _load_ref(snap, tensor, kind, c)
+        info = _load_ref(snap, name, kind, c)
         if metric is not None and info.metric != metric:
             continue
         if r < best_rank or (best is not None and info.created > best.created):
             best, best_rank = info, r
+            if name != tensor:  # indexed under its former name: the index follows it
+                best = replace(info, tensor=tensor, source=name)
     return best
 
 
@@ -327,8 +344,8 @@ def list_indexes(at: Any) -> list[IndexInfo]:
     one per tensor and kind."""
     snap = at if isinstance(at, Snapshot) else at.snapshot()
     out = []
-    for tensor, kind in sorted({(t, k) for t, k, _ in _refs(snap.store)}):
-        if tensor in snap:
+    for tensor in sorted(snap.tensor_names):
+        for kind in sorted({k for _, k, _ in index_refs(snap, tensor)}):
             info = find_index(snap, tensor, (kind,))
             if info is not None:
                 out.append(info)

@@ -15,7 +15,7 @@ import numpy as np
 from plane.core._reader import read_samples
 from plane.core._snapshot import Snapshot
 
-__all__ = ["Diff", "TensorDiff", "compute_diff", "live_ids", "physical_of"]
+__all__ = ["Diff", "TensorDiff", "compute_diff", "live_ids", "physical_of", "renamed_tensors"]
 
 
 @dataclass
@@ -46,19 +46,25 @@ class Diff:
     schema_changed: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     rows_added: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     rows_deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: old name -> new name of the tensors renamed from a to b (their rows are in `tensors`
+    #: under the new name, compared with the old name's values)
+    tensors_renamed: dict[str, str] = field(default_factory=dict)
+    #: ds.info keys whose value changed: key -> (old, new); None stands for absent
+    info_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     _old: Snapshot | None = field(default=None, repr=False)
     _new: Snapshot | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return bool(any(self.tensors.values()) or self.tensors_added or self.tensors_removed
-                    or self.schema_changed)
+                    or self.schema_changed or self.tensors_renamed or self.info_changed)
 
     def values(self, tensor: str, row_ids: Any = None) -> list[tuple[int, Any, Any]]:
         """(row id, old value, new value) for updated rows of `tensor` (or the given ids);
         None stands for "absent in that version"."""
         assert self._old is not None and self._new is not None
         ids = self.tensors[tensor].updated if row_ids is None else np.asarray(row_ids, np.int64)
-        old = _values_by_id(self._old, tensor, ids)
+        was = {n: o for o, n in self.tensors_renamed.items()}.get(tensor, tensor)
+        old = _values_by_id(self._old, was, ids)
         new = _values_by_id(self._new, tensor, ids)
         return [(int(i), o, n) for i, o, n in zip(ids, old, new)]
 
@@ -68,6 +74,9 @@ class Diff:
                 "tensors_added": self.tensors_added, "tensors_removed": self.tensors_removed,
                 "schema_changed": {k: {"old": o, "new": n}
                                    for k, (o, n) in self.schema_changed.items()},
+                "tensors_renamed": self.tensors_renamed,
+                "info_changed": {k: {"old": o, "new": n}
+                                 for k, (o, n) in self.info_changed.items()},
                 "rows_added": self.rows_added.tolist(), "rows_deleted": self.rows_deleted.tolist()}
 
     def __str__(self) -> str:
@@ -77,8 +86,13 @@ class Diff:
             lines.append(f"  + tensor {t}")
         for t in self.tensors_removed:
             lines.append(f"  - tensor {t}")
+        for old_name, new_name in self.tensors_renamed.items():
+            lines.append(f"  ~ tensor {old_name} renamed to {new_name}")
+        for k in self.info_changed:
+            lines.append(f"  ~ info[{k!r}] changed")
         for t, (o, n) in self.schema_changed.items():
-            changed = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+            changed = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k)
+                             and k != "name")  # a new name is listed as a rename
             lines.append(f"  ~ tensor {t}: schema changed ({', '.join(changed)})")
         for t, d in self.tensors.items():
             if d.updated.shape[0]:
@@ -88,6 +102,23 @@ class Diff:
         if not self:
             lines.append("  (no changes)")
         return "\n".join(lines)
+
+
+def renamed_tensors(old: Snapshot, new: Snapshot) -> dict[str, str]:
+    """old name -> new name of the tensors of `old` that `new` has under another name (the
+    state's `renames` remember a tensor's former names)."""
+    out: dict[str, str] = {}
+    for t, former in new.state.renames.items():
+        if t in new and t not in old:
+            f = next((f for f in former if f in old and f not in new and f not in out), None)
+            if f is not None:
+                out[f] = t
+    return out
+
+
+def _info_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)
+            or (k in a) != (k in b)}
 
 
 def live_ids(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
@@ -155,15 +186,17 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def updated_rows(old: Snapshot, new: Snapshot, tensor: str, common: np.ndarray,
-                 pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-    """Row ids among `common` (physical pa in old, pb in new) whose value differs."""
+                 pa: np.ndarray, pb: np.ndarray, old_name: str | None = None) -> np.ndarray:
+    """Row ids among `common` (physical pa in old, pb in new) whose value differs;
+    `old_name`: the tensor's name in `old` when it was renamed since."""
+    was = old_name or tensor
     codes: dict[str, int] = {}
-    ca, la = _sources(old, tensor, pa, codes)
+    ca, la = _sources(old, was, pa, codes)
     cb, lb = _sources(new, tensor, pb, codes)
     cand = np.flatnonzero((ca != cb) | (la != lb))
     if not cand.shape[0]:
         return np.zeros(0, np.int64)
-    va = read_physical(old, tensor, pa[cand])
+    va = read_physical(old, was, pa[cand])
     vb = read_physical(new, tensor, pb[cand])
     diff = [i for i, x, y in zip(cand, va, vb) if not _equal(x, y)]
     return np.sort(common[np.asarray(diff, np.int64)]) if diff else np.zeros(0, np.int64)
@@ -178,17 +211,23 @@ def compute_diff(old: Snapshot, new: Snapshot, a: str, b: str) -> Diff:
     common, ia, ib = np.intersect1d(ida, idb, assume_unique=True, return_indices=True)
     pa, pb = pha[ia], phb[ib]
     ta, tb = list(old.tensor_names), list(new.tensor_names)
-    out = Diff(a, b, {}, [t for t in tb if t not in ta], [t for t in ta if t not in tb],
-               rows_added=added, rows_deleted=deleted, _old=old, _new=new)
+    renamed = renamed_tensors(old, new)
+    was = {n: o for o, n in renamed.items()}
+    out = Diff(a, b, {}, [t for t in tb if t not in ta and t not in was],
+               [t for t in ta if t not in tb and t not in renamed],
+               rows_added=added, rows_deleted=deleted, tensors_renamed=renamed,
+               info_changed=_info_changes(old.state.info, new.state.info), _old=old, _new=new)
     for t in tb:
-        if t not in ta:
+        o = was.get(t, t)
+        if o not in ta:
             out.tensors[t] = TensorDiff(idb.copy(), np.zeros(0, np.int64),
                                         np.zeros(0, np.int64))
             continue
-        ma, mb = old.meta(t).to_dict(), new.meta(t).to_dict()
-        if ma != mb:
+        ma, mb = old.meta(o).to_dict(), new.meta(t).to_dict()
+        if {**ma, "name": t} != mb:
             out.schema_changed[t] = (ma, mb)
-        out.tensors[t] = TensorDiff(added, updated_rows(old, new, t, common, pa, pb), deleted)
+        out.tensors[t] = TensorDiff(added, updated_rows(old, new, t, common, pa, pb, o),
+                                    deleted)
     for t in out.tensors_removed:
         out.tensors[t] = TensorDiff(np.zeros(0, np.int64), np.zeros(0, np.int64), ida.copy())
     return out

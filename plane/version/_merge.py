@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from plane._errors import InvalidArgumentError, MergeConflictError
+from plane.core._info import merge_info
 from plane.core._snapshot import Snapshot
 from plane.core._working import WorkingState, merge_meta
 from plane.format._codecs import encode_batch
@@ -49,18 +50,20 @@ class MergeResult:
         return text
 
 
-def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Snapshot, theirs: Snapshot
-               ) -> dict[str, dict[str, np.ndarray]]:
-    """Per tensor: rows updated on both sides differently, and delete-vs-update rows."""
+def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Snapshot, theirs: Snapshot,
+               alias: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per tensor: rows updated on both sides differently, and delete-vs-update rows
+    (`alias`: their name -> our name of a tensor one side renamed)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for t, dt in d_theirs.tensors.items():
-        do = d_ours.tensors.get(t)
+        on = alias.get(t, t)
+        do = d_ours.tensors.get(on)
         if do is None or t in d_theirs.tensors_added:
             continue
         both = np.intersect1d(dt.updated, do.updated)
         differ = np.zeros(0, np.int64)
         if both.shape[0]:
-            vo = read_physical(ours, t, physical_of(ours, both))
+            vo = read_physical(ours, on, physical_of(ours, both))
             vt = read_physical(theirs, t, physical_of(theirs, both))
             differ = both[[not _equal(a, b) for a, b in zip(vo, vt)]]
         kinds = {"both_updated": differ,
@@ -69,6 +72,55 @@ def _conflicts(d_ours: Diff, d_theirs: Diff, ours: Snapshot, theirs: Snapshot
         if any(v.shape[0] for v in kinds.values()):
             out[t] = kinds
     return out
+
+
+def _renames(d_ours: Diff, d_theirs: Diff, label: str, branch: str | None,
+             ours_names: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """(renames of theirs to apply here: old -> new, their name -> our name of the tensors
+    one side renamed). A tensor renamed on one side and changed, deleted or renamed
+    otherwise on the other is a MergeConflictError naming the fix."""
+    apply: dict[str, str] = {}
+    alias: dict[str, str] = {}
+
+    def changed(d: Diff, t: str) -> bool:
+        td = d.tensors.get(t)
+        return bool(td is not None and td.updated.shape[0]) or t in d.schema_changed
+
+    def refuse(a: str, b: str, side: str, other: str, what: str) -> MergeConflictError:
+        return MergeConflictError(
+            f"tensor {a!r} was renamed to {b!r} on {side} and {what} on {other}; nothing was "
+            f"changed. Rename it on {other} too (ds.rename_tensor({a!r}, {b!r})), commit, and "
+            "merge again", {a: []})
+
+    ours_name = f"branch {branch!r}"
+    for a, b in d_theirs.tensors_renamed.items():
+        if a in d_ours.tensors_renamed:
+            if d_ours.tensors_renamed[a] != b:
+                raise MergeConflictError(
+                    f"tensor {a!r} was renamed to {b!r} on {label} and to "
+                    f"{d_ours.tensors_renamed[a]!r} on {ours_name}; nothing was changed. "
+                    "Rename it to the same name on both, commit, and merge again", {a: []})
+            continue  # the same rename on both sides: one tensor `b` on each
+        if a in d_ours.tensors_removed:
+            raise refuse(a, b, label, ours_name, "deleted")
+        if changed(d_ours, a):
+            raise refuse(a, b, label, ours_name, "changed")
+        if b in ours_names:
+            raise MergeConflictError(
+                f"tensor {a!r} was renamed to {b!r} on {label}, but {ours_name} has another "
+                f"tensor {b!r}; nothing was changed. Rename or delete one of them, commit, "
+                "and merge again", {b: []})
+        apply[a] = b
+        alias[b] = a
+    for a, b in d_ours.tensors_renamed.items():
+        if a in d_theirs.tensors_renamed:
+            continue
+        if a in d_theirs.tensors_removed:
+            raise refuse(a, b, ours_name, label, "deleted")
+        if changed(d_theirs, a):
+            raise refuse(a, b, ours_name, label, "changed")
+        alias[a] = b
+    return apply, alias
 
 
 def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit: str,
@@ -80,7 +132,20 @@ def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit:
     ours = ws.view()
     d_theirs = compute_diff(base, theirs, "base", label)
     d_ours = compute_diff(base, ours, "base", "ours")
-    found = _conflicts(d_ours, d_theirs, ours, theirs)
+    renames, alias = _renames(d_ours, d_theirs, label, ws.branch, ours.tensor_names)
+    info, info_clash = merge_info(base.state.info, ours.state.info, theirs.state.info)
+    if info_clash and policy == "fail":
+        raise MergeConflictError(
+            f"merge of {label} into {ws.branch!r}: ds.info key(s) {info_clash} were set "
+            "differently on both sides; nothing was changed. Resolve with conflicts='ours' or "
+            "conflicts='theirs', or set them equal on one branch and merge again",
+            {"<info>": []})
+    if policy == "theirs":
+        info.update({k: theirs.state.info[k] for k in info_clash if k in theirs.state.info})
+        for k in info_clash:
+            if k not in theirs.state.info:
+                info.pop(k, None)
+    found = _conflicts(d_ours, d_theirs, ours, theirs, alias)
     same_new = [t for t in d_theirs.tensors_added if t in d_ours.tensors_added]
     for t in same_new:
         if ours.meta(t).to_dict() != theirs.meta(t).to_dict():
@@ -100,6 +165,13 @@ def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit:
     res = MergeResult(None, conflicts=flat)
     # from here on `ours` (a view of the working state before the merge) is not read again:
     # the rows and tensors are the working state's own
+
+    # 0. what is not rows: tensors they renamed, the info dict, the indexes they dropped
+    for a, b in renames.items():
+        ws.rename_tensor(a, b)
+    if info != ws.user_info:
+        ws.set_info(info)
+    ws.hide_indexes(sorted(set(theirs.state.hidden_indexes) - set(base.state.hidden_indexes)))
 
     # 1. tensors created on their side
     for t in d_theirs.tensors_added:
@@ -129,7 +201,8 @@ def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit:
         tp = physical_of(theirs, add_ids)
         cols: dict[str, Any] = {}
         for t in ws.writers:
-            cols[t] = read_physical(theirs, t, tp, decode=True) if t in theirs \
+            tn = {o: n for n, o in alias.items()}.get(t, t)  # its name on their side
+            cols[t] = read_physical(theirs, tn, tp, decode=True) if tn in theirs \
                 else [None] * add_ids.shape[0]
         ws.extend(cols, len(add_ids), row_ids=add_ids)
         res.rows_added = int(add_ids.shape[0])
