@@ -331,7 +331,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.tensor:
         ds[args.tensor]  # an unknown tensor: TensorNotFoundError, listing the tensors
     if args.action == "optimize":  # progress: a bar per index rebuilt
-        rebuilt = ds.optimize_index(args.tensor, progress=None)
+        rebuilt = ds.indexes.optimize(args.tensor, progress=None)
         for info in rebuilt:
             print(info)
         if not rebuilt:
