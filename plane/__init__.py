@@ -27,6 +27,7 @@ from plane._errors import (
 from plane.core._fragment import Fragment, write_fragment
 from plane.dataset import Dataset, DatasetView, Tensor, create
 from plane.dataset import open_dataset as open
+from plane.dataset._hf import from_hf
 from plane.format._htypes import HTYPES
 from plane.ingest import IngestReport
 from plane.query import IndexInfo, Search, View, list_views, load_view
@@ -42,6 +43,7 @@ __all__ = [
     "create",
     "open",
     "open_store",
+    "from_hf",
     "gc",
     "Diff",
     "GcReport",

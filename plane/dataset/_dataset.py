@@ -33,6 +33,8 @@ from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from plane.core._fragment import Fragment
     from plane.ingest import IngestReport
     from plane.loader import Loader
@@ -266,6 +268,32 @@ class Dataset:
             raise MissingDependencyError(f"ds.to_ray() needs Ray ({e}): pip install "
                                          "'tensorplane[ray]'") from None
         return to_ray(self.snapshot(), tensors, override_num_blocks)
+
+    # ---- export -------------------------------------------------------------------------
+    def to_arrow(self, tensors: Sequence[str] | None = None, rows: Any = None,
+                 **options: Any) -> pa.Table:
+        """This version (or `rows`: an int, slice, list or mask) as a `pyarrow.Table`, types
+        the reverse of ingestion (README "Getting data out"). Options: with_row_ids (an
+        int64 `_row_id` column), decode (media as arrays, not their encoded bytes),
+        batch_rows. `plane.export.to_batches(ds.snapshot(), ...)` streams instead."""
+        from plane.export._arrow import to_arrow
+
+        return to_arrow(self.snapshot(), tensors, rows, **options)
+
+    def to_pandas(self, tensors: Sequence[str] | None = None, rows: Any = None,
+                  **options: Any) -> Any:
+        """`to_arrow(...)` as a pandas DataFrame (class names as a Categorical)."""
+        from plane.export._arrow import to_pandas
+
+        return to_pandas(self.snapshot(), tensors, rows, **options)
+
+    def to_hf(self, tensors: Sequence[str] | None = None, streaming: bool = False,
+              **options: Any) -> Any:
+        """This version as a HuggingFace `datasets.Dataset` (`streaming=True`: an
+        `IterableDataset` reading batch by batch); needs `tensorplane[hf]`."""
+        from plane.export._hf import to_hf
+
+        return to_hf(self.snapshot(), tensors, streaming=streaming, **options)
 
     # ---- query --------------------------------------------------------------------------
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> View:
