@@ -88,9 +88,10 @@ def to_batches(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows:
                *, with_row_ids: bool = False, decode: bool = False,
                batch_rows: int = BATCH_ROWS,
                extra: Mapping[str, np.ndarray] | None = None) -> Iterator[pa.RecordBatch]:
-    """Record batches of `rows` (see `select_rows`) of `tensors` (default: all), in order.
-    `decode=True` gives media as decoded arrays instead of their encoded bytes; `extra`
-    adds columns given as arrays aligned with `rows`."""
+    """Record batches of `rows` (see `select_rows`) of `tensors` (default: all), in order;
+    one empty batch (the schema) when there are no rows. `decode=True` gives media as
+    decoded arrays instead of their encoded bytes; `extra` adds columns given as arrays
+    aligned with `rows`."""
     if batch_rows < 1:
         raise InvalidArgumentError(f"batch_rows must be >= 1, got {batch_rows}")
     names = _tensor_names(snap, tensors)
@@ -99,7 +100,7 @@ def to_batches(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows:
                            extra={k: pa.from_numpy_dtype(v.dtype) for k, v in extra.items()})
     sel = select_rows(len(snap), rows)
     step = _batch_size(snap, names, batch_rows)
-    for a in range(0, len(sel), step):
+    for a in range(0, max(1, len(sel)), step):
         pos = np.asarray(sel[a:a + step], np.int64)
         cols: list[pa.Array] = []
         if with_row_ids:
@@ -120,14 +121,7 @@ def _batch_size(snap: Snapshot, names: Sequence[str], batch_rows: int) -> int:
 def to_arrow(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows: Any = None,
              **options: Any) -> pa.Table:
     """`to_batches` gathered into one `pyarrow.Table`."""
-    names = _tensor_names(snap, tensors)
-    batches = list(to_batches(snap, names, rows, **options))
-    if batches:
-        return pa.Table.from_batches(batches)
-    extra = {k: pa.from_numpy_dtype(np.asarray(v).dtype)
-             for k, v in (options.get("extra") or {}).items()}
-    return export_schema(snap, names, with_row_ids=options.get("with_row_ids", False),
-                         decode=options.get("decode", False), extra=extra).empty_table()
+    return pa.Table.from_batches(list(to_batches(snap, tensors, rows, **options)))
 
 
 def to_pandas(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows: Any = None,
@@ -212,7 +206,7 @@ def tensor_array(m: TensorMeta, vals: Any, mask: np.ndarray | None, decode: bool
         shapes = np.asarray(shape_rows, np.int64).reshape(n, k)
     out = _leaf_array(m, flat, leaf, null if k == 0 else None)
     for level in reversed(range(k)):
-        top = null if level == 0 and null.any() else None
+        top = pa.array(null) if level == 0 and null.any() else None
         d = dims[level]
         if d is not None:
             out = pa.FixedSizeListArray.from_arrays(out, d, mask=top)
@@ -246,6 +240,5 @@ def _leaf_array(m: TensorMeta, flat: np.ndarray, leaf: pa.DataType,
                               f"(it has {len(names)} class_names) at one of rows "
                               f"{int(ids.shape[0])} read; give every id a name")
         ids = np.where(bad, 0, ids).astype(np.int32)
-        return pa.DictionaryArray.from_arrays(pa.array(ids, pa.int32()),
-                                              pa.array(names, pa.string()), mask=mask)
+        return pa.DictionaryArray.from_arrays(ids, pa.array(names, pa.string()), mask=mask)
     return pa.array(flat.astype(leaf.to_pandas_dtype(), copy=False), leaf, mask=mask)

@@ -118,8 +118,8 @@ def _from_hf_column(datasets: Any, f: Any, col: pa.Array, name: str) -> pa.Array
             raise InvalidArgumentError(f"column {name!r}: class id {bad} is not one of the "
                                        f"{len(f.names)} ClassLabel names; fix the column")
         return pa.DictionaryArray.from_arrays(
-            pa.array(np.where(valid, ids, 0).astype(np.int32)),
-            pa.array(list(f.names), pa.string()), mask=nulls if nulls.any() else None)
+            np.where(valid, ids, 0).astype(np.int32), pa.array(list(f.names), pa.string()),
+            mask=nulls if nulls.any() else None)
     if isinstance(f, datasets.Image):
         data = col.field("bytes").to_pylist()
         paths = col.field("path").to_pylist()
