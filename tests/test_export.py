@@ -422,3 +422,15 @@ def test_scattered_rows_read_tasks_keep_their_order(tmp_path: Path,
     np.testing.assert_array_equal(got, pos)
     np.testing.assert_array_equal(np.concatenate([b["score"].to_numpy() for b in blocks]),
                                   pos * 0.5)
+
+
+def test_from_hf_that_fails_leaves_nothing(media: plane.Dataset, tmp_path: Path) -> None:
+    hf = media.to_hf(with_row_ids=True)  # `_row_id` cannot name a tensor
+    where = tmp_path / "failed"
+    with pytest.raises(plane.SchemaError, match="invalid tensor name '_row_id'"):
+        plane.from_hf(hf, str(where))
+    assert [p for p in where.rglob("*") if p.is_file()] == []  # what it wrote is gone
+    with pytest.raises(plane.DatasetNotFoundError):
+        plane.open(str(where))
+    ok = plane.from_hf(hf, str(where), columns={"labels": "labels", "text": "text"})
+    assert ok.to_arrow().equals(media.to_arrow(["labels", "text"]))

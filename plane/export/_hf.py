@@ -37,7 +37,7 @@ def import_datasets() -> Any:
 
 # ---- tensorplane -> HuggingFace -------------------------------------------------------------
 def _image_columns(snap: Snapshot, names: Sequence[str]) -> set[str]:
-    return {n for n in names if snap.meta(n).htype == "image"
+    return {n for n in names if n in snap and snap.meta(n).htype == "image"
             and snap.meta(n).sample_compression in ("jpeg", "png")}
 
 
