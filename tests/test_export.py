@@ -132,7 +132,12 @@ def test_documented_normalisations(tmp_path: Path) -> None:
     assert out["doc"].to_pylist() == ['{"a": 1}', '{"a": 2}']
     assert out.schema.field("img").type == pa.binary() and out["img"].to_pylist() == [JPEG] * 2
     assert out.schema.field("img").metadata == {b"tensorplane.htype": b"image"}
-    decoded = ds.to_arrow(["img"], decode=True)
+    ds.create_tensor("frames", htype="link[image]")
+    ds.extend({"frames": ["s3://lake/a.jpg", "/nowhere/b.png"],  # never fetched
+               **{n: [None, None] for n in t.column_names}})
+    assert ds[2:].to_arrow(["frames"])["frames"].to_pylist() == ["s3://lake/a.jpg",
+                                                                 "/nowhere/b.png"]
+    decoded = ds[:2].to_arrow(["img"], decode=True)
     assert decoded.schema.field("img").type == pa.list_(pa.list_(pa.list_(pa.uint8())))
     np.testing.assert_array_equal(np.asarray(decoded["img"][0].as_py()),
                                   ds["img"][0].numpy())

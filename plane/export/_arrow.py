@@ -182,10 +182,9 @@ def tensor_array(m: TensorMeta, vals: Any, mask: np.ndarray | None, decode: bool
     n = int(pos.shape[0])
     null = np.zeros(n, bool) if mask is None else np.asarray(mask, bool).copy()
     k = len(dims)
-    if isinstance(vals, np.ndarray) and vals.ndim == k + 1 and _fits(vals.shape[1:], dims) \
-            and not null.any():
-        flat = vals.reshape(-1)
-        shapes = np.tile(np.asarray(vals.shape[1:], np.int64), (n, 1))
+    dense = _dense(vals, dims, n) if not null.any() else None
+    if dense is not None:
+        flat, shapes = dense
     else:
         samples = []
         shape_rows = []
@@ -217,6 +216,26 @@ def tensor_array(m: TensorMeta, vals: Any, mask: np.ndarray | None, decode: bool
         np.cumsum(lengths, out=offsets[1:])
         out = pa.ListArray.from_arrays(pa.array(offsets), out, mask=top)
     return out
+
+
+def _dense(vals: Any, dims: tuple[int | None, ...], n: int
+           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(every value flat, one shape per row) when every row fits `dims`, else None: one
+    array, or a list of arrays checked in a few vectorised steps (no Python per value)."""
+    k = len(dims)
+    if isinstance(vals, np.ndarray):
+        if vals.ndim != k + 1 or not _fits(vals.shape[1:], dims):
+            return None
+        return vals.reshape(-1), np.tile(np.asarray(vals.shape[1:], np.int64), (n, 1))
+    arrs = [v if isinstance(v, np.ndarray) else np.asarray(v) for v in vals]
+    if any(a.ndim != k for a in arrs):
+        return None
+    shapes = np.asarray([a.shape for a in arrs], np.int64).reshape(n, k)
+    for i, d in enumerate(dims):
+        if d is not None and (shapes[:, i] != d).any():
+            return None
+    flat = np.concatenate([a.reshape(-1) for a in arrs]) if arrs else np.zeros(0, np.uint8)
+    return flat, shapes
 
 
 def _fits(shape: tuple[int, ...], dims: tuple[int | None, ...]) -> bool:
