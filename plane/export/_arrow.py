@@ -197,8 +197,8 @@ def tensor_array(m: TensorMeta, vals: Any, mask: np.ndarray | None, decode: bool
                         f"the column's Arrow type (dimensions {dims}) cannot hold; export "
                         "the tensor on its own or reshape that row")
                 null[i] = True
-            if null[i]:
-                a = np.zeros(tuple(d or 0 for d in dims), a.dtype if a.size else np.uint8)
+            if null[i]:  # a filler of the tensor's dtype (another would promote the rest)
+                a = np.zeros(tuple(d or 0 for d in dims), m.dtype or np.uint8)
             samples.append(a.reshape(-1))
             shape_rows.append(a.shape)
         flat = np.concatenate(samples) if samples else np.zeros(0, np.uint8)
