@@ -33,8 +33,6 @@ from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from plane.core._fragment import Fragment
     from plane.ingest import IngestReport
     from plane.loader import Loader
@@ -271,7 +269,7 @@ class Dataset:
 
     # ---- export -------------------------------------------------------------------------
     def to_arrow(self, tensors: Sequence[str] | None = None, rows: Any = None,
-                 **options: Any) -> pa.Table:
+                 **options: Any) -> Any:
         """This version (or `rows`: an int, slice, list or mask) as a `pyarrow.Table`, types
         the reverse of ingestion (README "Getting data out"). Options: with_row_ids (an
         int64 `_row_id` column), decode (media as arrays, not their encoded bytes),
