@@ -349,6 +349,8 @@ def test_cli_export_errors_write_nothing(tmp_path: Path, on_disk: tuple[str, pla
     assert main(["export", url, str(tmp_path / "no" / "dir.parquet")]) == 1
     assert "does not exist; create it" in capsys.readouterr().err
     assert main(["export", url, str(out), "--params", "[1", "--where", "labels = 'cat'"]) == 2
+    assert main(["export", url, str(out), "--version", "v1", "--branch", "main"]) == 2
+    assert "give --version or --branch, not both" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["export", url, str(out), "--where", "labels = 'cat'", "--query", "SELECT *"])
     assert info.value.code == 2
