@@ -29,6 +29,7 @@ from plane._errors import (
 from plane.core._fragment import Fragment, write_fragment
 from plane.dataset import Dataset, DatasetView, Tensor, apply_fragments, create
 from plane.dataset import open_dataset as open
+from plane.dataset._hf import from_hf
 from plane.format._htypes import HTYPES
 from plane.ingest import IngestReport
 from plane.query import AggregateResult, IndexInfo, Search, View, list_views, load_view
@@ -44,6 +45,7 @@ __all__ = [
     "create",
     "open",
     "open_store",
+    "from_hf",
     "gc",
     "Diff",
     "GcReport",

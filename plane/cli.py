@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -146,6 +147,40 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     print(report)
     if not args.apply and (report.unreachable or report.temporary):
         print("(dry run: add --apply to delete)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from plane.export._arrow import to_batches, write_parquet
+
+    if args.version and args.branch:
+        raise UsageError("give --version or --branch, not both")
+    out = os.path.abspath(args.out)
+    if not os.path.isdir(os.path.dirname(out)):
+        raise plane.InvalidArgumentError(f"cannot write {args.out}: directory "
+                                         f"{os.path.dirname(out)} does not exist; create it")
+    ds = plane.open(args.url, read_only=True, version=args.version or args.branch,
+                    storage_options=_opts(args))
+    tensors = [t.strip() for t in args.tensors.split(",")] if args.tensors else None
+    sql = args.query or (f"SELECT * WHERE {args.where}" if args.where else None)
+    opts: dict[str, Any] = {"with_row_ids": args.with_row_ids}
+    if sql is not None:  # a query's rows, in result order (with the score, if any)
+        batches = ds.query(sql, _json_opts(args.params, "--params")).to_batches(tensors,
+                                                                                 **opts)
+    else:
+        batches = to_batches(ds.snapshot(), tensors, **opts)
+    first = next(batches)  # unknown tensors raise here, before anything is written
+    schema = first.schema
+    tmp = f"{out}.{os.getpid()}.tmp"
+    try:
+        rows = write_parquet(itertools.chain([first], batches), schema, tmp)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise plane.StoreError(f"cannot write {args.out} ({e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"exported {rows} rows ({', '.join(schema.names)}) to {args.out}")
     return 0
 
 
@@ -438,6 +473,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="grace period in seconds (default 7 days)")
     s.add_argument("--apply", action="store_true", help="really delete")
     s.set_defaults(fn=_cmd_gc)
+    s = sub.add_parser("export", help="write a version (or a query's rows) to Parquet")
+    common(s)
+    s.add_argument("out", help="the Parquet file to write (replaced if it exists)")
+    s.add_argument("--version", default=None, help="branch, tag or commit (default: main)")
+    s.add_argument("--tensors", default=None, help="comma-separated tensor names (default all)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--where", default=None, help="only rows matching a SQL predicate, "
+                       "e.g. \"labels = 'dog' AND score > 0.5\"")
+    which.add_argument("--query", default=None, help="the rows of a query, in its order, "
+                       "e.g. \"SELECT caption, score ORDER BY ... LIMIT 100\"")
+    s.add_argument("--params", default=None, help="JSON object of $parameters")
+    s.add_argument("--with-row-ids", action="store_true",
+                   help="add the stable row id of each row as column _row_id (int64)")
+    s.set_defaults(fn=_cmd_export)
     s = sub.add_parser("ingest", help="append Parquet files or an image tree (commits)")
     s.add_argument("kind", choices=["parquet", "images"])
     s.add_argument("src", nargs="+", help="file(s), director(ies) or glob(s); local or s3://")

@@ -276,6 +276,32 @@ class Dataset:
                                          "'tensorplane[ray]'") from None
         return to_ray(self.snapshot(), tensors, override_num_blocks)
 
+    # ---- export -------------------------------------------------------------------------
+    def to_arrow(self, tensors: Sequence[str] | None = None, rows: Any = None,
+                 **options: Any) -> Any:
+        """This version (or `rows`: an int, slice, list or mask) as a `pyarrow.Table`, types
+        the reverse of ingestion (README "Getting data out"). Options: with_row_ids (an
+        int64 `_row_id` column), decode (media as arrays, not their encoded bytes),
+        batch_rows. `plane.export.to_batches(ds.snapshot(), ...)` streams instead."""
+        from plane.export._arrow import to_arrow
+
+        return to_arrow(self.snapshot(), tensors, rows, **options)
+
+    def to_pandas(self, tensors: Sequence[str] | None = None, rows: Any = None,
+                  **options: Any) -> Any:
+        """`to_arrow(...)` as a pandas DataFrame (class names as a Categorical)."""
+        from plane.export._arrow import to_pandas
+
+        return to_pandas(self.snapshot(), tensors, rows, **options)
+
+    def to_hf(self, tensors: Sequence[str] | None = None, streaming: bool = False,
+              **options: Any) -> Any:
+        """This version as a HuggingFace `datasets.Dataset` (`streaming=True`: an
+        `IterableDataset` reading batch by batch); needs `tensorplane[hf]`."""
+        from plane.export._hf import to_hf
+
+        return to_hf(self.snapshot(), tensors, streaming=streaming, **options)
+
     # ---- query --------------------------------------------------------------------------
     def query(self, sql: str, params: Mapping[str, Any] | None = None
               ) -> View | AggregateResult:

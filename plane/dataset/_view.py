@@ -61,5 +61,17 @@ class DatasetView:
         result's ``view.numpy()`` are loaders)."""
         return self.arrays(tensors, aslist)
 
+    def to_arrow(self, tensors: list[str] | None = None, **options: Any) -> Any:
+        """These rows as a `pyarrow.Table` (as `Dataset.to_arrow`)."""
+        from plane.export._arrow import to_arrow
+
+        return to_arrow(self._ds.snapshot(), tensors, self._positions, **options)
+
+    def to_pandas(self, tensors: list[str] | None = None, **options: Any) -> Any:
+        """These rows as a pandas DataFrame (as `Dataset.to_pandas`)."""
+        from plane.export._arrow import to_pandas
+
+        return to_pandas(self._ds.snapshot(), tensors, self._positions, **options)
+
     def __repr__(self) -> str:
         return f"DatasetView({self._ds.url!r}, rows={len(self)})"

@@ -10,7 +10,7 @@ only inside `Dataset.to_ray`, so the embedded path never loads Ray.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -45,10 +45,15 @@ def _column(values: Any) -> Any:
 
 
 def _read_units(snapshot: Snapshot, tensors: Sequence[str],
-                units: Sequence[tuple[int, int]]) -> Iterator[Any]:
+                units: Sequence[tuple[int, int]], positions: np.ndarray | None = None,
+                extra: Mapping[str, np.ndarray] | None = None) -> Iterator[Any]:
+    """One block per unit: rows a..b of the dataset, or `positions[a:b]` (with `extra`
+    columns aligned with `positions`)."""
     for a, b in units:
-        pos = np.arange(a, b, dtype=np.int64)
+        pos = np.arange(a, b, dtype=np.int64) if positions is None else positions[a:b]
         batch = {n: _column(snapshot.read(n, pos, True, False)) for n in tensors}
+        for k, v in (extra or {}).items():
+            batch[k] = v[a:b]
         yield BlockAccessor.batch_to_block(batch)
 
 
@@ -56,10 +61,14 @@ class PlaneDatasource(Datasource):  # type: ignore[misc]
     """Reads one dataset version; each read task owns a run of whole chunks."""
 
     def __init__(self, snapshot: Snapshot, tensors: Sequence[str],
-                 units: list[tuple[int, int]], row_bytes: float) -> None:
+                 units: list[tuple[int, int]], row_bytes: float,
+                 positions: np.ndarray | None = None,
+                 extra: Mapping[str, np.ndarray] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.snapshot, self.tensors = snapshot, list(tensors)
         self.units, self.row_bytes = units, row_bytes
+        #: the rows read, in order (None: the whole version); units index into them
+        self.positions, self.extra = positions, dict(extra or {})
 
     def get_name(self) -> str:
         return "Tensorplane"
@@ -78,14 +87,22 @@ class PlaneDatasource(Datasource):  # type: ignore[misc]
             rows = sum(b - a for a, b in units)
             meta = BlockMetadata(num_rows=rows, size_bytes=int(rows * self.row_bytes),
                                  input_files=None, exec_stats=None)
-            tasks.append(ReadTask(partial(_read_units, self.snapshot, self.tensors, units),
-                                  meta, per_task_row_limit=per_task_row_limit))
+            read = partial(_read_units, self.snapshot, self.tensors, units)
+            if self.positions is not None:  # each task carries only its own rows
+                lo, hi = units[0][0], units[-1][1]
+                read = partial(_read_units, self.snapshot, self.tensors,
+                               [(a - lo, b - lo) for a, b in units],
+                               self.positions[lo:hi],
+                               {k: v[lo:hi] for k, v in self.extra.items()})
+            tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
         return tasks
 
 
 def to_ray(snapshot: Snapshot, tensors: Sequence[str] | None = None,
-           override_num_blocks: int | None = None) -> Any:
-    """`snapshot` as a `ray.data.Dataset` (rows in dataset order).
+           override_num_blocks: int | None = None, positions: np.ndarray | None = None,
+           extra: Mapping[str, np.ndarray] | None = None) -> Any:
+    """`snapshot` as a `ray.data.Dataset` (rows in dataset order; or rows `positions` in
+    that order, with `extra` columns aligned with them: a query result and its scores).
 
     Shuffle in Ray with `iter_torch_batches(local_shuffle_buffer_size=...)` or
     `randomize_block_order()`; blocks are whole chunks, so that stays chunk-sized.
@@ -100,14 +117,31 @@ def to_ray(snapshot: Snapshot, tensors: Sequence[str] | None = None,
         snapshot.part(n)  # unknown names raise TensorNotFoundError listing the tensors
     if not names:
         raise PlaneError(f"ds.to_ray(): {url} has no tensors to read")
-    n_rows = len(snapshot)
+    pos = np.arange(len(snapshot), dtype=np.int64) if positions is None \
+        else np.asarray(positions, np.int64)
+    n_rows = int(pos.shape[0])
     prim = max(names, key=lambda n: snapshot.index(n).nbytes)
-    phys = snapshot.to_physical(np.arange(n_rows, dtype=np.int64))
+    phys = snapshot.to_physical(pos)
     ent = snapshot.index(prim).locate(phys)[0] if n_rows else np.zeros(0, np.int64)
     cuts = np.flatnonzero(np.diff(ent)) + 1
     starts = np.concatenate([[0], cuts]).astype(np.int64) if n_rows else np.zeros(0, np.int64)
     ends = np.concatenate([cuts, [n_rows]]).astype(np.int64) if n_rows else starts
     units = [(int(a), int(b)) for a, b in zip(starts, ends)]
-    row_bytes = sum(snapshot.index(n).nbytes for n in names) / max(1, n_rows)
-    source = PlaneDatasource(snapshot, names, units, row_bytes)
+    if positions is not None:  # scattered rows: runs of about a chunk's rows, not one each
+        per_chunk = len(snapshot) // max(1, snapshot.index(prim).num_entries)
+        units = _merge_units(units, max(1, per_chunk))
+    row_bytes = sum(snapshot.index(n).nbytes for n in names) / max(1, len(snapshot))
+    source = PlaneDatasource(snapshot, names, units, row_bytes,
+                             None if positions is None else pos, extra)
     return ray.data.read_datasource(source, override_num_blocks=override_num_blocks)
+
+
+def _merge_units(units: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
+    """Adjacent units joined until each holds at least `rows` rows (the last may hold fewer)."""
+    out: list[tuple[int, int]] = []
+    for a, b in units:
+        if out and out[-1][1] - out[-1][0] < rows:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 
 from plane._errors import (
     ChecksumError,
+    MissingDependencyError,
     ObjectNotFoundError,
     PlaneError,
     QueryError,
@@ -168,6 +169,55 @@ class View:
         as one dict of arrays are `view.arrays()`."""
         return _stream(self.snapshot, "numpy", self.positions, batch_size=batch_size,
                        shuffle=shuffle, **options)
+
+    # ---- export ---------------------------------------------------------------------------
+    def _export(self, tensors: list[str] | None) -> tuple[list[str], dict[str, np.ndarray]]:
+        """(tensors, extra columns) an export of this view holds: the selected tensors (or
+        `tensors`) and, when `tensors` is not given, the scores."""
+        names = tensors or (self.columns if self.columns is not None
+                            else list(self.snapshot.tensor_names))
+        names = [n for n in names if n != self.score_name or self.scores is None]
+        for n in names:
+            if n not in self.snapshot:
+                raise QueryError(f"no tensor {n!r}; tensors: "
+                                 f"{', '.join(self.snapshot.tensor_names)}")
+        extra = {self.score_name: self.scores} if self.scores is not None and \
+            tensors is None else {}
+        return names, extra
+
+    def to_batches(self, tensors: list[str] | None = None, **options: Any) -> Iterator[Any]:
+        """The result rows, in order, as `pyarrow.RecordBatch`es (bounded memory; options as
+        `Dataset.to_arrow`): the selected tensors, then the score."""
+        from plane.export._arrow import to_batches
+
+        names, extra = self._export(tensors)
+        return to_batches(self.snapshot, names, self.positions, extra=extra, **options)
+
+    def to_arrow(self, tensors: list[str] | None = None, **options: Any) -> Any:
+        """The result rows, in order, as a `pyarrow.Table` (see `to_batches`)."""
+        from plane.export._arrow import to_arrow
+
+        names, extra = self._export(tensors)
+        return to_arrow(self.snapshot, names, self.positions, extra=extra, **options)
+
+    def to_pandas(self, tensors: list[str] | None = None, **options: Any) -> Any:
+        """The result rows as a pandas DataFrame (see `to_arrow`)."""
+        from plane.export._arrow import to_pandas
+
+        names, extra = self._export(tensors)
+        return to_pandas(self.snapshot, names, self.positions, extra=extra, **options)
+
+    def to_ray(self, tensors: list[str] | None = None,
+               override_num_blocks: int | None = None) -> Any:
+        """The result rows, in order, as a `ray.data.Dataset` read by Ray workers (as
+        `Dataset.to_ray`; needs `tensorplane[ray]`), with the score column."""
+        try:
+            from plane.loader._ray import to_ray
+        except ImportError as e:
+            raise MissingDependencyError(f"view.to_ray() needs Ray ({e}): pip install "
+                                         "'tensorplane[ray]'") from None
+        names, extra = self._export(tensors)
+        return to_ray(self.snapshot, names, override_num_blocks, self.positions, extra)
 
     # ---- saving ---------------------------------------------------------------------------
     def save(self, name: str) -> str:
