@@ -150,6 +150,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _empty_batch(schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from plane.export._arrow import to_batches, write_parquet
 
@@ -165,8 +171,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     sql = args.query or (f"SELECT * WHERE {args.where}" if args.where else None)
     opts: dict[str, Any] = {"with_row_ids": args.with_row_ids}
     if sql is not None:  # a query's rows, in result order (with the score, if any)
-        batches = ds.query(sql, _json_opts(args.params, "--params")).to_batches(tensors,
-                                                                                 **opts)
+        res = ds.query(sql, _json_opts(args.params, "--params"))
+        if isinstance(res, plane.AggregateResult):  # groups: one small table
+            table = res.to_arrow()
+            batches = iter(table.to_batches() or [_empty_batch(table.schema)])
+        else:
+            batches = res.to_batches(tensors, **opts)
     else:
         batches = to_batches(ds.snapshot(), tensors, **opts)
     first = next(batches)  # unknown tensors raise here, before anything is written

@@ -334,6 +334,19 @@ def test_cli_export_writes_parquet(tmp_path: Path, on_disk: tuple[str, plane.Dat
     assert top["score"].to_pylist() == sorted(top["score"].to_pylist(), reverse=True)
 
 
+def test_cli_export_of_a_grouped_query_writes_its_groups(
+        tmp_path: Path, on_disk: tuple[str, plane.Dataset]) -> None:
+    url, ds = on_disk
+    out = tmp_path / "groups.parquet"
+    sql = "SELECT labels, COUNT(*) AS n GROUP BY labels"
+    assert main(["export", url, str(out), "--query", sql]) == 0
+    assert pq.read_table(out).to_pylist() == ds.query(sql).to_arrow().to_pylist()
+    assert main(["export", url, str(out), "--query",
+                 "SELECT labels, COUNT(*) AS n WHERE caption = 'none' GROUP BY labels"]) == 0
+    empty = pq.read_table(out)
+    assert empty.num_rows == 0 and empty.column_names == ["labels", "n"]
+
+
 def test_cli_export_errors_write_nothing(tmp_path: Path, on_disk: tuple[str, plane.Dataset],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     url, _ = on_disk

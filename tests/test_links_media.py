@@ -74,11 +74,11 @@ def test_materialize_copies_linked_bytes_into_chunks(tmp_path: Path) -> None:
     files[3][0].rename(files[3][0].with_suffix(".bak"))
     before = ds["img"].text()
     with pytest.raises(plane.ObjectNotFoundError, match="row 3"):
-        ds.materialize("img")
+        ds["img"].materialize()
     assert ds["img"].meta.htype == "link[image]" and ds["img"].text() == before
     files[3][0].with_suffix(".bak").rename(files[3][0])
     ds.delete([7])
-    ds.materialize("img")
+    ds["img"].materialize()
     assert ds["img"].meta.htype == "image" and ds["img"].meta.sample_compression == "jpeg"
     ds.commit("materialized")
     for p, _ in files:
@@ -88,7 +88,7 @@ def test_materialize_copies_linked_bytes_into_chunks(tmp_path: Path) -> None:
     assert plane.open(tmp_path / "ds", version=again.log()[1]["id"])["img"].meta.htype == \
         "link[image]"  # the older commit still holds the links
     with pytest.raises(plane.SchemaError, match="not a link"):
-        ds.materialize("label")
+        ds["label"].materialize()
 
 
 @pytest.mark.s3
@@ -198,7 +198,7 @@ def test_linked_video_and_audio(tmp_path: Path) -> None:
                "sound": [str(tmp_path / "lake" / "a.wav")]})
     assert ds[0]["clip"].numpy().shape == (4, 32, 48, 3)
     np.testing.assert_allclose(ds[0]["sound"].numpy(), expect, atol=1e-6)
-    ds.materialize("clip")
+    ds["clip"].materialize()
     assert ds["clip"].meta.htype == "video" and ds["clip"].meta.sample_compression == "mp4"
     assert ds["clip"].shape == (1, 4, 32, 48, 3)
 

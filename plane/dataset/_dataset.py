@@ -21,7 +21,6 @@ from plane._errors import (
     SampleError,
     SchemaError,
 )
-from plane.core._materialize import materialize
 from plane.core._reader import DEFAULT_CACHE_BYTES
 from plane.core._rowmap import positions_of
 from plane.core._snapshot import Snapshot
@@ -170,14 +169,6 @@ class Dataset:
         from plane.ingest._ingest import extend_from
 
         return extend_from(self._ws, parquet=parquet, arrow=arrow, images=images, **options)
-
-    def materialize(self, name: str, batch_rows: int = 256) -> None:
-        """Copy the objects a ``link[...]`` tensor points to into chunks: the tensor becomes
-        a stored tensor of the linked htype (same rows, same name), its bytes kept as they
-        are (JPEG stays JPEG). All or nothing: a missing or undecodable object raises, naming
-        its row and URI, and the tensor is left as it was. Commit afterwards."""
-        self._ws.check_writable(f"materialize {name!r}")
-        materialize(self._ws, name, batch_rows)
 
     def _update(self, name: str, positions: np.ndarray, values: Any) -> None:
         """``ds[name][positions] = values``: one small patch chunk, all or nothing."""

@@ -49,6 +49,17 @@ class Tensor:
         w = self._ds._ws.writer(self.name)
         return w.index.num_chunks + (1 if w.buffer is not None else 0)
 
+    def materialize(self, batch_rows: int = 256) -> None:
+        """Copy the objects a ``link[...]`` tensor points to into chunks: the tensor becomes
+        a stored tensor of the linked htype (same rows, same name), its bytes kept as they
+        are (JPEG stays JPEG). All or nothing: a missing or undecodable object raises, naming
+        its row and URI, and the tensor is left as it was. Commit afterwards."""
+        from plane.core._materialize import materialize
+
+        ws = self._ds._ws
+        ws.check_writable(f"materialize {self.name!r}")
+        materialize(ws, self.name, batch_rows)
+
     def astype(self, dtype: Any) -> Tensor:
         """Change the tensor's dtype by rewriting its chunks (in place, on this branch; older
         commits keep the old ones): every value must survive the cast, as on a write (ints
