@@ -22,13 +22,13 @@ from plane._errors import (
     SchemaError,
 )
 from plane.core._materialize import materialize
+from plane.core._nulls import encode_nullable
 from plane.core._reader import DEFAULT_CACHE_BYTES
 from plane.core._snapshot import Snapshot
 from plane.core._working import WorkingState
 from plane.dataset._indexing import normalize_index
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
-from plane.format._codecs import encode_batch
 from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store
 
@@ -181,12 +181,19 @@ class Dataset:
         if not positions.shape[0]:
             return
         try:
-            block, meta = encode_batch(w.meta, values, 0)
+            block, meta, nulls = encode_nullable(w.meta, values, 0)
         except SampleError as e:  # name the dataset row, not the position in this call
             msg = re.sub(r"at row (\d+)", lambda m: f"at row {positions[int(m.group(1))]}",
                          str(e))
             raise SampleError(msg) from None
-        ws.update(name, ws.to_physical(positions), block, meta)
+        null = np.zeros(positions.shape[0], bool)
+        null[nulls] = True
+        if block is None:  # all None, no value ever written: every row is null already
+            w.nulls = np.union1d(w.nulls, ws.to_physical(positions)).astype(np.int64)
+            w.dirty = True
+            ws.changed()
+            return
+        ws.update(name, ws.to_physical(positions), block, meta, null if nulls.shape[0] else None)
 
     def delete(self, rows: Any) -> None:
         """Delete rows (int, slice, list, mask) from every tensor; kept by older commits."""
