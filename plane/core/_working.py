@@ -386,6 +386,14 @@ class WorkingState:
         w.nulls = set_rows(w.nulls, phys, null)
         self.changed()
 
+    def mark_null(self, name: str, phys: np.ndarray) -> None:
+        """Make physical rows `phys` null without writing samples: for Nones written to a
+        tensor with no layout yet, whose rows are all empty samples already."""
+        w = self.writers[name]
+        w.nulls = np.union1d(w.nulls, phys).astype(np.int64)
+        w.dirty = True
+        self.changed()
+
     def _add_patch(self, w: TensorWriter, phys: np.ndarray, block: Block, meta: TensorMeta
                    ) -> None:
         patch, data = w.plan_patch(phys, block, meta)

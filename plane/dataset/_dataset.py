@@ -189,9 +189,7 @@ class Dataset:
         null = np.zeros(positions.shape[0], bool)
         null[nulls] = True
         if block is None:  # all None, no value ever written: every row is null already
-            w.nulls = np.union1d(w.nulls, ws.to_physical(positions)).astype(np.int64)
-            w.dirty = True
-            ws.changed()
+            ws.mark_null(name, ws.to_physical(positions))
             return
         ws.update(name, ws.to_physical(positions), block, meta, null if nulls.shape[0] else None)
 
