@@ -752,7 +752,7 @@ def _checked_rows(ws: WorkingState, columns: Mapping[str, Any]) -> int:
     missing = [k for k in ws.writers if k not in columns]
     if missing:
         raise SampleError(f"no values for tensor(s) {', '.join(map(repr, missing))}; give "
-                          "every tensor a value per row (None stores an empty sample)")
+                          "every tensor a value per row (None for a missing value: a null)")
     for k, v in columns.items():
         check_column(k, v)
     lengths = {k: len(v) for k, v in columns.items()}
