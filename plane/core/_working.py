@@ -611,8 +611,11 @@ class WorkingState:
         for name in self.created:
             w = self.writers[name]
             index = ChunkIndex()
-            if theirs.physical:
-                index.append(theirs.physical)
+            # the fill covers the rows that existed when we created it: the base's, theirs
+            # (now under it) and any we appended before creating it
+            filled = sum(int(w.index.rows[e]) for e in range(self.base_entries[name]))
+            if filled + shift:
+                index.append(filled + shift)
             base_entries[name], base_npatches[name] = index.num_entries, 0
             _append_entries(index, w.index, self.base_entries[name])
             patches = [p.moved(moved(p.rows)) for p in w.patches]

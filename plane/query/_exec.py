@@ -170,8 +170,9 @@ def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
             return vals, "text"
         if meta.kind == "json":
             return vals, "obj"
-        if isinstance(vals, list) and not vals:
-            return np.zeros(0, meta.np_dtype), "col"
+        if (isinstance(vals, list) and not vals) or meta.ndim is None:
+            # no rows, or no value written yet (every row null: conditions are unknown)
+            return np.zeros(ctx.n, meta.np_dtype), "col"
         if isinstance(vals, list):
             raise QueryError(f"tensor {e.name!r} has samples of different shapes; compare "
                              f"SHAPE({e.name})[i] or a json field instead")
