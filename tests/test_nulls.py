@@ -240,7 +240,8 @@ def test_loader_raises_on_nulls_or_skips_them(tmp_path: Path) -> None:
     ds.create_tensor("y", dtype="int64")
     ds.extend({"x": list(range(10)), "y": [None if i % 3 == 0 else i for i in range(10)]})
     ds.commit("c")
-    with pytest.raises(plane.SampleError, match=r"'y' is null at row 0 .*IS NOT NULL.*nulls='skip'"):
+    with pytest.raises(plane.SampleError,
+                       match=r"'y' is null at row 0 .*IS NOT NULL.*nulls='skip'"):
         list(ds.numpy(batch_size=4, shuffle=False))
     got = [b["y"] for b in ds.numpy(batch_size=4, shuffle=False, nulls="skip")]
     assert np.concatenate(got).tolist() == [1, 2, 4, 5, 7, 8]
@@ -348,3 +349,16 @@ def test_nulls_follow_an_oracle(tmp_path_factory: Any, ops: list[tuple[Any, ...]
     if want:
         assert len(ds.query("SELECT v WHERE v IS NULL")) == nulls
         assert len(ds.query("SELECT v WHERE v >= 0 OR v < 0")) == len(want) - nulls
+
+
+def test_plane_show_prints_a_null_class_label(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    from plane.cli import main
+
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("label", htype="class_label", class_names=["cat", "dog"])
+    ds.extend({"label": ["dog", None]})
+    ds.commit("c")
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "ds")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["[0] label=1 (dog)", "[1] label=None"]

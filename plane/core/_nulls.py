@@ -8,6 +8,8 @@ stores that empty sample and marks the row null; a value written over a null row
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from typing import Any
 
@@ -30,7 +32,12 @@ def none_at(values: Any) -> np.ndarray:
         values = values.tolist() if values.ndim == 1 else list(values)
     elif isinstance(values, EncodedBytes) or not isinstance(values, list | tuple):
         return NO_ROWS
+    if not any(map(_is_none, values)):  # C-level scan: the common case costs little
+        return NO_ROWS
     return np.asarray([i for i, v in enumerate(values) if v is None], np.int64)
+
+
+_is_none = functools.partial(operator.is_, None)
 
 
 def null_sample(meta: TensorMeta) -> tuple[bytes, tuple[int, ...]] | None:
@@ -62,8 +69,8 @@ def encode_nullable(meta: TensorMeta, values: Any, first_row: int
     (the rows are appended as fill)."""
     nulls = none_at(values)
     if not nulls.shape[0]:
-        block, meta = encode_batch(meta, values, first_row)
-        return block, meta, nulls
+        whole, meta = encode_batch(meta, values, first_row)
+        return whole, meta, nulls
     n = len(values)
     keep = np.ones(n, bool)
     keep[nulls] = False
@@ -146,7 +153,8 @@ def with_nulls(values: Any, null: np.ndarray | None) -> Any:
 def cells(values: Any) -> list[Any]:
     """A column read with `with_nulls` as one item per row (None for a null row)."""
     if isinstance(values, np.ma.MaskedArray):
-        rows = np.ma.getmaskarray(values).reshape(values.shape[0], -1).any(axis=1)
+        rows: np.ndarray = np.asarray(
+            np.ma.getmaskarray(values).reshape(values.shape[0], -1).any(axis=1), bool)
         data = values.data
         return [None if rows[i] else data[i] for i in range(values.shape[0])]
     return list(values)
