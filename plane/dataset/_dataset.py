@@ -114,7 +114,7 @@ class Dataset:
                       shape: Any = None, max_shape: Any = None,
                       sample_compression: str | None = None, chunk_compression: Any = "auto",
                       class_names: Sequence[str] = (), chunk_bytes: int | None = None) -> Tensor:
-        """Add a tensor. Rows that already exist read as empty samples in it."""
+        """Add a tensor. Rows that already exist are null in it (README, "Missing values")."""
         self._ws.check_writable(f"create tensor {name!r}")
         if name in self._ws.writers:
             raise SchemaError(f"tensor {name!r} already exists in {self.url}")
