@@ -362,3 +362,34 @@ def test_plane_show_prints_a_null_class_label(capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert main(["show", str(tmp_path / "ds")]) == 0
     assert capsys.readouterr().out.splitlines() == ["[0] label=1 (dog)", "[1] label=None"]
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.one_of(st.none(), st.integers(0, 255)), max_size=6),
+                        min_size=1, max_size=5))
+def test_columns_with_nones_read_back(tmp_path_factory: Any,
+                                      batches: list[list[int | None]]) -> None:
+    """Batches of values and Nones, in any mix and order (a batch of only Nones before any
+    value included), read back as written in every kind of tensor."""
+    ds = plane.create(tmp_path_factory.mktemp("cols") / "ds")
+    ds.create_tensor("n", dtype="uint8")
+    ds.create_tensor("s")                               # dtype and dims learned
+    ds.create_tensor("f", dtype="int16", shape=(2,))
+    ds.create_tensor("r", dtype="int16", shape=(None, 2))
+    ds.create_tensor("t", htype="text")
+    ds.create_tensor("j", htype="json")
+    want: list[int | None] = []
+    for b in batches:
+        ds.extend({"n": b, "s": b, "f": [None if v is None else [v, v] for v in b],
+                   "r": [None if v is None else np.full((v % 3, 2), v, np.int16) for v in b],
+                   "t": [None if v is None else str(v) for v in b],
+                   "j": [None if v is None else {"v": v} for v in b]})
+        want += b
+    ds.commit("c", allow_empty=True)
+    ds = plane.open(ds.url)
+    assert ds["n"].tolist() == want and ds["s"].tolist() == want
+    assert ds["f"].tolist() == [None if v is None else [v, v] for v in want]
+    assert ds["r"].tolist() == [None if v is None else [[v, v]] * (v % 3) for v in want]
+    assert ds["t"].tolist() == [None if v is None else str(v) for v in want]
+    assert ds["j"].tolist() == [None if v is None else {"v": v} for v in want]
