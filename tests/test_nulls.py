@@ -393,3 +393,16 @@ def test_columns_with_nones_read_back(tmp_path_factory: Any,
     assert ds["r"].tolist() == [None if v is None else [[v, v]] * (v % 3) for v in want]
     assert ds["t"].tolist() == [None if v is None else str(v) for v in want]
     assert ds["j"].tolist() == [None if v is None else {"v": v} for v in want]
+
+
+def test_materialize_keeps_null_links_null(tmp_path: Path) -> None:
+    (tmp_path / "a.bin").write_bytes(b"aa")
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("blob", htype="link[binary]")
+    ds.extend({"blob": [str(tmp_path / "a.bin"), None]})
+    assert ds["blob"].text() == [str(tmp_path / "a.bin"), None]
+    ds.materialize("blob")
+    ds.commit("m")
+    got = plane.open(tmp_path / "ds")
+    assert got["blob"].meta.htype == "binary"
+    assert got["blob"].tolist() == [b"aa", None]
