@@ -181,9 +181,10 @@ def numeric_cmp(draw: st.DrawFn) -> Cond:
 
 
 @st.composite
-def checked_leaf(draw: st.DrawFn) -> Cond:
-    kind = draw(st.sampled_from(["num", "num", "like", "text", "const", "in", "between",
-                                 "label", "null", "nullable", "nullable"]))
+def checked_leaf(draw: st.DrawFn, kinds: tuple[str, ...] = (
+        "num", "num", "like", "text", "const", "in", "between", "label", "null", "nullable",
+        "nullable")) -> Cond:
+    kind = draw(st.sampled_from(kinds))
     if kind == "num":
         return draw(numeric_cmp())
     if kind == "like":
@@ -257,6 +258,9 @@ def _combine(children: st.SearchStrategy[Cond]) -> st.SearchStrategy[Cond]:
 
 
 checked_conds = st.recursive(checked_leaf(), _combine, max_leaves=5)
+#: conditions over the nullable tensor (and a numeric one): three-valued logic at work
+null_conds = st.recursive(checked_leaf(("nullable", "nullable", "num")), _combine,
+                          max_leaves=4)
 
 # ---- strategies: anything goes ----------------------------------------------------------
 
@@ -520,6 +524,16 @@ limits = st.none() | st.integers(0, 30)
 @given(cond=checked_conds, order=orders, limit=limits, offset=st.integers(0, 5))
 @pytest.mark.timeout(120)
 def test_checked_conditions_equal_a_plain_python_reference(
+        states: States, cond: Cond, order: tuple[str, bool] | None,
+        limit: int | None, offset: int) -> None:
+    for d in states:
+        check_conditions(d, cond, order, limit, offset)
+
+
+@settings(SWEEP, max_examples=40)
+@given(cond=null_conds, order=orders, limit=limits, offset=st.integers(0, 5))
+@pytest.mark.timeout(120)
+def test_conditions_on_nulls_follow_three_valued_logic(
         states: States, cond: Cond, order: tuple[str, bool] | None,
         limit: int | None, offset: int) -> None:
     for d in states:
