@@ -406,3 +406,14 @@ def test_materialize_keeps_null_links_null(tmp_path: Path) -> None:
     got = plane.open(tmp_path / "ds")
     assert got["blob"].meta.htype == "binary"
     assert got["blob"].tolist() == [b"aa", None]
+
+
+@given(rows=st.sets(st.integers(0, 10_000), max_size=200))
+def test_null_rows_serialise_as_runs(rows: set[int]) -> None:
+    """A part stores its null rows as (start, length) runs: any set round-trips, and a
+    tensor created on a million rows costs one run."""
+    from plane.core._state import pack_runs, unpack_runs
+
+    arr = np.asarray(sorted(rows), np.int64)
+    assert unpack_runs(pack_runs(arr)).tolist() == arr.tolist()
+    assert len(pack_runs(np.arange(1_000_000, dtype=np.int64))) < 64

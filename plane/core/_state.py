@@ -157,7 +157,11 @@ def unpack_runs(s: str) -> np.ndarray:
     pairs = unpack_ints(s).reshape(-1, 2)
     if not pairs.shape[0]:
         return NO_ROWS
-    return np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in pairs])
+    starts, lengths = pairs[:, 0], pairs[:, 1]
+    before = np.cumsum(lengths) - lengths  # rows listed before each run
+    out: np.ndarray = np.arange(int(lengths.sum()), dtype=np.int64) + \
+        np.repeat(starts - before, lengths)
+    return out
 
 
 @dataclass
