@@ -225,7 +225,10 @@ def _class_name(names: tuple[str, ...], t: Any) -> str:
     """` (dog)` after a class id shown to a person (the id stays the value; README)."""
     if not names:
         return ""
-    v = np.asarray(t.numpy()).reshape(-1)
+    value = t.numpy()
+    if value is None:  # a null row: shown as None, without a name
+        return ""
+    v = np.asarray(value).reshape(-1)
     return " (" + ", ".join(names[int(x)] if 0 <= int(x) < len(names) else "?" for x in v) + ")"
 
 

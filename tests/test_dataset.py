@@ -259,7 +259,9 @@ def test_writer_sees_unflushed_rows_others_do_not() -> None:
     plane.storage.MemoryStore.drop("unflushed")
 
 
-def test_tensor_created_late_reads_empty(tmp_path: Any) -> None:
+def test_tensor_created_late_reads_null(tmp_path: Any) -> None:
+    """Rows that existed before a tensor are null in it (issue #15 item 5); the stored
+    empty samples are the masked array's data."""
     ds = plane.create(tmp_path / "d")
     ds.create_tensor("a", dtype="int32")
     ds.extend({"a": [1, 2]})
@@ -268,8 +270,10 @@ def test_tensor_created_late_reads_empty(tmp_path: Any) -> None:
     ds.append({"a": 3, "t": "x", "f": [1, 2]})
     ds.flush()
     ds = plane.open(tmp_path / "d")
-    assert ds["t"].numpy() == ["", "", "x"]
-    np.testing.assert_array_equal(ds["f"].numpy(), [[0, 0], [0, 0], [1, 2]])
+    assert ds["t"].numpy() == [None, None, "x"]
+    f = ds["f"].numpy()
+    np.testing.assert_array_equal(f.data, [[0, 0], [0, 0], [1, 2]])
+    assert f.mask.tolist() == [[True, True], [True, True], [False, False]]
 
 
 def test_two_writers_both_land(tmp_store_url: tuple[str, Any]) -> None:

@@ -215,7 +215,7 @@ def test_corrupt_jpeg_raises_skips_or_quarantines(tmp_path: Path) -> None:
     report = ds.extend_from(parquet=str(lake), on_error="skip", progress=False)
     assert report.rows_skipped == 1 and report.rows_written == N - 1
     assert report.quarantine_key is None and len(ds) == 1 + N - 1
-    assert ds["seed"].numpy(aslist=True)[:2] == ["kept", ""]  # new rows: empty seed samples
+    assert ds["seed"].numpy(aslist=True)[:2] == ["kept", None]  # new rows: null seeds
 
     ds2 = plane.create(tmp_path / "ds2")
     report = ds2.extend_from(parquet=str(lake), on_error="quarantine", progress=False)

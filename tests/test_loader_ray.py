@@ -201,3 +201,20 @@ def test_ray_class_labels_arrive_as_int64(ray_local: None, tmp_path: Any) -> Non
     assert tb["labels"].dtype == torch.int64
     loss = torch.nn.functional.cross_entropy(torch.zeros(4, 3), tb["labels"])
     assert torch.isfinite(loss)
+
+
+def test_to_ray_gives_none_for_nulls(tmp_path: Any) -> None:
+    """A null row reaches Ray Data as None (an Arrow null), not as its stored empty sample
+    (the blocks a read task yields; no cluster needed)."""
+    from plane.loader._ray import _read_units
+
+    ds = plane.create(tmp_path / "ds")
+    ds.create_tensor("x", dtype="int64")
+    ds.create_tensor("t", htype="text")
+    ds.create_tensor("v", dtype="float32", shape=(2,))
+    ds.extend({"x": [1, None, 3], "t": [None, "b", "c"], "v": [None, [1, 2], [3, 4]]})
+    ds.commit("nulls")
+    block = next(_read_units(ds.snapshot(), ["x", "t", "v"], [(0, 3)]))
+    assert block.column("x").to_pylist() == [1, None, 3]
+    assert block.column("t").to_pylist() == [None, "b", "c"]
+    assert block.column("v").null_count == 1

@@ -67,6 +67,8 @@ def _rows(rng: np.random.Generator, n: int, start: int) -> dict[str, Any]:
         "rag": [rng.standard_normal(1 + k % 3).astype(np.float32) for k in range(n)],
         "words": [" ".join(rng.choice(["red", "car", "blue", "dog", "the"], 4))
                   for _ in range(n)],
+        "n": [None if k % 4 == 0 else int(v)  # nullable: a null every 4th row
+              for k, v in zip(range(start, start + n), rng.integers(-20, 20, n))],
     }
 
 
@@ -86,6 +88,7 @@ def _schema(ds: plane.Dataset) -> None:
     ds.create_tensor("emb3", htype="embedding", shape=(DIM,))  # never indexed
     ds.create_tensor("rag", dtype="float32")  # ragged
     ds.create_tensor("words", htype="text")
+    ds.create_tensor("n", dtype="int64")  # with nulls
 
 
 def _build(path: Path, n: int, seed: int) -> States:
@@ -105,6 +108,7 @@ def _build(path: Path, n: int, seed: int) -> States:
     ds.create_index("lab", kind="btree")
     ds.create_index("t2", kind="btree")
     ds.create_index("f", kind="minmax")
+    ds.create_index("n", kind="btree")  # holds the null rows' empty samples (0)
     fresh = _data(plane.open(path / "d", version=ds.commit_id, read_only=True),
                   frozenset({"emb3"}))
     ds.extend(_rows(rng, 20, n))  # a later commit: every index is stale
@@ -134,7 +138,9 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> States:
 # ---- the reference ----------------------------------------------------------------------
 
 
-Ref = Callable[[dict[str, Any]], bool] | None  # a row's truth; None: not checked
+#: a row's truth (None from a ref: unknown, SQL's third value; a row passes only when True);
+#: a Cond's ref None: not checked
+Ref = Callable[[dict[str, Any]], bool | None] | None
 
 
 @dataclass(frozen=True)
@@ -175,9 +181,10 @@ def numeric_cmp(draw: st.DrawFn) -> Cond:
 
 
 @st.composite
-def checked_leaf(draw: st.DrawFn) -> Cond:
-    kind = draw(st.sampled_from(["num", "num", "like", "text", "const", "in", "between",
-                                 "label", "null"]))
+def checked_leaf(draw: st.DrawFn, kinds: tuple[str, ...] = (
+        "num", "num", "like", "text", "const", "in", "between", "label", "null", "nullable",
+        "nullable")) -> Cond:
+    kind = draw(st.sampled_from(kinds))
     if kind == "num":
         return draw(numeric_cmp())
     if kind == "like":
@@ -204,13 +211,33 @@ def checked_leaf(draw: st.DrawFn) -> Cond:
         col = draw(st.sampled_from(["i", "u", "ROW_ID"]))
         key = "_id" if col == "ROW_ID" else col
         return Cond(f"{col} BETWEEN {lo} AND {hi}", lambda r: lo <= r[key] <= hi)
+    if kind == "nullable":  # comparisons on a null are unknown; IS NULL is not
+        op, v = draw(st.sampled_from(list(_OPS))), draw(st.integers(-20, 20))
+        if draw(st.booleans()):
+            neg = draw(st.booleans())
+            return Cond(f"n IS {'NOT ' if neg else ''}NULL", lambda r: neg != (r["n"] is None))
+        return Cond(f"n {op} {v}", lambda r: None if r["n"] is None else _OPS[op](r["n"], v))
     if kind == "label":
         name, op = draw(st.sampled_from(CLASSES)), draw(st.sampled_from(["=", "!="]))
         want = CLASSES.index(name)
         return Cond(f"lab {op} {_q(name)}", lambda r: _OPS[op](r["lab"], want))
     col = draw(st.sampled_from(["t", "t2"]))
     neg = draw(st.booleans())
-    return Cond(f"{col} IS {'NOT ' if neg else ''}NULL", lambda r: neg != (r[col] == ""))
+    # '' is a value: only a null (None) row IS NULL (README, "Missing values")
+    return Cond(f"{col} IS {'NOT ' if neg else ''}NULL", lambda r: neg != (r[col] is None))
+
+
+def _and3(a: bool | None, b: bool | None) -> bool | None:
+    """SQL AND: false wins, then unknown (None)."""
+    return False if a is False or b is False else None if a is None or b is None else True
+
+
+def _or3(a: bool | None, b: bool | None) -> bool | None:
+    return True if a is True or b is True else None if a is None or b is None else False
+
+
+def _not3(a: bool | None) -> bool | None:
+    return None if a is None else not a
 
 
 def _combine(children: st.SearchStrategy[Cond]) -> st.SearchStrategy[Cond]:
@@ -218,19 +245,22 @@ def _combine(children: st.SearchStrategy[Cond]) -> st.SearchStrategy[Cond]:
         def make(a: Cond, b: Cond) -> Cond:
             assert a.ref is not None and b.ref is not None
             fa, fb = a.ref, b.ref
-            ref: Ref = ((lambda r: fa(r) and fb(r)) if op == "AND"
-                        else (lambda r: fa(r) or fb(r)))
+            ref: Ref = ((lambda r: _and3(fa(r), fb(r))) if op == "AND"
+                        else (lambda r: _or3(fa(r), fb(r))))
             return Cond(f"({a.sql}) {op} ({b.sql})", ref)
         return st.builds(make, children, children)
 
     def negate(a: Cond) -> Cond:
         assert a.ref is not None
         fa = a.ref
-        return Cond(f"NOT ({a.sql})", lambda r: not fa(r))
+        return Cond(f"NOT ({a.sql})", lambda r: _not3(fa(r)))
     return both("AND") | both("OR") | children.map(negate)
 
 
 checked_conds = st.recursive(checked_leaf(), _combine, max_leaves=5)
+#: conditions over the nullable tensor (and a numeric one): three-valued logic at work
+null_conds = st.recursive(checked_leaf(("nullable", "nullable", "num")), _combine,
+                          max_leaves=4)
 
 # ---- strategies: anything goes ----------------------------------------------------------
 
@@ -422,7 +452,7 @@ def check_conditions(d: Data, cond: Cond, order: tuple[str, bool] | None,
                      limit: int | None, offset: int) -> None:
     assert cond.ref is not None
     rows = _rows_of(d)
-    want = [r["_id"] for r in rows if cond.ref(r)]
+    want = [r["_id"] for r in rows if cond.ref(r) is True]
     sql = f"SELECT id WHERE {cond.sql}"
     if order is not None:
         want = _sorted_ref(rows, want, order[0], order[1])
@@ -459,7 +489,8 @@ _FN = {"cosine": "COSINE_SIMILARITY", "l2": "L2_DISTANCE", "ip": "INNER_PRODUCT"
 def check_vectors(d: Data, cond: Cond | None, tensor: str, metric: str, q: np.ndarray,
                   k: int, builder: bool) -> None:
     rows = _rows_of(d)
-    cand = [r["_id"] for r in rows if cond is None or (cond.ref is not None and cond.ref(r))]
+    cand = [r["_id"] for r in rows
+            if cond is None or (cond.ref is not None and cond.ref(r) is True)]
     truth = _brute(d, tensor, metric, q)
     higher = metric != "l2"
     where = "" if cond is None else f" WHERE {cond.sql}"
@@ -493,6 +524,16 @@ limits = st.none() | st.integers(0, 30)
 @given(cond=checked_conds, order=orders, limit=limits, offset=st.integers(0, 5))
 @pytest.mark.timeout(120)
 def test_checked_conditions_equal_a_plain_python_reference(
+        states: States, cond: Cond, order: tuple[str, bool] | None,
+        limit: int | None, offset: int) -> None:
+    for d in states:
+        check_conditions(d, cond, order, limit, offset)
+
+
+@settings(SWEEP, max_examples=40)
+@given(cond=null_conds, order=orders, limit=limits, offset=st.integers(0, 5))
+@pytest.mark.timeout(120)
+def test_conditions_on_nulls_follow_three_valued_logic(
         states: States, cond: Cond, order: tuple[str, bool] | None,
         limit: int | None, offset: int) -> None:
     for d in states:

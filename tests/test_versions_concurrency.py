@@ -139,5 +139,5 @@ def test_writer_that_loses_two_races_in_a_row_keeps_its_rows(tmp_path: Any) -> N
     c.commit("c")  # loses to a, rebases, loses to b, rebases again, lands
     got = plane.open(tmp_path / "d")
     assert sorted(got["v"].numpy().tolist()) == [1, 1, 2, 2, 2, 3]
-    assert got["extra"].numpy() == ["", "", "", "", "", "c"]
+    assert got["extra"].numpy() == [None, None, None, None, None, "c"]  # nulls rebased
     assert [e["message"] for e in got.log()][:3] == ["c", "b", "a"]

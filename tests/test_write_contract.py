@@ -71,9 +71,10 @@ def test_width_is_kept_across_reopen_and_updates(emb: plane.Dataset, tmp_path: P
         ds["e"][1] = np.ones(17)
     _refused(ds, update, "at row 1", "width 17")
     ds.append({"e": np.full(16, 2.0), "w": 9})        # the right width still goes in
-    ds.append({"e": None, "w": 10})                   # None stays an empty sample
+    ds.append({"e": None, "w": 10})                   # None is a null, not a width
     assert ds["e"][3].numpy().tolist() == [2.0] * 16
-    assert ds["e"][4].numpy().shape == (0,)
+    assert ds["e"][4].numpy() is None
+    assert ds["e"].meta.width == 16
 
 
 def test_declared_shapes_fix_or_free_the_width(tmp_path: Path) -> None:

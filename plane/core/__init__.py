@@ -15,6 +15,7 @@ from plane.core._layout import (
     is_chunk_key,
     read_dataset_info,
 )
+from plane.core._nulls import cells, with_nulls
 from plane.core._reader import finish_samples
 from plane.core._snapshot import Snapshot
 from plane.core._working import WorkingState
@@ -26,10 +27,12 @@ __all__ = [
     "Snapshot",
     "WorkingState",
     "await_created",
+    "cells",
     "chunk_key",
     "coordinator_prefix",
     "finish_samples",
     "is_chunk_key",
     "read_dataset_info",
+    "with_nulls",
     "write_fragment",
 ]

@@ -14,9 +14,10 @@ import numpy as np
 
 from plane._errors import SampleError
 from plane.core._layout import chunk_key, read_dataset_info, sealed_format
+from plane.core._nulls import encode_nullable
 from plane.core._reader import ChunkReader
 from plane.core._writer import TensorWriter
-from plane.format._codecs import check_column, encode_batch
+from plane.format._codecs import check_column
 from plane.format._index import ChunkIndex
 from plane.format._meta import TensorMeta
 from plane.storage import Store
@@ -26,12 +27,14 @@ __all__ = ["Fragment", "FragmentWriter", "write_fragment"]
 
 @dataclass(frozen=True)
 class Fragment:
-    """`rows` new rows: per tensor its (possibly learned) meta and chunk-index entries."""
+    """`rows` new rows: per tensor its (possibly learned) meta, chunk-index entries and the
+    rows (0 = the fragment's first) that are null."""
 
     fragment_id: str
     rows: int
     metas: dict[str, dict[str, Any]]
     entries: dict[str, list[tuple[int, list[str], list[int]]]] = field(default_factory=dict)
+    nulls: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -53,6 +56,7 @@ class FragmentWriter:
         self.writers = {n: TensorWriter(m, ChunkIndex(), self.reader) for n, m in metas.items()}
         self.rows = 0
         self.bytes_written = 0
+        self.nulls: dict[str, list[np.ndarray]] = {n: [] for n in metas}
 
     @property
     def metas(self) -> dict[str, TensorMeta]:
@@ -71,17 +75,27 @@ class FragmentWriter:
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise SampleError(f"fragment {self.fragment_id}: column lengths differ")
-        return {n: encode_batch(w.meta, columns[n], row0) for n, w in self.writers.items()}
+        return {n: encode_nullable(w.meta, columns[n], row0) for n, w in self.writers.items()}
 
     def add(self, encoded: dict[str, Any]) -> None:
         """Append encoded columns (from `encode`), storing every chunk that fills up."""
-        plans = {n: self.writers[n].plan(block, meta) for n, (block, meta) in encoded.items()}
+        n_rows = 0
+        for block, _, nulls in encoded.values():  # a block, or all nulls (no layout yet)
+            n_rows = block.n if block is not None else int(nulls.shape[0])
+            break
+        plans = {n: self.writers[n].plan(block, meta)
+                 for n, (block, meta, _) in encoded.items() if block is not None}
         chunks = {chunk_key(k): v for p in plans.values() for k, v in p.chunks.items()}
         self.store.put_many(chunks)
         self.bytes_written += sum(len(v) for v in chunks.values())
         for n, p in plans.items():
             self.writers[n].apply(p)
-        self.rows += next(iter(encoded.values()))[0].n if encoded else 0
+        for n, (block, _, nulls) in encoded.items():
+            if block is None:
+                self.writers[n].add_fill(n_rows)
+            if nulls.shape[0]:
+                self.nulls[n].append(nulls + self.rows)
+        self.rows += n_rows
 
     def finish(self) -> Fragment:
         """Store the partial last chunks and describe everything written."""
@@ -97,7 +111,8 @@ class FragmentWriter:
         self.reader.local.clear()
         self.store.put_many({chunk_key(k): v for k, v in chunks.items()})
         self.bytes_written += sum(len(v) for v in chunks.values())
-        return Fragment(self.fragment_id, self.rows, metas, entries)
+        nulls = {n: np.concatenate(z).tolist() for n, z in self.nulls.items() if z}
+        return Fragment(self.fragment_id, self.rows, metas, entries, nulls)
 
 
 def write_fragment(store: Store, fragment_id: str, metas: dict[str, TensorMeta],

@@ -57,7 +57,9 @@ def materialize(ws: WorkingState, name: str, batch_rows: int = 256) -> None:
         fw = FragmentWriter(ws.store, f"materialize-{name}", {name: meta},
                             ws.reader.footer_sums)
     frag = fw.finish()
-    new = TensorWriter(TensorMeta.from_dict(frag.metas[name]), ChunkIndex(), ws.reader)
+    nulls = np.union1d(w.nulls, np.asarray(frag.nulls.get(name, []), np.int64))
+    new = TensorWriter(TensorMeta.from_dict(frag.metas[name]), ChunkIndex(), ws.reader,
+                       nulls=nulls.astype(np.int64))
     for rows, keys, sizes in frag.entries[name]:
         new.index.append(rows, keys, sizes)
     ws.replace_tensor(name, new)

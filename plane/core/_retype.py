@@ -47,7 +47,8 @@ def retype(ws: WorkingState, name: str, dtype: Any, batch_rows: int = _BATCH) ->
         return
     w.seal()
     pm = w.patch_map()
-    new = TensorWriter(meta.evolve(dtype=target.str), ChunkIndex(), ws.reader)
+    new = TensorWriter(meta.evolve(dtype=target.str), ChunkIndex(), ws.reader,
+                       nulls=w.nulls.copy())
     row = 0
     for e in range(w.index.num_entries):
         n = int(w.index.rows[e])

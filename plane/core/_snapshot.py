@@ -17,6 +17,7 @@ from plane._errors import PlaneError, TensorNotFoundError
 from plane._runtime import io_pool
 from plane.core._layout import read_dataset_info, sealed_format
 from plane.core._links import LinkResolver, decode_linked
+from plane.core._nulls import is_in
 from plane.core._reader import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
@@ -161,8 +162,15 @@ class Snapshot:
     def null_mask(self, name: str, positions: np.ndarray) -> np.ndarray | None:
         """True where tensor `name` has no value (null) at logical row `positions`; None when
         none of them is null (the common case: callers skip null handling)."""
-        self.part(name)
-        return None
+        nulls = self.part(name).nulls
+        if not nulls.shape[0]:
+            return None
+        mask = is_in(self.to_physical(positions), nulls)
+        return mask if mask.any() else None
+
+    def has_nulls(self, name: str) -> bool:
+        """Whether tensor `name` has a null row (live or deleted): False skips every check."""
+        return bool(self.part(name).nulls.shape[0])
 
     def shapes(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Sample shapes of tensor `name` at logical row `positions`, one row each."""

@@ -26,7 +26,10 @@ from plane.format._meta import TensorMeta
 from plane.storage import Store
 
 __all__ = ["RowIds", "Patch", "TensorPart", "State", "Commit", "pack_ints", "unpack_ints",
-           "new_row_id_base"]
+           "new_row_id_base", "NO_ROWS"]
+
+#: an empty sorted set of physical rows
+NO_ROWS = np.zeros(0, np.int64)
 
 
 def pack_ints(a: np.ndarray) -> str:
@@ -147,22 +150,52 @@ class Patch:
         return Patch(self.key, self.nbytes, rows, self.data)
 
 
+def pack_runs(rows: np.ndarray) -> str:
+    """Sorted rows -> pack_ints of their runs as (start, length) pairs (a tensor created on
+    a million rows is one run, not a million ints)."""
+    if not rows.shape[0]:
+        return pack_ints(rows)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = rows[np.concatenate([[0], breaks])]
+    ends = np.concatenate([breaks, [rows.shape[0]]])
+    lengths = np.diff(np.concatenate([[0], ends]))
+    return pack_ints(np.stack([starts, lengths], axis=1).reshape(-1))
+
+
+def unpack_runs(s: str) -> np.ndarray:
+    pairs = unpack_ints(s).reshape(-1, 2)
+    if not pairs.shape[0]:
+        return NO_ROWS
+    starts, lengths = pairs[:, 0], pairs[:, 1]
+    before = np.cumsum(lengths) - lengths  # rows listed before each run
+    out: np.ndarray = np.arange(int(lengths.sum()), dtype=np.int64) + \
+        np.repeat(starts - before, lengths)
+    return out
+
+
 @dataclass
 class TensorPart:
+    """One tensor of a version: schema, chunk index, patches and `nulls`, the sorted
+    physical rows that have no value (each still has an empty sample stored)."""
+
     meta: TensorMeta
     index: ChunkIndex
     patches: list[Patch] = field(default_factory=list)
+    nulls: np.ndarray = field(default_factory=lambda: NO_ROWS)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"meta": self.meta.to_dict(), "index": self.index.to_dict()}
         if self.patches:
             d["patches"] = [p.to_dict() for p in self.patches]
+        if self.nulls.shape[0]:
+            d["nulls"] = pack_runs(self.nulls)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorPart:
+        nulls = unpack_runs(d["nulls"]) if "nulls" in d else NO_ROWS
         return cls(TensorMeta.from_dict(d["meta"]), ChunkIndex.from_dict(d["index"]),
-                   [Patch.from_dict(p) for p in d.get("patches", [])])
+                   [Patch.from_dict(p) for p in d.get("patches", [])], nulls)
 
     def save(self, store: Store) -> str:
         return put_cas_json(store, PARTS, self.to_dict())

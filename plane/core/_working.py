@@ -31,6 +31,7 @@ from plane.core._fragment import Fragment
 from plane.core._info import merge_info
 from plane.core._layout import RefStore, chunk_key, read_dataset_info, sealed_format
 from plane.core._links import LinkResolver
+from plane.core._nulls import encode_nullable, is_in, set_rows
 from plane.core._reader import ChunkReader, PatchMap, read_samples, read_shapes
 from plane.core._snapshot import Snapshot, _link_resolver, no_tensor, read_rows
 from plane.core._state import (
@@ -128,8 +129,8 @@ class WorkingState:
         self.base_key = key
         self.base = state
         self.base_parts = {n: TensorPart.load(self.store, k) for n, k in state.tensors.items()}
-        self.writers = {n: TensorWriter(p.meta, p.index.copy(), self.reader, p.patches)
-                        for n, p in self.base_parts.items()}
+        self.writers = {n: TensorWriter(p.meta, p.index.copy(), self.reader, p.patches,
+                                        p.nulls) for n, p in self.base_parts.items()}
         self.part_keys = dict(state.tensors)
         self.mark_clean()
         self.physical = state.physical
@@ -226,6 +227,14 @@ class WorkingState:
                          w.patch_map(), self.to_physical(positions), positions, decode,
                          aslist)
 
+    def null_mask(self, name: str, positions: np.ndarray) -> np.ndarray | None:
+        """As `Snapshot.null_mask`, unflushed writes included."""
+        nulls = self.writer(name).nulls
+        if not nulls.shape[0]:
+            return None
+        mask = is_in(self.to_physical(positions), nulls)
+        return mask if mask.any() else None
+
     def shapes(self, name: str, positions: np.ndarray) -> np.ndarray:
         w = self.writer(name)
         w.seal()
@@ -240,7 +249,8 @@ class WorkingState:
                 w.seal()
             state = State({n: "" for n in self.writers}, self.physical, self.row_ids,
                           self.deleted, version=self.format_version, **self._state_fields())
-            parts = {n: TensorPart(w.meta, w.index, w.patches) for n, w in self.writers.items()}
+            parts = {n: TensorPart(w.meta, w.index, w.patches, w.nulls)
+                     for n, w in self.writers.items()}
             self._view = Snapshot(self.store, None if self.unflushed else self.base_key,
                                   state, parts, commit_id=self.commit_id, branch=self.branch,
                                   info=self.info, reader=self.reader, links=self.links,
@@ -258,7 +268,7 @@ class WorkingState:
                 self.store_pending()
                 state = self.working_state()
                 key = state.save(self.store)
-            parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches))
+            parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches), w.nulls)
                      for n, w in self.writers.items()}
             commit = self.commit_id if key == self.commit_state(self.commit_id) else None
             self._snapshot = Snapshot(self.store, key, state, parts, commit_id=commit,
@@ -348,17 +358,29 @@ class WorkingState:
     def extend(self, columns: Mapping[str, Any], n: int,
                row_ids: np.ndarray | None = None) -> None:
         """Append `n` rows given as checked columns (one per tensor), with new row ids
-        unless `row_ids` are given (a merge carries the other side's ids)."""
+        unless `row_ids` are given (a merge carries the other side's ids). A None is a null
+        (`plane.core._nulls`)."""
         row0 = len(self)
         plans = {}
+        nulls: dict[str, np.ndarray] = {}
+        fills: list[str] = []
         for name, values in columns.items():
             w = self.writers[name]
-            block, meta = encode_batch(w.meta, values, row0)
-            plans[name] = w.plan(block, meta)
+            block, meta, nulls[name] = encode_nullable(w.meta, values, row0)
+            if block is None:
+                fills.append(name)
+            else:
+                plans[name] = w.plan(block, meta)
         chunks = {chunk_key(k): v for p in plans.values() for k, v in p.chunks.items()}
         self.store.put_many(chunks)
         for name, plan in plans.items():
             self.writers[name].apply(plan)
+        for name in fills:
+            self.writers[name].add_fill(n)
+        for name, at in nulls.items():
+            if at.shape[0] and name not in fills:
+                w = self.writers[name]
+                w.nulls = np.union1d(w.nulls, self.physical + at).astype(np.int64)
         self.row_ids.extend_ids(row_ids if row_ids is not None else self.alloc_ids(n))
         self.physical += n
         self.changed()
@@ -382,6 +404,9 @@ class WorkingState:
                 w.reopenable = None
                 for rows, keys, sizes in f.entries[n]:
                     w.index.append(rows, keys, sizes)
+                if f.nulls.get(n):
+                    at = np.asarray(f.nulls[n], np.int64) + self.physical
+                    w.nulls = np.union1d(w.nulls, at).astype(np.int64)
                 w.meta = metas[n]
                 w.dirty = True
             self.row_ids.extend_ids(self.alloc_ids(f.rows))
@@ -395,17 +420,29 @@ class WorkingState:
         """The number of rows in `columns` (one per tensor, equal lengths), else the error."""
         return _checked_rows(self, columns)
 
-    def update(self, name: str, phys: np.ndarray, block: Block, meta: TensorMeta) -> None:
-        """New values (an encoded block, in `phys` order) for physical rows `phys`."""
+    def update(self, name: str, phys: np.ndarray, block: Block, meta: TensorMeta,
+               null: np.ndarray | None = None) -> None:
+        """New values (an encoded block, in `phys` order) for physical rows `phys`; `null`
+        (a mask in `phys` order) marks those written as null, the others get a value."""
         order = np.argsort(phys, kind="stable")
         if not np.all(order == np.arange(order.shape[0])):
             block = _reorder(block, order)
             phys = phys[order]
+            null = null[order] if null is not None else None
         w = self.writers[name]
         if len(w.patches) >= PATCH_COMPACT_AT and \
                 len(w.patches) == self.base_npatches.get(name, -1):
             self.fold_base_patches(name)  # before our first patch of this working state
         self._add_patch(w, phys, block, meta)
+        w.nulls = set_rows(w.nulls, phys, null)
+        self.changed()
+
+    def mark_null(self, name: str, phys: np.ndarray) -> None:
+        """Make physical rows `phys` null without writing samples: for Nones written to a
+        tensor with no layout yet, whose rows are all empty samples already."""
+        w = self.writers[name]
+        w.nulls = np.union1d(w.nulls, phys).astype(np.int64)
+        w.dirty = True
         self.changed()
 
     def _add_patch(self, w: TensorWriter, phys: np.ndarray, block: Block, meta: TensorMeta
@@ -471,7 +508,8 @@ class WorkingState:
         tensors = {}
         for name, w in self.writers.items():
             if w.dirty or name not in self.part_keys:
-                self.part_keys[name] = TensorPart(w.meta, w.index, w.patches).save(self.store)
+                self.part_keys[name] = TensorPart(w.meta, w.index, w.patches,
+                                                  w.nulls).save(self.store)
             tensors[name] = self.part_keys[name]
         return State(tensors, self.physical, self.row_ids.copy(), self.deleted,
                      version=self.format_version, **self._state_fields())
@@ -509,8 +547,8 @@ class WorkingState:
                 if message is not None:  # a new commit: its state is the one just written
                     self.commit_states[commit_id] = key  # type: ignore[index]
                 self.base_key, self.base = key, state
-                self.base_parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches))
-                                   for n, w in self.writers.items()}
+                self.base_parts = {n: TensorPart(w.meta, w.index.copy(), list(w.patches),
+                                                 w.nulls) for n, w in self.writers.items()}
                 self.mark_clean()
                 self.changed()
                 return commit_id
@@ -612,7 +650,7 @@ class WorkingState:
             if name in self.dropped:
                 continue  # we deleted this tensor; their changes to it go with it
             index = tp.index.copy()
-            meta, patches = tp.meta, list(tp.patches)
+            meta, patches, nulls = tp.meta, list(tp.patches), tp.nulls
             if name in self.writers:
                 w = self.writers[name]
                 meta = merge_meta(meta, w.meta, self.branch)
@@ -625,24 +663,34 @@ class WorkingState:
                 if clash.shape[0]:
                     conflicts[name] = self.row_ids.take(clash).tolist()
                 patches += [p.moved(moved(p.rows)) for p in ours]
-                if not ours and meta == tp.meta and index.num_entries == base_entries[name]:
+                nulls = _rebased_nulls(self.base_parts[name].nulls, w.nulls, tp.nulls, moved)
+                if not ours and meta == tp.meta and index.num_entries == base_entries[name] \
+                        and np.array_equal(nulls, tp.nulls):
                     same.add(name)
-            else:  # a tensor they created: our appended rows are empty in it
+            else:  # a tensor they created: our appended rows are null in it
                 if ours_n:
                     index.append(ours_n)
+                    nulls = np.union1d(nulls, np.arange(theirs.physical, theirs.physical + ours_n,
+                                                        dtype=np.int64))
                 else:
                     same.add(name)
                 base_entries[name], base_npatches[name] = index.num_entries, len(patches)
-            new_writers[name] = TensorWriter(meta, index, self.reader, patches)
+            new_writers[name] = TensorWriter(meta, index, self.reader, patches, nulls)
         for name in self.created:
             w = self.writers[name]
             index = ChunkIndex()
-            if theirs.physical:
-                index.append(theirs.physical)
+            # the fill covers the rows that existed when we created it: the base's, theirs
+            # (now under it) and any we appended before creating it
+            filled = sum(int(w.index.rows[e]) for e in range(self.base_entries[name]))
+            if filled + shift:
+                index.append(filled + shift)
             base_entries[name], base_npatches[name] = index.num_entries, 0
             _append_entries(index, w.index, self.base_entries[name])
             patches = [p.moved(moved(p.rows)) for p in w.patches]
-            new_writers[name] = TensorWriter(w.meta, index, self.reader, patches)
+            # rows they appended are null in it; ours keep what we wrote (moved after theirs)
+            nulls = np.union1d(np.arange(base.physical, theirs.physical, dtype=np.int64),
+                               moved(w.nulls)).astype(np.int64)
+            new_writers[name] = TensorWriter(w.meta, index, self.reader, patches, nulls)
         touched_any = np.concatenate([np.zeros(0, np.int64), *their_touched.values()])
         clash = np.intersect1d(our_del, touched_any)
         if clash.shape[0]:
@@ -744,6 +792,19 @@ def _fold(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex, patches: lis
     return pm.rows, block, meta
 
 
+def _rebased_nulls(base: np.ndarray, ours: np.ndarray, theirs: np.ndarray,
+                   moved: Any) -> np.ndarray:
+    """A tensor's nulls after a rebase: theirs, with the rows we made null (ours moved after
+    theirs) added and those we gave a value removed. Rows both changed are a conflict
+    (caught on their patches), so the two sets of changes are disjoint."""
+    if not (base.shape[0] or ours.shape[0] or theirs.shape[0]):
+        return theirs
+    cleared = np.setdiff1d(base, ours)
+    added = np.setdiff1d(ours, base)
+    out = np.union1d(np.setdiff1d(theirs, cleared), moved(added))
+    return out.astype(np.int64)
+
+
 def _patch_rows(patches: Sequence[Patch]) -> np.ndarray:
     """Every physical row the patches write (with repeats)."""
     return (np.concatenate([p.rows for p in patches]) if patches
@@ -772,7 +833,7 @@ def _checked_rows(ws: WorkingState, columns: Mapping[str, Any]) -> int:
     missing = [k for k in ws.writers if k not in columns]
     if missing:
         raise SampleError(f"no values for tensor(s) {', '.join(map(repr, missing))}; give "
-                          "every tensor a value per row (None stores an empty sample)")
+                          "every tensor a value per row (None for a missing value: a null)")
     for k, v in columns.items():
         check_column(k, v)
     lengths = {k: len(v) for k, v in columns.items()}

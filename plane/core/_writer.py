@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plane.core._reader import ChunkReader, PatchMap
-from plane.core._state import Patch
+from plane.core._state import NO_ROWS, Patch
 from plane.format._chunk import encode_chunk, parse_chunk
 from plane.format._codecs import Block
 from plane.format._hash import digest_hex
@@ -66,11 +66,13 @@ class TensorWriter:
     """The working (uncommitted) side of one tensor: its index plus an unchunked buffer."""
 
     def __init__(self, meta: TensorMeta, index: ChunkIndex, reader: ChunkReader,
-                 patches: list[Patch] | None = None) -> None:
+                 patches: list[Patch] | None = None, nulls: np.ndarray = NO_ROWS) -> None:
         self.meta = meta
         self.index = index
         self.reader = reader
         self.patches: list[Patch] = list(patches or [])
+        #: sorted physical rows that are null (`TensorPart.nulls`)
+        self.nulls = nulls
         self._register_inline(self.patches)
         self._pmap: PatchMap | None = None
         self.buffer: Block | None = None
@@ -185,10 +187,13 @@ class TensorWriter:
         self.dirty = True
 
     def add_fill(self, rows: int) -> None:
-        """Append `rows` empty samples (a tensor created after rows existed)."""
+        """Append `rows` null rows as empty samples without chunks (a tensor created after
+        rows existed, or Nones before the tensor has a layout)."""
         if rows:
             self.seal()
+            first = self.num_rows
             self.index.append(rows)
+            self.nulls = np.union1d(self.nulls, np.arange(first, first + rows, dtype=np.int64))
             self.dirty = True
 
     def seal(self) -> None:

@@ -21,6 +21,7 @@ from plane._errors import (
     SampleError,
     SchemaError,
 )
+from plane.core._nulls import encode_nullable
 from plane.core._reader import DEFAULT_CACHE_BYTES
 from plane.core._rowmap import positions_of
 from plane.core._snapshot import Snapshot
@@ -30,7 +31,6 @@ from plane.dataset._indexing import normalize_index
 from plane.dataset._info import DatasetInfo
 from plane.dataset._tensor import Tensor
 from plane.dataset._view import DatasetView
-from plane.format._codecs import encode_batch
 from plane.format._meta import TensorMeta
 from plane.storage import ReadOnlyStore, Store
 
@@ -115,7 +115,7 @@ class Dataset:
                       shape: Any = None, max_shape: Any = None,
                       sample_compression: str | None = None, chunk_compression: Any = "auto",
                       class_names: Sequence[str] = (), chunk_bytes: int | None = None) -> Tensor:
-        """Add a tensor. Rows that already exist read as empty samples in it."""
+        """Add a tensor. Rows that already exist are null in it (README, "Missing values")."""
         self._ws.check_writable(f"create tensor {name!r}")
         if name in self._ws.writers:
             raise SchemaError(f"tensor {name!r} already exists in {self.url}")
@@ -181,12 +181,17 @@ class Dataset:
         if not positions.shape[0]:
             return
         try:
-            block, meta = encode_batch(w.meta, values, 0)
+            block, meta, nulls = encode_nullable(w.meta, values, 0)
         except SampleError as e:  # name the dataset row, not the position in this call
             msg = re.sub(r"at row (\d+)", lambda m: f"at row {positions[int(m.group(1))]}",
                          str(e))
             raise SampleError(msg) from None
-        ws.update(name, ws.to_physical(positions), block, meta)
+        null = np.zeros(positions.shape[0], bool)
+        null[nulls] = True
+        if block is None:  # all None, no value ever written: every row is null already
+            ws.mark_null(name, ws.to_physical(positions))
+            return
+        ws.update(name, ws.to_physical(positions), block, meta, null if nulls.shape[0] else None)
 
     def delete(self, rows: Any) -> None:
         """Delete rows (int, slice, list, mask) from every tensor; kept by older commits."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from plane.core._nulls import with_nulls
 from plane.dataset._indexing import normalize_index
 from plane.format._meta import TensorMeta
 
@@ -98,11 +99,15 @@ class Tensor:
             yield self[i]
 
     # ---- reading --------------------------------------------------------------------------
-    def _read(self, decode: bool, aslist: bool) -> Any:
-        out = self._ds._ws.read(self.name, self.positions(), decode, aslist)
+    def _read(self, decode: bool, aslist: bool, links: bool = True) -> Any:
+        """The values; null rows read as None (a list) or masked (`numpy.ma.MaskedArray`)."""
+        ws = self._ds._ws
+        pos = self.positions()
+        out = ws.read(self.name, pos, decode, aslist, links=links)
+        null = ws.null_mask(self.name, pos)
         if self._scalar:
-            return out[0]
-        return out
+            return None if null is not None else out[0]
+        return with_nulls(out, null)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         """Update samples in place: ``ds["labels"][3] = 1``, ``ds["labels"][idx] = values``.
@@ -120,7 +125,8 @@ class Tensor:
         """Samples as one ndarray (same-shaped numeric data) or a list (ragged, text, json).
 
         Images decode to HxWxC uint8; text gives str; json gives Python objects. A single-row
-        tensor (``ds[i]["x"]``) gives the sample itself.
+        tensor (``ds[i]["x"]``) gives the sample itself. Null rows read as None in a list;
+        an array with null rows is a `numpy.ma.MaskedArray` masked on them.
         """
         return self._read(True, aslist)
 
@@ -129,14 +135,15 @@ class Tensor:
         w = self._ds._ws.writer(self.name)
         if w.meta.kind == "array" and not w.meta.sample_compression:
             arr = self._read(True, True)
-            return arr.tobytes() if self._scalar else [a.tobytes() for a in arr]
+            if self._scalar:
+                return None if arr is None else arr.tobytes()
+            return [None if a is None else a.tobytes() for a in arr]
         return self._read(False, True)
 
     def text(self) -> Any:
         """Alias of numpy() for text tensors; the URIs of a ``link[...]`` tensor."""
         if self._ds._ws.writer(self.name).meta.link:
-            out = self._ds._ws.read(self.name, self.positions(), True, True, links=False)
-            return out[0] if self._scalar else out
+            return self._read(True, True, links=False)
         return self.numpy()
 
     def tolist(self) -> Any:

@@ -24,8 +24,9 @@ from plane._errors import IngestError, InvalidArgumentError, SampleError, Schema
 from plane._progress import progress_bar
 from plane.core._fragment import Fragment, FragmentWriter
 from plane.core._layout import quarantine_key
+from plane.core._nulls import encode_nullable
 from plane.core._working import WorkingState, fragment_meta
-from plane.format._codecs import EncodedBytes, encode_batch
+from plane.format._codecs import EncodedBytes
 from plane.format._media import decode
 from plane.format._meta import TensorMeta
 from plane.ingest._infer import TensorSpec, column_values, infer_spec
@@ -194,7 +195,7 @@ def _values(piece: Piece, mapping: Mapping[str, str], metas: Mapping[str, Tensor
         cols[tensor] = column_values(piece.batch.column(col), m.htype, m.kind)
     for tensor in metas:
         if tensor not in cols:
-            cols[tensor] = [None] * n  # tensors the source does not fill: empty samples
+            cols[tensor] = [None] * n  # tensors the source does not fill: nulls
     return cols
 
 
@@ -227,7 +228,7 @@ def _bad_rows(fw: FragmentWriter, cols: Mapping[str, Any], verify: bool,
             try:
                 if verify:
                     _verify_media(fw.metas, one, i)
-                encode_batch(fw.metas[tensor], one[tensor], i)
+                encode_nullable(fw.metas[tensor], one[tensor], i)
             except (SampleError, SchemaError, ValueError, TypeError) as e:
                 bad[i] = (tensor, str(e))
     return bad

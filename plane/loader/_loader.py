@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from plane._errors import InvalidArgumentError, MissingDependencyError, PlaneError
+from plane._errors import InvalidArgumentError, MissingDependencyError, PlaneError, SampleError
 from plane._runtime import process_pool, unique_ints
 from plane.core._layout import is_chunk_key, sealed_format
 from plane.core._links import LinkResolver
@@ -56,7 +56,12 @@ class LoaderConfig:
 
     `prefetch` (default True) reads ahead: the next shuffle window's chunks are fetched by I/O
     threads, and batches that decode media are read by reader threads; False reads every batch
-    inline, when it is asked for (no background I/O, less memory)."""
+    inline, when it is asked for (no background I/O, less memory).
+
+    `nulls`: a batch needs a value in every tensor loaded. "raise" (default) raises a
+    SampleError naming the tensor and row when a batch meets a null row; "skip" leaves the
+    rows that are null in any tensor loaded out of the epoch plan (batches stay full; `len`
+    counts the batches of the rows kept)."""
 
     batch_size: int = 64
     shuffle: bool = True
@@ -73,6 +78,7 @@ class LoaderConfig:
     num_workers: int = 0
     prefetch: bool = True
     worker_mode: str = "auto"
+    nulls: str = "raise"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -81,6 +87,8 @@ class LoaderConfig:
             raise InvalidArgumentError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if self.num_workers < 0:
             raise InvalidArgumentError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.nulls not in ("raise", "skip"):
+            raise InvalidArgumentError(f"nulls must be 'raise' or 'skip', got {self.nulls!r}")
         if self.worker_mode not in ("auto", "thread", "process"):
             raise InvalidArgumentError("worker_mode must be 'auto', 'thread' or 'process', got "
                                        f"{self.worker_mode!r}")
@@ -197,6 +205,11 @@ class BatchSource:
         snap = self.opened
         base = np.arange(len(snap), dtype=np.int64) if self.positions is None \
             else self.positions
+        subset = self.positions
+        if cfg.nulls == "skip":
+            kept = self._non_null(base)
+            if kept is not None:
+                base = subset = kept
         n = int(base.shape[0])
         prim = snap.index(self._primary())
         phys = snap.to_physical(base)
@@ -204,8 +217,36 @@ class BatchSource:
         rank, world = detect_rank(cfg.rank, cfg.world_size)
         self._plan = plan_epoch(ent, prim.nbytes / max(1, prim.num_chunks), cfg.window_bytes,
                                 cfg.seed, epoch, cfg.shuffle, cfg.batch_size, rank, world,
-                                cfg.drop_last, self.positions)
+                                cfg.drop_last, subset)
         return self._plan
+
+    def _non_null(self, positions: np.ndarray) -> np.ndarray | None:
+        """`positions` less the rows null in a tensor loaded (None: no such row)."""
+        snap = self.opened
+        null: np.ndarray | None = None
+        for name in self.tensors:
+            if snap.has_nulls(name):
+                m = snap.null_mask(name, positions)
+                if m is not None:
+                    null = m if null is None else null | m
+        return None if null is None else positions[~null]
+
+    def _check_nulls(self, positions: np.ndarray) -> None:
+        """SampleError when a tensor loaded is null at one of `positions` (nulls="raise")."""
+        snap = self.opened
+        for name in self.tensors:
+            if not snap.has_nulls(name):
+                continue  # the fast path: no check at all
+            m = snap.null_mask(name, positions)
+            if m is not None:
+                at = int(positions[int(np.argmax(m))])
+                rid = int(snap.ids_at(np.array([at], np.int64))[0])
+                raise SampleError(
+                    f"tensor {name!r} is null at row {at} (row id {rid}) of {snap.url}, and "
+                    f"{int(m.sum())} row(s) of this batch are; a loader needs a value in every "
+                    f"tensor it loads: filter them out (ds.query(\"SELECT * WHERE {name} IS "
+                    f"NOT NULL\").pytorch(...)), leave {name!r} out (tensors=[...]), or pass "
+                    "nulls='skip' to skip rows with nulls")
 
     # ---- reading --------------------------------------------------------------------------
     def _prefetch_window(self, plan: EpochPlan, w: int, bad: frozenset[str] | set[str] = frozenset()
@@ -229,6 +270,8 @@ class BatchSource:
     def read(self, positions: np.ndarray) -> dict[str, Any]:
         """One batch as a dict of numpy arrays (lists for ragged/text/json)."""
         snap = self.opened
+        if self.config.nulls == "raise":
+            self._check_nulls(positions)
         out = {n: snap.read(n, positions, self.config.decode, False) for n in self.tensors}
         cfg = self.config
         if cfg.transform is not None or cfg.collate_fn is not None:
@@ -644,7 +687,7 @@ def make_loader(snapshot: Snapshot, kind: str, *, batch_size: int = 64, shuffle:
                 world_size: int | None = None, pin_memory: bool = False,
                 prefetch: bool = True, cache_dir: str | os.PathLike[str] | None = None,
                 cache_max_bytes: int = 64 << 30, positions: np.ndarray | None = None,
-                worker_mode: str = "auto") -> Loader:
+                worker_mode: str = "auto", nulls: str = "raise") -> Loader:
     """A Loader over `snapshot` (`ds.pytorch()` streams `ds.snapshot()`: pending writes
     included, stored but not published — the branch does not move), or over only its rows
     `positions` (a query view).
@@ -678,7 +721,8 @@ def make_loader(snapshot: Snapshot, kind: str, *, batch_size: int = 64, shuffle:
         seed=seed, drop_last=drop_last, window_bytes=window_bytes, decode=decode,
         transform=transform, collate_fn=collate_fn, on_error=on_error, rank=rank,
         world_size=world_size, num_workers=num_workers, prefetch=prefetch,
-        worker_mode="thread" if kind != "torch" and worker_mode == "auto" else worker_mode)
+        worker_mode="thread" if kind != "torch" and worker_mode == "auto" else worker_mode,
+        nulls=nulls)
     if cfg.num_workers and cfg.process_workers and kind != "torch":
         raise InvalidArgumentError("worker processes are torch DataLoader workers: use "
                                    "ds.pytorch(), or num_workers with worker_mode='thread' for "

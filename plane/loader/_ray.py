@@ -33,8 +33,16 @@ def _widen(a: np.ndarray) -> np.ndarray:
     return a if wide is None else a.astype(wide)
 
 
-def _column(values: Any) -> Any:
-    """A batch column Ray Data can turn into an Arrow column (tensor, variable-shape, str)."""
+def _column(values: Any, null: np.ndarray | None = None) -> Any:
+    """A batch column Ray Data can turn into an Arrow column (tensor, variable-shape, str);
+    the rows `null` marks are None (Arrow nulls)."""
+    if null is not None:
+        cells = list(values)
+        for i in np.flatnonzero(null).tolist():
+            cells[i] = None
+        out = np.empty(len(cells), dtype=object)
+        out[:] = [_widen(v) if isinstance(v, np.ndarray) else v for v in cells]
+        return out
     if isinstance(values, np.ndarray):
         return _widen(values)
     if values and all(isinstance(v, np.ndarray) for v in values):
@@ -51,7 +59,8 @@ def _read_units(snapshot: Snapshot, tensors: Sequence[str],
     columns aligned with `positions`)."""
     for a, b in units:
         pos = np.arange(a, b, dtype=np.int64) if positions is None else positions[a:b]
-        batch = {n: _column(snapshot.read(n, pos, True, False)) for n in tensors}
+        batch = {n: _column(snapshot.read(n, pos, True, False), snapshot.null_mask(n, pos))
+                 for n in tensors}
         for k, v in (extra or {}).items():
             batch[k] = v[a:b]
         yield BlockAccessor.batch_to_block(batch)

@@ -45,6 +45,7 @@ from plane.query._ast import (
 from plane.query._cache import state_cached
 from plane.query._changes import changed_rows
 from plane.query._like import like_mask
+from plane.query._nulls import LEAVES, column_nulls, null_rows, unknown
 from plane.query._vector import (
     check_width,
     exact_search,
@@ -88,6 +89,7 @@ class _Ctx:
         self._live_phys: np.ndarray | None = None
         self.prune = True
         self.all_rows = False  # no WHERE: every row is a candidate
+        self.nulls: dict[str, np.ndarray | None] = {}  # tensor -> null rows at `pos`
 
     def value(self, e: Any) -> Any:
         if isinstance(e, Lit):
@@ -168,8 +170,9 @@ def _operand(ctx: _Ctx, e: Any) -> tuple[Any, str]:
             return vals, "text"
         if meta.kind == "json":
             return vals, "obj"
-        if isinstance(vals, list) and not vals:
-            return np.zeros(0, meta.np_dtype), "col"
+        if (isinstance(vals, list) and not vals) or meta.ndim is None:
+            # no rows, or no value written yet (every row null: conditions are unknown)
+            return np.zeros(ctx.n, meta.np_dtype), "col"
         if isinstance(vals, list):
             raise QueryError(f"tensor {e.name!r} has samples of different shapes; compare "
                              f"SHAPE({e.name})[i] or a json field instead")
@@ -428,7 +431,17 @@ def _indexed(ctx: _Ctx, e: Any) -> np.ndarray | None:
 
 
 def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask over rows (positions) of rows satisfying `e`."""
+    """Boolean mask over rows (positions) of rows satisfying `e` (true, not unknown: a
+    comparison on a null row is unknown, `plane.query._nulls`)."""
+    m = _where(ctx, e, cand)
+    if isinstance(e, LEAVES):
+        null = null_rows(ctx, e)
+        if null is not None:
+            m &= ~null
+    return m
+
+
+def _where(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
     if not isinstance(e, And | Or | Not) and ctx.prune:
         found = _indexed(ctx, e)
         if found is None:
@@ -446,7 +459,9 @@ def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
             m |= where_mask(ctx, it, cand)
         return m
     if isinstance(e, Not):
-        return ~where_mask(ctx, e.item, None)
+        unk = unknown(ctx, e.item, where_mask)
+        m = ~where_mask(ctx, e.item, None)
+        return m if unk is None else m & ~unk
     if isinstance(e, Cmp):
         return _cmp(ctx, e.op, e.left, e.right)
     if isinstance(e, In):
@@ -458,17 +473,22 @@ def where_mask(ctx: _Ctx, e: Any, cand: np.ndarray | None = None) -> np.ndarray:
         m = np.asarray(_cmp(ctx, ">=", e.expr, e.low) & _cmp(ctx, "<=", e.expr, e.high), bool)
         return ~m if e.negated else m
     if isinstance(e, IsNull):
+        if isinstance(e.expr, Col) and not e.expr.path and e.expr.name in ctx.snap \
+                and ctx.snap.meta(e.expr.name).kind != "json":  # the row has no value
+            null = column_nulls(ctx, e.expr.name)
+            m = null.copy() if null is not None else np.zeros(ctx.n, bool)
+            return ~m if e.negated else m
         vals, kind = _operand(ctx, e.expr)
-        if kind == "col":
-            if isinstance(e.expr, Col):
-                shp = ctx.snap.shapes(e.expr.name, ctx.pos)
-                m = shp.prod(axis=1) == 0 if shp.shape[1] else np.zeros(ctx.n, bool)
-            else:
-                m = np.zeros(ctx.n, bool)
+        if isinstance(e.expr, Col):  # json: a null row, or JSON null / no such field
+            m = np.fromiter((v is None for v in vals), bool, ctx.n)
+            null = column_nulls(ctx, e.expr.name)
         elif kind == "lit":
-            m = np.full(ctx.n, vals is None or vals == "")
-        else:
-            m = np.fromiter((v is None or v == "" for v in vals), bool, ctx.n)
+            m, null = np.full(ctx.n, vals is None or vals == ""), None
+        else:  # ROW_ID is never null; SHAPE(x)[i] is where x is
+            m = np.zeros(ctx.n, bool)
+            null = column_nulls(ctx, e.expr.col.name) if isinstance(e.expr, Shape) else None
+        if null is not None:
+            m |= null
         return ~m if e.negated else m
     if isinstance(e, Like):
         vals, kind = _operand(ctx, e.expr)
@@ -563,6 +583,9 @@ def rank_vector(ctx: _Ctx, s: VectorScore, cand: np.ndarray, k: int | None
     from plane.query._indexes import find_index, load_partition
 
     cpos = ctx.pos if ctx.all_rows else np.flatnonzero(cand)
+    null = column_nulls(ctx, s.col.name)
+    if null is not None:  # a null row has no vector: never a result
+        cpos = cpos[~null[cpos]]
     qv = _vector_query(ctx, s, cpos)
     label = f"{_score_name(s)}"
     info = find_index(ctx.snap, s.col.name, metric=s.metric) if cpos.shape[0] else None
@@ -775,6 +798,9 @@ def execute(snap: Snapshot, q: Query, plan: Plan | None = None
                 keys.append(-ranks if o.desc else ranks)
             else:
                 keys.append(v)
+            null = null_rows(ctx, o.expr) if isinstance(o.expr, Col) else None
+            if null is not None:  # nulls last, either direction
+                keys.append(null[cpos])
         pos = cpos[np.lexsort(keys)]
         plan.add(f"sort {pos.shape[0]:,} rows by {len(q.order_by)} key(s)")
     else:

@@ -32,6 +32,7 @@ from plane.core._layout import (
     view_key,
     view_name_of,
 )
+from plane.core._nulls import cells, with_nulls
 from plane.core._snapshot import Snapshot
 from plane.core._state import Commit
 
@@ -91,13 +92,15 @@ class View:
         return int(self.positions.shape[0])
 
     def __getitem__(self, tensor: str) -> Any:
-        """The values of `tensor` for the result rows, in order (ndarray or list)."""
+        """The values of `tensor` for the result rows, in order (ndarray or list); null rows
+        are None in a list, masked in an array (`numpy.ma.MaskedArray`)."""
         if tensor == self.score_name and self.scores is not None:
             return self.scores
         snap = self.snapshot
         if tensor not in snap:
             raise QueryError(f"no tensor {tensor!r}; tensors: {', '.join(snap.tensor_names)}")
-        return snap.read(tensor, self.positions, True, False)
+        return with_nulls(snap.read(tensor, self.positions, True, False),
+                          snap.null_mask(tensor, self.positions))
 
     def arrays(self, tensors: list[str] | None = None) -> dict[str, Any]:
         """The result's values as a dict {tensor: ndarray or list} (the selected tensors, or
@@ -113,12 +116,12 @@ class View:
         """One dict per result row: the selected tensors, `id` and the score."""
         snap = self.snapshot
         cols = self.columns if self.columns is not None else list(snap.tensor_names)
-        data = {c: self[c] for c in cols if c in snap}
+        data = {c: cells(self[c]) for c in cols if c in snap}  # None for a null row
         for c in data:  # class ids read as their names
             names = snap.meta(c).class_names
             if names:
-                data[c] = [names[int(v)] if 0 <= int(v) < len(names) else int(v)
-                           for v in np.asarray(data[c]).reshape(-1)]
+                data[c] = [None if v is None else names[int(v)] if 0 <= int(v) < len(names)
+                           else int(v) for v in data[c]]
         out = []
         for i in range(len(self)):
             r: dict[str, Any] = {"id": int(self.ids[i])}

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from plane.core._nulls import is_in
 from plane.core._reader import read_samples
 from plane.core._snapshot import Snapshot
 
@@ -142,12 +143,17 @@ def physical_of(snap: Snapshot, ids: np.ndarray) -> np.ndarray:
 
 def read_physical(snap: Snapshot, tensor: str, phys: np.ndarray, decode: bool = True
                   ) -> list[Any]:
-    """Values of `tensor` at physical rows `phys` (compressed samples as stored bytes)."""
+    """Values of `tensor` at physical rows `phys` (compressed samples as stored bytes; None
+    for a null row)."""
     meta = snap.meta(tensor)
     raw = meta.sample_compression is not None
-    out = read_samples(snap.reader, meta, snap.index(tensor), phys, decode and not raw, True,
-                       snap.patch_map(tensor))
-    return list(out)
+    out = list(read_samples(snap.reader, meta, snap.index(tensor), phys, decode and not raw,
+                            True, snap.patch_map(tensor)))
+    nulls = snap.part(tensor).nulls
+    if nulls.shape[0]:
+        for i in np.flatnonzero(is_in(phys, nulls)).tolist():
+            out[i] = None
+    return out
 
 
 def _values_by_id(snap: Snapshot, tensor: str, ids: np.ndarray) -> list[Any]:
@@ -180,6 +186,8 @@ def _sources(snap: Snapshot, tensor: str, phys: np.ndarray, codes: dict[str, int
 
 
 def _equal(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return bool(np.shape(a) == np.shape(b) and np.array_equal(a, b))
     return bool(a == b)

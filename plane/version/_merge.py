@@ -9,9 +9,9 @@ import numpy as np
 
 from plane._errors import InvalidArgumentError, MergeConflictError
 from plane.core._info import merge_info
+from plane.core._nulls import encode_nullable
 from plane.core._snapshot import Snapshot
 from plane.core._working import WorkingState, merge_meta
-from plane.format._codecs import encode_batch
 from plane.version._diff import Diff, _equal, compute_diff, physical_of, read_physical
 
 __all__ = ["MergeResult", "merge_into", "POLICIES"]
@@ -226,8 +226,13 @@ def merge_into(ws: WorkingState, theirs: Snapshot, base: Snapshot, their_commit:
             order = np.argsort(phys, kind="stable")  # a patch lists its rows in order
             ids, phys = ids[order], phys[order]
             vals = read_physical(theirs, t, physical_of(theirs, ids), decode=True)
-            block, meta = encode_batch(ws.writers[t].meta, vals, 0)
-            ws.update(t, phys, block, meta)
+            block, meta, nulls = encode_nullable(ws.writers[t].meta, vals, 0)
+            null = np.zeros(len(vals), bool)
+            null[nulls] = True
+            if block is None:  # nothing but nulls in a tensor with no layout yet
+                ws.mark_null(t, phys)
+            else:
+                ws.update(t, phys, block, meta, null)
             res.rows_updated[t] = int(ids.shape[0])
 
     # 4. rows they deleted
