@@ -122,18 +122,6 @@ def test_parquet_plane_parquet_round_trips_types_and_values(tmp_path: Path,
     assert back.equals(src)
 
 
-def _has_null_model() -> bool:
-    """Whether the ingest stores Arrow nulls as nulls (the null model of issue #15)."""
-    ds = plane.create(_mem("nullcheck"))
-    try:
-        ds.extend_from(arrow=pa.table({"x": pa.array([1, None], pa.int32())}), progress=False)
-    except plane.IngestError:
-        return False
-    return ds.snapshot().null_mask("x", np.arange(2)) is not None
-
-
-@pytest.mark.skipif(not _has_null_model(), reason="needs the null model (nulls read back "
-                    "through Snapshot.null_mask)")
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(table=_tables(wide=False), data=st.data())

@@ -434,3 +434,15 @@ def test_astype_and_rename_keep_nulls(tmp_path: Path) -> None:
     assert again["z"].tolist() == [None, None, None, 7]
     assert again.query("SELECT COUNT(*) WHERE x IS NULL").count == 2
     assert again.query("SELECT COUNT(*) WHERE z IS NOT NULL").count == 1
+
+
+def test_list_column_with_nulls_keeps_uint64_values_exact() -> None:
+    """Rows of a list<uint64> column with a null were converted one by one without the
+    column's dtype, so numpy promoted 2**63 + 1 to float64 and stored 2**63."""
+    import pyarrow as pa
+
+    ds = plane.create("mem://nulls-u64-lists")
+    col = pa.array([[2**63 + 1, 1], None, [5, 6]], pa.list_(pa.uint64()))
+    ds.extend_from(arrow=pa.table({"x": col}), progress=False)
+    assert ds["x"].tolist() == [[2**63 + 1, 1], None, [5, 6]]
+    assert ds["x"].dtype == np.uint64

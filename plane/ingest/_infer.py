@@ -136,6 +136,15 @@ def infer_spec(name: str, t: pa.DataType, sample: pa.Array | pa.ChunkedArray | N
                       "htypes={...} or leave it out of `columns`")
 
 
+def _leaf_dtype(t: pa.DataType) -> np.dtype[Any] | None:
+    """The numpy dtype of a (nested) list type's numbers, None when they are not numbers."""
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    if _numeric(t) and not pa.types.is_decimal(t):
+        return np.dtype(t.to_pandas_dtype())
+    return None
+
+
 def column_values(col: pa.Array, htype: str, kind: str) -> Any:
     """The values of one Arrow column for `Dataset.extend` / the tensor codecs: a numpy
     array where the column is dense and fixed-shape, else a list (None for nulls)."""
@@ -170,7 +179,8 @@ def column_values(col: pa.Array, htype: str, kind: str) -> Any:
         vals = col.to_pylist()
         if htype in ("image", "video", "audio") and vals and isinstance(vals[0], bytes | None):
             return vals  # encoded media bytes, kept as they are
-        return [None if v is None else np.asarray(v) for v in vals]
+        leaf = _leaf_dtype(t)  # so a row of big uint64s is not promoted to float64
+        return [None if v is None else np.asarray(v, dtype=leaf) for v in vals]
     if kind == "text" and pa.types.is_temporal(t):
         return [None if v is None else v.isoformat() for v in col.to_pylist()]
     return col.to_pylist()
