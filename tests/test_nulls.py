@@ -261,7 +261,7 @@ def test_fragments_and_ingest_carry_nulls(tmp_path: Path) -> None:
     ds.create_tensor("t", htype="text")
     metas = {n: t.meta for n, t in ds.tensors.items()}
     frag = plane.write_fragment(ds.store, "f1", metas, {"x": [1, None], "t": [None, "b"]})
-    ds.apply_fragments([frag])
+    plane.apply_fragments(ds, [frag])
     ds.extend_from(arrow=pa.table({"x": [None, 4], "t": ["c", None]}), progress=False)
     ds.commit("c")
     got = plane.open(tmp_path / "ds")
@@ -401,7 +401,7 @@ def test_materialize_keeps_null_links_null(tmp_path: Path) -> None:
     ds.create_tensor("blob", htype="link[binary]")
     ds.extend({"blob": [str(tmp_path / "a.bin"), None]})
     assert ds["blob"].text() == [str(tmp_path / "a.bin"), None]
-    ds.materialize("blob")
+    ds["blob"].materialize()
     ds.commit("m")
     got = plane.open(tmp_path / "ds")
     assert got["blob"].meta.htype == "binary"
@@ -446,3 +446,12 @@ def test_list_column_with_nulls_keeps_uint64_values_exact() -> None:
     ds.extend_from(arrow=pa.table({"x": col}), progress=False)
     assert ds["x"].tolist() == [[2**63 + 1, 1], None, [5, 6]]
     assert ds["x"].dtype == np.uint64
+
+
+def test_a_row_written_twice_in_one_update_keeps_the_last_value() -> None:
+    ds = plane.create("mem://nulls-dup-update")
+    ds.create_tensor("x", dtype="int64")
+    ds.extend({"x": [1, 2, 3]})
+    ds["x"][[1, 1]] = [None, 2]
+    ds["x"][[2, 2]] = [5, None]
+    assert ds["x"].tolist() == [1, 2, None]

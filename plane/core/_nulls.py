@@ -128,6 +128,10 @@ def set_rows(nulls: np.ndarray, rows: np.ndarray, null: np.ndarray | None) -> np
     (all of them when `null` is None) get a value."""
     if not nulls.shape[0] and (null is None or not null.any()):
         return nulls
+    if null is not None and null.any() and rows.shape[0] > 1:
+        # a row written twice in one update: its last value wins, as for the values
+        rows, last = np.unique(rows[::-1], return_index=True)
+        null = null[::-1][last]
     out = np.setdiff1d(nulls, rows, assume_unique=False)
     if null is not None and null.any():
         out = np.union1d(out, rows[null])

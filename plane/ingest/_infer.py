@@ -141,7 +141,8 @@ def _leaf_dtype(t: pa.DataType) -> np.dtype[Any] | None:
     while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         t = t.value_type
     if _numeric(t) and not pa.types.is_decimal(t):
-        return np.dtype(t.to_pandas_dtype())
+        leaf: np.dtype[Any] = np.dtype(t.to_pandas_dtype())
+        return leaf
     return None
 
 
