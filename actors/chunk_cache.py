@@ -6,7 +6,10 @@ A `ChunkCache` is a set of long-lived shard actors (one per node by default). Sh
 fetches a chunk from the dataset's store the first time one of its rows is asked for,
 verifies it once (the chunk reader checks the content hash while parsing), keeps it in a
 memory budget (LRU, `memory_bytes`) over an optional local-disk tier (`disk_dir`, e.g. NVMe),
-and coalesces concurrent requests for one chunk into one GET.
+and coalesces concurrent requests for one chunk into one GET. Chunks of the small tensors of
+a request (labels next to images: a tensor at most a quarter of the largest one's bytes) are
+pinned, within half the budget, and the LRU gets the rest: they span every shuffle window
+and would otherwise be evicted by the large chunks streaming through and fetched again.
 
 Trainers never hold an object a shard owns: `gather` returns its rows as the method's return
 value, which Ray makes the caller's object, so a shard that dies takes nothing a trainer
@@ -35,6 +38,10 @@ __all__ = ["ChunkCache", "ChunkShard", "get_chunk_cache", "owner_of", "start_chu
 
 NAMESPACE = "tensorplane"
 _PREFIX = "plane-chunk-shard-"
+#: a tensor is small (its chunks pinned) at most 1/SMALL of the request's largest tensor
+SMALL = 4
+#: pinned chunks take at most 1/PIN_SHARE of a shard's memory budget
+PIN_SHARE = 2
 
 
 def owner_of(key: str, shards: Sequence[int]) -> int:
@@ -97,6 +104,8 @@ class ChunkShard:
         self._snaps: collections.OrderedDict[str, Snapshot] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._held: dict[str, int] = {}  # chunks a gather in progress reads
+        self._pinned: set[str] = set()  # chunks of small tensors, kept (in reader.local)
+        self.pinned_bytes = 0
         self.calls = 0
 
     def _snapshot(self, state_key: str) -> Snapshot:
@@ -120,15 +129,24 @@ class ChunkShard:
         each sample, their shapes)."""
         snap = self._snapshot(state_key)
         keys: list[str] = []
+        small: set[str] = set()
+        largest = max((snap.index(n).nbytes for n in request), default=0)
         for name, pos in request.items():  # whole chunks into the cache: one GET each
             index = snap.index(name)
             for e in np.unique(index.locate(snap.to_physical(pos))[0]):
                 keys.extend(index.entry_keys(int(e)))
+                if index.nbytes * SMALL <= largest:
+                    small.update(index.entry_keys(int(e)))
         got = snap.reader.chunks(keys, lambda k: f"{self.url}, shard {self.shard_id}")
         with self._lock:  # held until read: the budget cannot evict them in between
             for k, c in got.items():
                 self._held[k] = self._held.get(k, 0) + 1
                 snap.reader.local.setdefault(k, c)
+                if k in small and k not in self._pinned and \
+                        (self.pinned_bytes + c.nbytes) * PIN_SHARE <= self.memory_bytes:
+                    self._pinned.add(k)  # stays in reader.local; the LRU gets the rest
+                    self.pinned_bytes += c.nbytes
+                    snap.reader.cache.max_bytes = self.memory_bytes - self.pinned_bytes
         try:
             out: dict[str, Any] = {}
             for name, pos in request.items():
@@ -144,13 +162,15 @@ class ChunkShard:
                     self._held[k] -= 1
                     if not self._held[k]:
                         del self._held[k]
-                        snap.reader.local.pop(k, None)
+                        if k not in self._pinned:
+                            snap.reader.local.pop(k, None)
 
     def stats(self) -> dict[str, Any]:
         """GETs that reached the store (per chunk key), bytes fetched, cache use."""
         reader = self._reader
         return {"shard": self.shard_id, "gets": dict(self.counted.gets),
                 "bytes": self.counted.bytes, "calls": self.calls,
+                "pinned_bytes": self.pinned_bytes,
                 "cached_bytes": int(getattr(reader.cache, "nbytes", 0)) if reader else 0}
 
     def ping(self) -> int:
