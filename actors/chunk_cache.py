@@ -14,7 +14,10 @@ and would otherwise be evicted by the large chunks streaming through and fetched
 Trainers never hold an object a shard owns: `gather` returns its rows as the method's return
 value, which Ray makes the caller's object, so a shard that dies takes nothing a trainer
 holds with it. Shards restart (`max_restarts=-1`) and calls in flight are retried
-(`max_task_retries=-1`); a restarted shard fetches again what it had cached.
+(`max_task_retries=-1`); a restarted shard fetches again what it had cached. A shard placed
+on a node stays there (hard affinity: its memory and disk tier are that node's); when the
+node is gone for good the shard cannot restart, and the loaders re-rendezvous its chunks
+over the surviving shards (`ChunkCache.without`).
 
 Nothing here imports ray at import time.
 """
@@ -178,23 +181,48 @@ class ChunkShard:
 
 
 class ChunkCache:
-    """Handles on the shards of one dataset's cache (picklable: pass it to trainers)."""
+    """Handles on the shards of one dataset's cache (picklable: pass it to trainers).
+    `ids[i]` is the shard id of `shards[i]` (0..n-1 unless some are gone for good)."""
 
-    def __init__(self, url: str, shards: Sequence[Any]) -> None:
+    def __init__(self, url: str, shards: Sequence[Any], ids: Sequence[int] | None = None
+                 ) -> None:
         self.url = url
         self.shards = list(shards)
+        self.ids = list(ids) if ids is not None else list(range(len(self.shards)))
+        if len(self.ids) != len(self.shards):
+            raise plane.InvalidArgumentError(
+                f"ChunkCache: {len(self.shards)} shards but {len(self.ids)} ids")
 
     @property
     def shard_ids(self) -> list[int]:
-        return list(range(len(self.shards)))
+        return list(self.ids)
 
     def owner(self, key: str) -> int:
         return owner_of(key, self.shard_ids)
 
-    def stats(self) -> list[dict[str, Any]]:
-        import ray
+    def without(self, shard_id: int) -> ChunkCache:
+        """This cache less shard `shard_id` (gone for good): its chunks' owners become, by
+        rendezvous, spread over the others; no other chunk changes owner."""
+        keep = [(i, s) for i, s in zip(self.ids, self.shards) if i != shard_id]
+        if not keep:
+            raise plane.PlaneError(
+                f"every shard of the chunk cache of {self.url} is gone (the last, "
+                f"{shard_id}, cannot restart); start it again with "
+                "actors.start_chunk_cache(url)")
+        return ChunkCache(self.url, [s for _, s in keep], [i for i, _ in keep])
 
-        return list(ray.get([s.stats.remote() for s in self.shards]))
+    def stats(self) -> list[dict[str, Any]]:
+        """Each live shard's `ChunkShard.stats()` (a shard gone for good is left out)."""
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnschedulableError
+
+        out = []
+        for ref in [s.stats.remote() for s in self.shards]:
+            try:
+                out.append(ray.get(ref))
+            except (ActorDiedError, ActorUnschedulableError):
+                pass
+        return out
 
     def gets_per_chunk(self) -> dict[str, int]:
         """GETs of every chunk summed over the shards since they started."""
@@ -207,10 +235,13 @@ class ChunkCache:
         import ray
 
         for s in self.shards:
-            ray.kill(s, no_restart=True)
+            try:
+                ray.kill(s, no_restart=True)
+            except Exception:  # gone already (its node removed)
+                pass
 
     def __repr__(self) -> str:
-        return f"ChunkCache({self.url!r}, shards={len(self.shards)})"
+        return f"ChunkCache({self.url!r}, shards={self.ids})"
 
 
 def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int = 8 << 30,
@@ -220,7 +251,8 @@ def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int 
                       ) -> ChunkCache:
     """Start the shard actors of `url`'s chunk cache: one per alive node by default (or
     `shards`, spread; or one per node id in `nodes`), each with `memory_bytes` of chunk
-    cache and an optional disk tier under `disk_dir`. Returns when every shard answers."""
+    cache and an optional disk tier under `disk_dir`. A shard placed on a node restarts
+    only there. Returns when every shard answers."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -241,7 +273,7 @@ def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int 
         if detached:
             opts["lifetime"] = "detached"
         if nodes is not None:
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i], soft=True)
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i], soft=False)
         else:
             opts["scheduling_strategy"] = "SPREAD"
         handles.append(cls.options(**opts).remote(
@@ -252,7 +284,8 @@ def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int 
 
 
 def get_chunk_cache(url: str) -> ChunkCache:
-    """The running chunk cache of `url` (started by `start_chunk_cache` in this cluster)."""
+    """The running chunk cache of `url` (started by `start_chunk_cache` in this cluster):
+    its live shards (those gone for good, e.g. with their node, are left out)."""
     import ray
 
     url = _check_url(url)
@@ -263,11 +296,17 @@ def get_chunk_cache(url: str) -> ChunkCache:
     if not found:
         raise plane.PlaneError(f"no chunk cache is running for {url}; start one with "
                                "actors.start_chunk_cache(url) (once, from the driver)")
-    if found != list(range(len(found))):
-        raise plane.PlaneError(f"the chunk cache of {url} has shards {found}: some are gone "
-                               "for good; restart it with actors.start_chunk_cache(url)")
-    return ChunkCache(url, [ray.get_actor(f"{prefix}{i}", namespace=NAMESPACE)
-                            for i in found])
+    ids, handles = [], []
+    for i in found:
+        try:
+            handles.append(ray.get_actor(f"{prefix}{i}", namespace=NAMESPACE))
+            ids.append(i)
+        except ValueError:  # died between the listing and now
+            pass
+    if not handles:
+        raise plane.PlaneError(f"every shard of the chunk cache of {url} is gone; start it "
+                               "again with actors.start_chunk_cache(url)")
+    return ChunkCache(url, handles, ids)
 
 
 def _check_url(url: str) -> str:

@@ -192,6 +192,37 @@ def test_a_shard_killed_mid_epoch_loses_nothing(cluster: Any,
         cache.stop()
 
 
+def test_a_shard_gone_for_good_hands_its_share_to_the_others(
+        cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    import actors
+
+    url, opts = _make(bucket, "gone")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache, prefetch=1)
+        expected = _expected(url, opts, 0, 1, 0)
+        got = []
+        for i, batch in enumerate(loader):
+            got.append(batch)
+            if i == len(expected) // 2:
+                ray.kill(cache.shards[1], no_restart=True)  # cannot restart
+        _same(got, expected)  # nothing lost, nothing twice, same order
+        assert loader.lost_shards == [1]
+        assert actors.get_chunk_cache(url).shard_ids == [0, 2]  # the survivors
+        survivors = cache.without(1)
+        for st in cache.stats():
+            gets = {k[len("chunks/"):]: n for k, n in st["gets"].items()
+                    if k.startswith("chunks/")}
+            assert set(gets.values()) <= {1}  # each chunk once
+            # a survivor read its own chunks and, of shard 1's, those rendezvous gave it
+            assert {cache.owner(k) for k in gets} <= {st["shard"], 1}
+            assert {survivors.owner(k) for k in gets} == {st["shard"]}
+    finally:
+        cache.stop()
+
+
 @ray.remote(num_cpus=0)
 def _resume(url: str, opts: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
     import actors
