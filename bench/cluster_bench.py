@@ -13,9 +13,10 @@ data variant, node count and epoch: time to first batch, rows/s per trainer, p99
 next batch and the share of time waiting, store GETs per chunk (cluster loader: GETs that
 reached S3 from the shards; embedded: the trainers' own S3 GETs), bytes moved to trainers /
 dataset bytes (cluster loader: rows handed over by the shards; embedded: bytes read from S3),
-peak object-store bytes on any node and bytes spilled (sampled from every raylet's
-`GetNodeStats` every 0.2 s), distinct chunks per batch (the chunk of the plane dataset that
-holds each row, for every loader, through an `idx` column). (a) and (b) run with one
+peak object-store bytes on any node (and what was there when the run began) and bytes
+spilled (sampled from every raylet's `GetNodeStats` every 0.2 s), distinct chunks per batch
+(the chunk of the plane dataset that holds each row, for every loader, through an `idx`
+column). (a) and (b) run with one
 consumer on the head node, as in the issue's baseline, on the first node count.
 
     .venv/bin/python bench/cluster_bench.py --rows 20000 --nodes 1 2 3
@@ -176,6 +177,9 @@ class StoreSampler:
         self.peak = 0
         self._stop = threading.Event()
         self._spilled0 = self._spilled()
+        #: bytes in the fullest store when sampling began (what earlier runs left there)
+        self.start = max(int(x.object_store_bytes_used) for x in self._stats())
+        self.peak = self.start
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -199,7 +203,8 @@ class StoreSampler:
     def stop(self) -> dict[str, int]:
         self._stop.set()
         self._thread.join()
-        return {"peak_object_store": self.peak, "spilled": self._spilled() - self._spilled0}
+        return {"peak_object_store": self.peak, "object_store_at_start": self.start,
+                "spilled": self._spilled() - self._spilled0}
 
 
 def _chunk_of(url: str, opts: dict[str, Any]) -> np.ndarray:
@@ -388,7 +393,8 @@ def _table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
                      f"{r['first_batch_s']:.2f} s", fmt(r["rows_per_s_per_trainer"]),
                      f"{r['p99_wait_s'] * 1e3:,.0f} ms", f"{r['wait_share']:.0%}",
                      fmt(r.get("gets_per_chunk")), fmt(r.get("moved_over_dataset")),
-                     mb(r.get("peak_object_store")), mb(r.get("spilled")),
+                     f"{mb(r.get('peak_object_store'))} ({mb(r.get('object_store_at_start'))})",
+                     mb(r.get("spilled")),
                      fmt(r["chunks_per_batch"])])
     print()
     print(md_table(["loader", "data", "nodes", "epoch", "first batch", "rows/s per trainer",
