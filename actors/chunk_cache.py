@@ -149,6 +149,7 @@ class ChunkShard:
                         (self.pinned_bytes + c.nbytes) * PIN_SHARE <= self.memory_bytes:
                     self._pinned.add(k)  # stays in reader.local; the LRU gets the rest
                     self.pinned_bytes += c.nbytes
+                    snap.reader.cache.discard(k)
                     snap.reader.cache.max_bytes = self.memory_bytes - self.pinned_bytes
         try:
             out: dict[str, Any] = {}

@@ -68,9 +68,9 @@ def _make(bucket: tuple[str, dict[str, Any]], tag: str) -> tuple[str, dict[str, 
 
 
 def _expected(url: str, opts: dict[str, Any], rank: int, world: int, epoch: int,
-              seed: int = 7) -> list[dict[str, Any]]:
+              seed: int = 7, window: int = WINDOW) -> list[dict[str, Any]]:
     loader = plane.open(url, read_only=True, storage_options=opts).numpy(
-        batch_size=BATCH, seed=seed, rank=rank, world_size=world, window_bytes=WINDOW)
+        batch_size=BATCH, seed=seed, rank=rank, world_size=world, window_bytes=window)
     loader.set_epoch(epoch)
     return list(loader)
 
@@ -134,7 +134,9 @@ def test_a_cache_smaller_than_the_data_reads_each_chunk_once_per_epoch(
     import actors
 
     url, opts = _make(bucket, "small")
-    memory = 24 << 10
+    # a shard's LRU (the budget less the pinned small chunks) holds two windows' image
+    # chunks: a window's chunk stays while the window's requests come in
+    memory, window = 24 << 10, 8 << 10
     snap = plane.open(url, read_only=True, storage_options=opts).snapshot()
     chunks = {f"chunks/{k}": n for n in snap.tensor_names
               for e in range(snap.index(n).num_entries) for k in snap.index(n).entry_keys(e)}
@@ -142,12 +144,12 @@ def test_a_cache_smaller_than_the_data_reads_each_chunk_once_per_epoch(
     cache = actors.start_chunk_cache(url, storage_options=opts, memory_bytes=memory)
     try:
         loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       rank=0, world_size=1, window_bytes=window,
                                        kind="numpy", cache=cache)
         for epoch in range(2):
             before = cache.gets_per_chunk()
             loader.set_epoch(epoch)
-            _same(list(loader), _expected(url, opts, 0, 1, epoch))
+            _same(list(loader), _expected(url, opts, 0, 1, epoch, window=window))
             after = cache.gets_per_chunk()
             assert set(after) <= set(chunks)
             got = {k: after.get(k, 0) - before.get(k, 0) for k in chunks}
