@@ -6,12 +6,18 @@ A `ChunkCache` is a set of long-lived shard actors (one per node by default). Sh
 fetches a chunk from the dataset's store the first time one of its rows is asked for,
 verifies it once (the chunk reader checks the content hash while parsing), keeps it in a
 memory budget (LRU, `memory_bytes`) over an optional local-disk tier (`disk_dir`, e.g. NVMe),
-and coalesces concurrent requests for one chunk into one GET.
+and coalesces concurrent requests for one chunk into one GET. Chunks of the small tensors of
+a request (labels next to images: a tensor at most a quarter of the largest one's bytes) are
+pinned, within half the budget, and the LRU gets the rest: they span every shuffle window
+and would otherwise be evicted by the large chunks streaming through and fetched again.
 
 Trainers never hold an object a shard owns: `gather` returns its rows as the method's return
 value, which Ray makes the caller's object, so a shard that dies takes nothing a trainer
 holds with it. Shards restart (`max_restarts=-1`) and calls in flight are retried
-(`max_task_retries=-1`); a restarted shard fetches again what it had cached.
+(`max_task_retries=-1`); a restarted shard fetches again what it had cached. A shard placed
+on a node stays there (hard affinity: its memory and disk tier are that node's); when the
+node is gone for good the shard cannot restart, and the loaders re-rendezvous its chunks
+over the surviving shards (`ChunkCache.without`).
 
 Nothing here imports ray at import time.
 """
@@ -35,6 +41,10 @@ __all__ = ["ChunkCache", "ChunkShard", "get_chunk_cache", "owner_of", "start_chu
 
 NAMESPACE = "tensorplane"
 _PREFIX = "plane-chunk-shard-"
+#: a tensor is small (its chunks pinned) at most 1/SMALL of the request's largest tensor
+SMALL = 4
+#: pinned chunks take at most 1/PIN_SHARE of a shard's memory budget
+PIN_SHARE = 2
 
 
 def owner_of(key: str, shards: Sequence[int]) -> int:
@@ -97,6 +107,8 @@ class ChunkShard:
         self._snaps: collections.OrderedDict[str, Snapshot] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._held: dict[str, int] = {}  # chunks a gather in progress reads
+        self._pinned: set[str] = set()  # chunks of small tensors, kept (in reader.local)
+        self.pinned_bytes = 0
         self.calls = 0
 
     def _snapshot(self, state_key: str) -> Snapshot:
@@ -120,15 +132,25 @@ class ChunkShard:
         each sample, their shapes)."""
         snap = self._snapshot(state_key)
         keys: list[str] = []
+        small: set[str] = set()
+        largest = max((snap.index(n).nbytes for n in request), default=0)
         for name, pos in request.items():  # whole chunks into the cache: one GET each
             index = snap.index(name)
             for e in np.unique(index.locate(snap.to_physical(pos))[0]):
                 keys.extend(index.entry_keys(int(e)))
+                if index.nbytes * SMALL <= largest:
+                    small.update(index.entry_keys(int(e)))
         got = snap.reader.chunks(keys, lambda k: f"{self.url}, shard {self.shard_id}")
         with self._lock:  # held until read: the budget cannot evict them in between
             for k, c in got.items():
                 self._held[k] = self._held.get(k, 0) + 1
                 snap.reader.local.setdefault(k, c)
+                if k in small and k not in self._pinned and \
+                        (self.pinned_bytes + c.nbytes) * PIN_SHARE <= self.memory_bytes:
+                    self._pinned.add(k)  # stays in reader.local; the LRU gets the rest
+                    self.pinned_bytes += c.nbytes
+                    snap.reader.cache.discard(k)
+                    snap.reader.cache.max_bytes = self.memory_bytes - self.pinned_bytes
         try:
             out: dict[str, Any] = {}
             for name, pos in request.items():
@@ -144,13 +166,15 @@ class ChunkShard:
                     self._held[k] -= 1
                     if not self._held[k]:
                         del self._held[k]
-                        snap.reader.local.pop(k, None)
+                        if k not in self._pinned:
+                            snap.reader.local.pop(k, None)
 
     def stats(self) -> dict[str, Any]:
         """GETs that reached the store (per chunk key), bytes fetched, cache use."""
         reader = self._reader
         return {"shard": self.shard_id, "gets": dict(self.counted.gets),
                 "bytes": self.counted.bytes, "calls": self.calls,
+                "pinned_bytes": self.pinned_bytes,
                 "cached_bytes": int(getattr(reader.cache, "nbytes", 0)) if reader else 0}
 
     def ping(self) -> int:
@@ -158,23 +182,48 @@ class ChunkShard:
 
 
 class ChunkCache:
-    """Handles on the shards of one dataset's cache (picklable: pass it to trainers)."""
+    """Handles on the shards of one dataset's cache (picklable: pass it to trainers).
+    `ids[i]` is the shard id of `shards[i]` (0..n-1 unless some are gone for good)."""
 
-    def __init__(self, url: str, shards: Sequence[Any]) -> None:
+    def __init__(self, url: str, shards: Sequence[Any], ids: Sequence[int] | None = None
+                 ) -> None:
         self.url = url
         self.shards = list(shards)
+        self.ids = list(ids) if ids is not None else list(range(len(self.shards)))
+        if len(self.ids) != len(self.shards):
+            raise plane.InvalidArgumentError(
+                f"ChunkCache: {len(self.shards)} shards but {len(self.ids)} ids")
 
     @property
     def shard_ids(self) -> list[int]:
-        return list(range(len(self.shards)))
+        return list(self.ids)
 
     def owner(self, key: str) -> int:
         return owner_of(key, self.shard_ids)
 
-    def stats(self) -> list[dict[str, Any]]:
-        import ray
+    def without(self, shard_id: int) -> ChunkCache:
+        """This cache less shard `shard_id` (gone for good): its chunks' owners become, by
+        rendezvous, spread over the others; no other chunk changes owner."""
+        keep = [(i, s) for i, s in zip(self.ids, self.shards) if i != shard_id]
+        if not keep:
+            raise plane.PlaneError(
+                f"every shard of the chunk cache of {self.url} is gone (the last, "
+                f"{shard_id}, cannot restart); start it again with "
+                "actors.start_chunk_cache(url)")
+        return ChunkCache(self.url, [s for _, s in keep], [i for i, _ in keep])
 
-        return list(ray.get([s.stats.remote() for s in self.shards]))
+    def stats(self) -> list[dict[str, Any]]:
+        """Each live shard's `ChunkShard.stats()` (a shard gone for good is left out)."""
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnschedulableError
+
+        out = []
+        for ref in [s.stats.remote() for s in self.shards]:
+            try:
+                out.append(ray.get(ref))
+            except (ActorDiedError, ActorUnschedulableError):
+                pass
+        return out
 
     def gets_per_chunk(self) -> dict[str, int]:
         """GETs of every chunk summed over the shards since they started."""
@@ -187,10 +236,13 @@ class ChunkCache:
         import ray
 
         for s in self.shards:
-            ray.kill(s, no_restart=True)
+            try:
+                ray.kill(s, no_restart=True)
+            except Exception:  # gone already (its node removed)
+                pass
 
     def __repr__(self) -> str:
-        return f"ChunkCache({self.url!r}, shards={len(self.shards)})"
+        return f"ChunkCache({self.url!r}, shards={self.ids})"
 
 
 def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int = 8 << 30,
@@ -200,7 +252,8 @@ def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int 
                       ) -> ChunkCache:
     """Start the shard actors of `url`'s chunk cache: one per alive node by default (or
     `shards`, spread; or one per node id in `nodes`), each with `memory_bytes` of chunk
-    cache and an optional disk tier under `disk_dir`. Returns when every shard answers."""
+    cache and an optional disk tier under `disk_dir`. A shard placed on a node restarts
+    only there. Returns when every shard answers."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -221,7 +274,7 @@ def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int 
         if detached:
             opts["lifetime"] = "detached"
         if nodes is not None:
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i], soft=True)
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i], soft=False)
         else:
             opts["scheduling_strategy"] = "SPREAD"
         handles.append(cls.options(**opts).remote(
@@ -232,7 +285,8 @@ def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int 
 
 
 def get_chunk_cache(url: str) -> ChunkCache:
-    """The running chunk cache of `url` (started by `start_chunk_cache` in this cluster)."""
+    """The running chunk cache of `url` (started by `start_chunk_cache` in this cluster):
+    its live shards (those gone for good, e.g. with their node, are left out)."""
     import ray
 
     url = _check_url(url)
@@ -243,11 +297,17 @@ def get_chunk_cache(url: str) -> ChunkCache:
     if not found:
         raise plane.PlaneError(f"no chunk cache is running for {url}; start one with "
                                "actors.start_chunk_cache(url) (once, from the driver)")
-    if found != list(range(len(found))):
-        raise plane.PlaneError(f"the chunk cache of {url} has shards {found}: some are gone "
-                               "for good; restart it with actors.start_chunk_cache(url)")
-    return ChunkCache(url, [ray.get_actor(f"{prefix}{i}", namespace=NAMESPACE)
-                            for i in found])
+    ids, handles = [], []
+    for i in found:
+        try:
+            handles.append(ray.get_actor(f"{prefix}{i}", namespace=NAMESPACE))
+            ids.append(i)
+        except ValueError:  # died between the listing and now
+            pass
+    if not handles:
+        raise plane.PlaneError(f"every shard of the chunk cache of {url} is gone; start it "
+                               "again with actors.start_chunk_cache(url)")
+    return ChunkCache(url, handles, ids)
 
 
 def _check_url(url: str) -> str:

@@ -7,7 +7,9 @@ asks every shard for the rows of that window it owns (per tensor, by the chunk t
 the row) in one call, and assembles its batches from the pieces: the rows cross the network
 once, to the rank that consumes them, and the chunk bytes stay on the shard that read them.
 Media (JPEG, PNG ...) travel as stored and are decoded here, on the trainer. Windows are
-requested `prefetch` ahead of the one being consumed.
+requested `prefetch` ahead of the one being consumed. A shard gone for good (its node
+removed: it cannot restart) is dropped: its chunks' owners are re-chosen by rendezvous over
+the live shards, and the rows asked of it are asked again of their new owners.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from plane.core import Snapshot, finish_samples
 from plane.loader import DEFAULT_WINDOW_BYTES, EpochPlan, plan_epoch, to_torch
 
 __all__ = ["ClusterLoader", "cluster_loader"]
+
+#: one request to one shard: (shard id, positions asked per tensor, the call's ref)
+Call = tuple[int, dict[str, np.ndarray], Any]
 
 
 def cluster_loader(url: str, *, version: str | None = None,
@@ -97,15 +102,27 @@ class ClusterLoader:
         phys = snap.to_physical(np.arange(len(snap), dtype=np.int64))
         self._entry = {n: snap.index(n).locate(phys)[0] if len(snap) else
                        np.zeros(0, np.int64) for n in tensors}
-        ids = cache.shard_ids
-        self._owner = {}
-        for n in tensors:  # the shard of each row of each tensor: the owner of its chunk
-            index = snap.index(n)
+        #: shards this loader found gone for good (their chunks re-assigned)
+        self.lost_shards: list[int] = []
+        self._owner: dict[str, np.ndarray] = {}
+        self._assign()
+        self._plans: dict[int, EpochPlan] = {}
+
+    def _assign(self) -> None:
+        """The shard of each row of each tensor: the owner of its chunk among live shards."""
+        ids = self.cache.shard_ids
+        for n in self.tensors:
+            index = self.snapshot.index(n)
             per_entry = np.array([owner_of(_entry_key(index, e), ids)
                                   for e in range(index.num_entries)], np.int64)
             self._owner[n] = per_entry[self._entry[n]] if per_entry.shape[0] else \
                 np.zeros(0, np.int64)
-        self._plans: dict[int, EpochPlan] = {}
+
+    def _lose(self, shard_id: int) -> None:
+        if shard_id in self.cache.shard_ids:
+            self.cache = self.cache.without(shard_id)
+            self.lost_shards.append(shard_id)
+            self._assign()
 
     # ---- planning -------------------------------------------------------------------------
     def plan(self, epoch: int) -> EpochPlan:
@@ -157,33 +174,50 @@ class ClusterLoader:
             groups[-1].append(i)
         return groups
 
-    def _request(self, plan: EpochPlan, group: list[int]
-                 ) -> list[tuple[dict[str, np.ndarray], Any]]:
-        """Ask every shard for its rows of `group`'s batches: (positions asked per tensor,
-        the call's ref) for each shard asked."""
+    def _request(self, plan: EpochPlan, group: list[int]) -> list[Call]:
+        """Ask every shard for its rows of `group`'s batches."""
         pos = np.concatenate([plan.order[a:b] for a, b in (plan.batches[i] for i in group)])
+        return self._ask({n: pos for n in self.tensors})
+
+    def _ask(self, want: dict[str, np.ndarray]) -> list[Call]:
+        """Ask each live shard for the rows of `want` (positions per tensor) it owns: (shard
+        id, positions asked per tensor, the call's ref) for each shard asked."""
         calls = []
-        for s, shard in enumerate(self.cache.shards):
+        for s, shard in zip(self.cache.shard_ids, self.cache.shards):
             req = {}
-            for n in self.tensors:
+            for n, pos in want.items():
                 mine = pos[self._owner[n][pos] == s] if pos.shape[0] else pos
                 if mine.shape[0]:
                     req[n] = mine
             if req:
-                calls.append((req, shard.gather.remote(self.snapshot.state_key, req,
-                                                       self._raw)))
+                calls.append((s, req, shard.gather.remote(self.snapshot.state_key, req,
+                                                          self._raw)))
         return calls
 
-    def _assemble(self, calls: list[tuple[dict[str, np.ndarray], Any]],
+    def _results(self, calls: list[Call]) -> list[tuple[dict[str, np.ndarray], Any]]:
+        """(positions asked, answer) of each call; the rows asked of a shard gone for good
+        are asked again of their new owners."""
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnschedulableError
+
+        out = []
+        for s, req, ref in calls:
+            try:
+                out.append((req, ray.get(ref)))
+            except (ActorDiedError, ActorUnschedulableError):  # restarts are unlimited:
+                # this shard cannot come back (dead, or its node gone)
+                self._lose(s)
+                out.extend(self._results(self._ask(req)))
+        return out
+
+    def _assemble(self, calls: list[Call],
                   stats: dict[str, Any]) -> dict[str, tuple[np.ndarray, Any]]:
         """Per tensor: the positions it got (sorted) and their values in that order."""
-        import ray
-
-        got = ray.get([ref for _, ref in calls])
+        answered = self._results(calls)
         out: dict[str, tuple[np.ndarray, Any]] = {}
         for n in self.tensors:
             parts_pos, parts_val = [], []
-            for (req, _), piece in zip(calls, got):
+            for req, piece in answered:
                 if n in req:
                     parts_pos.append(req[n])
                     parts_val.append(piece[n])
@@ -247,9 +281,10 @@ class ClusterLoader:
             "seconds": took, "time_to_first_batch": first or 0.0,
             "rows_per_s": stats["rows"] / took if took > 0 else 0.0,
             "p99_wait": float(np.percentile(waits, 99)), "wait_total": float(waits.sum()),
-            "store_gets": sum(self.cache.gets_per_chunk().values()) - gets_before,
+            "store_gets": max(0, sum(self.cache.gets_per_chunk().values()) - gets_before),
             "bytes_moved": stats["bytes"],
-            "chunks_per_batch": float(np.mean(stats["chunks_per_batch"] or [0]))}
+            "chunks_per_batch": float(np.mean(stats["chunks_per_batch"] or [0])),
+            "lost_shards": list(self.lost_shards)}
         self.epoch, self.position = self.epoch + 1, 0
 
     def __repr__(self) -> str:

@@ -99,3 +99,10 @@ class LRU:
             while self.total > self.max_bytes:
                 _, old = self.items.popitem(last=False)
                 self.total -= self.size(old)
+
+    def discard(self, key: str) -> None:
+        """Forget `key` (kept elsewhere by the caller, e.g. pinned)."""
+        with self.lock:
+            v = self.items.pop(key, None)
+            if v is not None:
+                self.total -= self.size(v)

@@ -68,9 +68,9 @@ def _make(bucket: tuple[str, dict[str, Any]], tag: str) -> tuple[str, dict[str, 
 
 
 def _expected(url: str, opts: dict[str, Any], rank: int, world: int, epoch: int,
-              seed: int = 7) -> list[dict[str, Any]]:
+              seed: int = 7, window: int = WINDOW) -> list[dict[str, Any]]:
     loader = plane.open(url, read_only=True, storage_options=opts).numpy(
-        batch_size=BATCH, seed=seed, rank=rank, world_size=world, window_bytes=WINDOW)
+        batch_size=BATCH, seed=seed, rank=rank, world_size=world, window_bytes=window)
     loader.set_epoch(epoch)
     return list(loader)
 
@@ -127,28 +127,39 @@ def test_every_rank_gets_the_embedded_plan_and_each_chunk_is_read_once(
 
 
 @pytest.mark.slow
-def test_a_cache_smaller_than_the_data_reads_each_image_chunk_once_per_epoch(
+def test_a_cache_smaller_than_the_data_reads_each_chunk_once_per_epoch(
         cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    """Every chunk of every tensor, not only the images': the small label and vector chunks
+    span every window and must not be evicted by the image chunks streaming through."""
     import actors
 
     url, opts = _make(bucket, "small")
-    cache = actors.start_chunk_cache(url, storage_options=opts, memory_bytes=24 << 10)
+    # a shard's LRU (the budget less the pinned small chunks) holds two windows' image
+    # chunks: a window's chunk stays while the window's requests come in
+    memory, window = 24 << 10, 8 << 10
+    snap = plane.open(url, read_only=True, storage_options=opts).snapshot()
+    chunks = {f"chunks/{k}": n for n in snap.tensor_names
+              for e in range(snap.index(n).num_entries) for k in snap.index(n).entry_keys(e)}
+    assert sum(snap.index(n).nbytes for n in snap.tensor_names) > 3 * memory  # 3 shards
+    cache = actors.start_chunk_cache(url, storage_options=opts, memory_bytes=memory)
     try:
         loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       rank=0, world_size=1, window_bytes=window,
                                        kind="numpy", cache=cache)
-        snap = plane.open(url, read_only=True, storage_options=opts).snapshot()
-        images = {f"chunks/{k}" for e in range(snap.index("images").num_entries)
-                  for k in snap.index("images").entry_keys(e)}
         for epoch in range(2):
             before = cache.gets_per_chunk()
             loader.set_epoch(epoch)
-            _same(list(loader), _expected(url, opts, 0, 1, epoch))
+            _same(list(loader), _expected(url, opts, 0, 1, epoch, window=window))
             after = cache.gets_per_chunk()
-            # the shuffle visits an image chunk in one window: one GET per epoch; a small
-            # label chunk spans windows and may be read again once evicted
-            got = {after.get(k, 0) - before.get(k, 0) for k in images}
-            assert got == {1} if epoch == 0 else got <= {0, 1}
+            assert set(after) <= set(chunks)
+            got = {k: after.get(k, 0) - before.get(k, 0) for k in chunks}
+            more = {k: (chunks[k], n) for k, n in got.items() if n > 1}
+            assert not more, f"epoch {epoch}: chunks read more than once: {more}"
+            if epoch == 0:
+                assert set(got.values()) == {1}
+            else:  # the images streamed through again; the small chunks stayed
+                small = {k for k, n in chunks.items() if n != "images"}
+                assert {got[k] for k in small} == {0}
     finally:
         cache.stop()
 
@@ -179,6 +190,37 @@ def test_a_shard_killed_mid_epoch_loses_nothing(cluster: Any,
         for s in (0, 2):
             assert set(chunks[s].values()) <= {1}
             assert {cache.owner(k) for k in chunks[s]} <= {s}
+    finally:
+        cache.stop()
+
+
+def test_a_shard_gone_for_good_hands_its_share_to_the_others(
+        cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    import actors
+
+    url, opts = _make(bucket, "gone")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache, prefetch=1)
+        expected = _expected(url, opts, 0, 1, 0)
+        got = []
+        for i, batch in enumerate(loader):
+            got.append(batch)
+            if i == len(expected) // 2:
+                ray.kill(cache.shards[1], no_restart=True)  # cannot restart
+        _same(got, expected)  # nothing lost, nothing twice, same order
+        assert loader.lost_shards == [1]
+        assert actors.get_chunk_cache(url).shard_ids == [0, 2]  # the survivors
+        survivors = cache.without(1)
+        for st in cache.stats():
+            gets = {k[len("chunks/"):]: n for k, n in st["gets"].items()
+                    if k.startswith("chunks/")}
+            assert set(gets.values()) <= {1}  # each chunk once
+            # a survivor read its own chunks and, of shard 1's, those rendezvous gave it
+            assert {cache.owner(k) for k in gets} <= {st["shard"], 1}
+            assert {survivors.owner(k) for k in gets} == {st["shard"]}
     finally:
         cache.stop()
 

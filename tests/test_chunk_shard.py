@@ -1,0 +1,49 @@
+"""A chunk shard (`actors.ChunkShard`, in-process, no Ray) with a memory budget smaller than
+the data: the small chunks of secondary tensors (labels) stay resident while the image chunks
+stream through the budget, so each chunk is read from the store once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import plane
+from actors.chunk_cache import ChunkShard
+
+ROWS = 1500
+
+
+def test_small_tensor_chunks_stay_while_images_stream(tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    ds = plane.create(url)
+    ds.create_tensor("images", htype="image", sample_compression="jpeg", chunk_bytes=4096)
+    ds.create_tensor("labels", htype="class_label", class_names=["a", "b", "c"],
+                     chunk_bytes=1024)
+    rng = np.random.default_rng(0)
+    ds.extend({"images": list(rng.integers(0, 255, (ROWS, 16, 16, 3), dtype=np.uint8)),
+               "labels": rng.integers(0, 3, ROWS).tolist()})
+    ds.commit("data")
+    snap = ds.snapshot()
+    images, labels = snap.index("images"), snap.index("labels")
+    assert labels.num_entries > 2 and images.num_entries > 20
+    memory = 16 << 10  # a few image chunks, of 1.7 MB of them
+    assert images.nbytes > 50 * memory
+    assert ROWS * 4 * 2 <= memory  # the labels (uint32 in memory) fit the pinned half
+    shard = ChunkShard(url, None, 0, memory)
+    entry = images.locate(snap.to_physical(np.arange(ROWS, dtype=np.int64)))[0]
+    for epoch in range(2):  # visit image chunks in a shuffled order, with their labels
+        for e in np.random.default_rng(epoch).permutation(images.num_entries):
+            pos = np.flatnonzero(entry == e).astype(np.int64)
+            got = shard.gather(snap.state_key, {"images": pos, "labels": pos})
+            assert np.array_equal(got["labels"], snap.read("labels", pos))
+    gets = shard.counted.gets
+    label_keys = [f"chunks/{k}" for e in range(labels.num_entries)
+                  for k in labels.entry_keys(e)]
+    assert [gets[k] for k in label_keys] == [1] * len(label_keys)  # once, over two epochs
+    image_keys = [f"chunks/{k}" for e in range(images.num_entries)
+                  for k in images.entry_keys(e)]
+    assert {gets[k] for k in image_keys} == {2}  # the cache is smaller: once per epoch
+    # the pinned chunks count against the budget: the LRU has what is left
+    assert 0 < shard.pinned_bytes <= memory // 2
+    assert shard._reader.cache.max_bytes == memory - shard.pinned_bytes
