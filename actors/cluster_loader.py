@@ -53,9 +53,25 @@ def cluster_loader(url: str, *, version: str | None = None,
     names = list(tensors) if tensors else list(snap.tensor_names)
     for n in names:
         snap.meta(n)  # TensorNotFoundError listing the tensors
+        _refuse_nulls(snap, n)
     r, w = _rank(rank, world_size)
     return ClusterLoader(snap, cache or get_chunk_cache(url), names, batch_size, shuffle,
                          seed, drop_last, window_bytes, r, w, pin_memory, kind, prefetch)
+
+
+def _refuse_nulls(snap: Snapshot, name: str) -> None:
+    """A batch needs a value in every tensor: refuse a tensor with nulls up front, as the
+    embedded loader's default (nulls="raise") would at the first batch that meets one."""
+    if not snap.has_nulls(name):
+        return
+    mask = snap.null_mask(name, np.arange(len(snap), dtype=np.int64))
+    if mask is None or not mask.any():
+        return
+    rows = np.flatnonzero(mask)
+    raise plane.SampleError(
+        f"tensor {name!r} of {snap.url} is null in {rows.shape[0]} row(s) (first: row "
+        f"{int(rows[0])}); the cluster loader needs a value in every tensor it loads: write "
+        f"values there, or leave {name!r} out of tensors=[...]")
 
 
 def _rank(rank: int | None, world: int | None) -> tuple[int, int]:
