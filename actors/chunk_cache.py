@@ -86,6 +86,21 @@ class _CountingStore(WrapperStore):
         return data
 
 
+def pack_samples(samples: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Byte samples as one uint8 array and int64 offsets (len + 1)."""
+    sizes = np.fromiter((len(x) for x in samples), np.int64, len(samples))
+    offsets = np.zeros(len(samples) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return np.frombuffer(b"".join(samples), np.uint8), offsets
+
+
+def unpack_samples(buf: np.ndarray, offsets: np.ndarray) -> list[memoryview]:
+    """The samples of `pack_samples`, as views of `buf` (no copy)."""
+    mv = memoryview(buf).cast("B")
+    o = offsets.tolist()
+    return [mv[o[i]:o[i + 1]] for i in range(len(o) - 1)]
+
+
 class ChunkShard:
     """One shard: reads rows of the chunks it owns, from its cache or the store. Plain
     Python; `start_chunk_cache` runs it as a Ray actor."""
@@ -128,8 +143,9 @@ class ChunkShard:
     def gather(self, state_key: str, request: Mapping[str, np.ndarray],
                raw: Sequence[str] = ()) -> dict[str, Any]:
         """Rows `request[tensor]` (logical positions) of version `state_key`, in the order
-        asked: values, or for tensors in `raw` (media the caller decodes) a pair (bytes of
-        each sample, their shapes)."""
+        asked: values, or for tensors in `raw` (media the caller decodes) a triple: the
+        samples' bytes end to end in one uint8 array, their offsets, their shapes (one
+        buffer travels through the object store zero-copy; a list of bytes is pickled)."""
         snap = self._snapshot(state_key)
         keys: list[str] = []
         small: set[str] = set()
@@ -155,8 +171,9 @@ class ChunkShard:
             out: dict[str, Any] = {}
             for name, pos in request.items():
                 if name in raw:
-                    out[name] = (snap.read(name, pos, decode=False, aslist=True),
-                                 snap.shapes(name, pos))
+                    buf, offsets = pack_samples(snap.read(name, pos, decode=False,
+                                                          aslist=True))
+                    out[name] = (buf, offsets, snap.shapes(name, pos))
                 else:
                     out[name] = snap.read(name, pos)
             return out

@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 import plane
-from actors.chunk_cache import ChunkCache, _check_url, get_chunk_cache, owner_of
+from actors.chunk_cache import (
+    ChunkCache,
+    _check_url,
+    get_chunk_cache,
+    owner_of,
+    unpack_samples,
+)
 from plane.core import Snapshot, finish_samples
 from plane.loader import DEFAULT_WINDOW_BYTES, EpochPlan, plan_epoch, to_torch
 
@@ -326,10 +332,12 @@ def _nbytes(v: Any) -> int:
 
 
 def _concat(parts: list[Any], order: np.ndarray) -> Any:
-    """Pieces (arrays, lists, or (bytes, shapes) pairs) joined, then put in `order`."""
-    if parts and isinstance(parts[0], tuple):
-        raws = [x for p in parts for x in p[0]]
-        shapes = np.concatenate([np.asarray(p[1]).reshape(len(p[0]), -1) for p in parts])
+    """Pieces (arrays, lists, or packed media: bytes, offsets, shapes) joined, then put
+    in `order`."""
+    if parts and isinstance(parts[0], tuple):  # (bytes end to end, offsets, shapes)
+        raws = [x for p in parts for x in unpack_samples(p[0], p[1])]
+        shapes = np.concatenate([np.asarray(p[2]).reshape(len(p[1]) - 1, -1)
+                                 for p in parts])
         return [raws[i] for i in order], shapes[order]
     if parts and all(isinstance(p, np.ndarray) for p in parts) and \
             len({(p.dtype, p.shape[1:]) for p in parts}) == 1:

@@ -52,7 +52,7 @@ def measure(images: int = 256) -> dict[str, float]:
     at quality 90): shard gather per image, JPEG decode per image, actor round trip per
     request, an answer's bytes (serialise, object store, pull) per MB."""
     import plane
-    from actors.chunk_cache import ChunkShard
+    from actors.chunk_cache import ChunkShard, unpack_samples
     from plane.core import finish_samples
 
     out: dict[str, float] = {}
@@ -69,7 +69,8 @@ def measure(images: int = 256) -> dict[str, float]:
         pos = np.random.default_rng(0).permutation(images).astype(np.int64)
         req = {"images": pos, "labels": pos}
         got = shard.gather(snap.state_key, req, ["images"])
-        raws, shapes = got["images"]
+        buf, offsets, shapes = got["images"]
+        raws = unpack_samples(buf, offsets)
         out["jpeg_kb"] = float(np.mean([len(r) for r in raws]) / 1e3)
         out["gather_us"] = _per_call(
             lambda: shard.gather(snap.state_key, req, ["images"]), 20) / images * 1e6
@@ -92,7 +93,7 @@ def measure(images: int = 256) -> dict[str, float]:
             out["call_ms"] = _per_call(
                 lambda: ray.get(actor.gather.remote(snap.state_key, one)), 200) * 1e3
             big = ray.get(actor.gather.remote(snap.state_key, req, ["images"]))
-            nbytes = sum(len(r) for r in big["images"][0])
+            nbytes = int(big["images"][0].nbytes)
             secs = _per_call(
                 lambda: ray.get(actor.gather.remote(snap.state_key, req, ["images"])), 10)
             # what a round trip with a large answer costs beyond the gather and a small

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 import plane
 from actors.chunk_cache import ChunkShard
@@ -47,3 +49,13 @@ def test_small_tensor_chunks_stay_while_images_stream(tmp_path: Path) -> None:
     # the pinned chunks count against the budget: the LRU has what is left
     assert 0 < shard.pinned_bytes <= memory // 2
     assert shard._reader.cache.max_bytes == memory - shard.pinned_bytes
+
+
+@given(st.lists(st.binary(max_size=64), max_size=40))
+def test_packed_samples_come_back_byte_for_byte(samples: list[bytes]) -> None:
+    """Media answers travel as one buffer + offsets (zero-copy through the object store)."""
+    from actors.chunk_cache import pack_samples, unpack_samples
+
+    buf, offsets = pack_samples(samples)
+    assert buf.dtype == np.uint8 and offsets.shape == (len(samples) + 1,)
+    assert [bytes(v) for v in unpack_samples(buf, offsets)] == samples
