@@ -14,6 +14,7 @@ dataset; the OS page cache is warm for every engine alike):
   `to_table` + `pq.write_table`; pyarrow read + write: the floor; DuckDB `COPY`), COUNT(*) WHERE
   width < 100 (scan, then with a btree index on `width` in tensorplane and in Lance), and
   `SELECT labels, COUNT(*) ... WHERE width < 100 GROUP BY labels`.
+tensorplane runs twice: with its default decoded-chunk cache and with `cache_bytes=0`.
 Peers: pylance (`to_table`, `count_rows(filter=)`, group-by through `to_table(columns=,
 filter=)` + `pyarrow.Table.group_by`), pyarrow reading the Parquet file (`pq.read_table` +
 `pyarrow.compute`), DuckDB over the Parquet file. Every answer is checked: counts and
