@@ -21,12 +21,15 @@ from plane.core._snapshot import Snapshot
 from plane.export._types import ROW_ID, dims_of, field_of, leaf_type
 from plane.format._meta import TensorMeta
 
-__all__ = ["BATCH_BYTES", "BATCH_ROWS", "export_schema", "select_rows", "to_arrow",
-           "to_batches", "to_pandas", "write_parquet"]
+__all__ = ["BATCH_BYTES", "BATCH_ROWS", "ROW_GROUP_BYTES", "ROW_GROUP_ROWS", "export_schema",
+           "select_rows", "to_arrow", "to_batches", "to_pandas", "write_parquet"]
 
 BATCH_ROWS = 4096
 #: about this many stored bytes per batch (a batch of large images holds fewer rows)
 BATCH_BYTES = 64 << 20
+#: Parquet row groups `write_parquet` writes: up to this many rows and about this many bytes
+ROW_GROUP_ROWS = 65536
+ROW_GROUP_BYTES = 128 << 20
 
 
 # ---- which rows, which tensors --------------------------------------------------------------
@@ -139,16 +142,34 @@ def to_pandas(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows: 
 
 
 def write_parquet(batches: Iterator[pa.RecordBatch], schema: pa.Schema, where: Any,
-                  **writer_options: Any) -> int:
-    """Write `batches` (of `schema`) to a Parquet file at `where` (a path or a file object),
-    one row group per batch or more; returns the rows written. Memory stays one batch."""
+                  row_group_rows: int = ROW_GROUP_ROWS, **writer_options: Any) -> int:
+    """Write `batches` (of `schema`) to a Parquet file at `where` (a path or a file object);
+    returns the rows written. Batches are gathered into row groups of up to `row_group_rows`
+    rows (fewer where that is over ROW_GROUP_BYTES): a row group per small batch would make
+    the file slow to write (each starts its dictionaries anew) and to read. Memory stays
+    about one row group."""
     import pyarrow.parquet as pq
 
-    rows = 0
+    if row_group_rows < 1:
+        raise InvalidArgumentError(f"row_group_rows must be >= 1, got {row_group_rows}")
+    rows = held_rows = held_bytes = 0
+    held: list[pa.RecordBatch] = []
     with pq.ParquetWriter(where, schema, **writer_options) as w:
+        def flush() -> None:
+            if held:
+                w.write_table(pa.Table.from_batches(held, schema), row_group_size=max(1, held_rows))
+                held.clear()
+
         for b in batches:
-            w.write_batch(b)
+            if held and (held_rows + b.num_rows > row_group_rows
+                         or held_bytes + b.nbytes > ROW_GROUP_BYTES):
+                flush()
+                held_rows = held_bytes = 0
+            held.append(b)
+            held_rows += b.num_rows
+            held_bytes += b.nbytes
             rows += b.num_rows
+        flush()
     return rows
 
 
