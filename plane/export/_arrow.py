@@ -104,7 +104,9 @@ def to_batches(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows:
     sel = select_rows(len(snap), rows)
     step = _batch_size(snap, names, batch_rows)
     for a in range(0, max(1, len(sel)), step):
-        pos = np.asarray(sel[a:a + step], np.int64)
+        part = sel[a:a + step]
+        pos = np.arange(part.start, part.stop, part.step, dtype=np.int64) \
+            if isinstance(part, range) else np.asarray(part, np.int64)
         cols: list[pa.Array] = []
         if with_row_ids:
             cols.append(pa.array(snap.ids_at(pos).astype(np.int64), pa.int64()))
