@@ -125,7 +125,10 @@ def _batch_size(snap: Snapshot, names: Sequence[str], batch_rows: int) -> int:
 
 def to_arrow(snap: Snapshot, tensors: Sequence[str] | str | None = None, rows: Any = None,
              **options: Any) -> pa.Table:
-    """`to_batches` gathered into one `pyarrow.Table`."""
+    """`to_batches` gathered into one `pyarrow.Table`, in batches of up to ROW_GROUP_ROWS
+    rows (still at most BATCH_BYTES each): the whole table is in memory anyway, and each
+    batch costs a read per tensor."""
+    options.setdefault("batch_rows", ROW_GROUP_ROWS)
     return pa.Table.from_batches(list(to_batches(snap, tensors, rows, **options)))
 
 
