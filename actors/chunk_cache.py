@@ -197,6 +197,12 @@ class ChunkShard:
     def ping(self) -> int:
         return self.shard_id
 
+    def node_id(self) -> str:
+        """The Ray node this shard runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
 
 class ChunkCache:
     """Handles on the shards of one dataset's cache (picklable: pass it to trainers).
@@ -265,19 +271,25 @@ class ChunkCache:
 def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int = 8 << 30,
                       disk_dir: str | None = None, disk_bytes: int = 1 << 40,
                       storage_options: Mapping[str, Any] | None = None,
-                      nodes: Sequence[str] | None = None, detached: bool = False
-                      ) -> ChunkCache:
-    """Start the shard actors of `url`'s chunk cache: one per alive node by default (or
-    `shards`, spread; or one per node id in `nodes`), each with `memory_bytes` of chunk
-    cache and an optional disk tier under `disk_dir`. A shard placed on a node restarts
-    only there. Returns when every shard answers."""
+                      nodes: Sequence[str] | None = None, detached: bool = False,
+                      shards_per_node: int = 1) -> ChunkCache:
+    """Start the shard actors of `url`'s chunk cache: `shards_per_node` on each alive node
+    by default (or `shards`, spread; or that many on each node id in `nodes`), each with
+    `memory_bytes` of chunk cache and an optional disk tier under `disk_dir`. A shard placed
+    on a node restarts only there. Returns when every shard answers. A shard is one Python
+    process: on a node with 8 GPUs, one shard per 1-2 GPUs keeps it from being the limit
+    (bench/cluster_model.py)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     url = _check_url(url)
     plane.open(url, read_only=True, storage_options=storage_options)  # a dataset, reachable
+    if shards_per_node < 1:
+        raise plane.InvalidArgumentError(f"shards_per_node must be >= 1, got {shards_per_node}")
     if nodes is None and shards is None:
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    if nodes is not None:
+        nodes = [n for n in nodes for _ in range(shards_per_node)]
     count = len(nodes) if nodes is not None else int(shards or 1)
     if count < 1:
         raise plane.InvalidArgumentError(f"a chunk cache needs at least one shard, got {count}")

@@ -116,7 +116,8 @@ def run(dataset: str, tensors: Sequence[str] = ("images", "labels"), workers: in
         epochs: int = 1, batch_size: int = 64, lr: float = 0.05, shuffle_buffer: int = 1024,
         seed: int = 0, use_gpu: bool = False, cpus_per_worker: float = 1.0,
         storage_path: str | None = None, version: str | None = None, loader: str = "plane",
-        cache_memory: int = 8 << 30, cache_disk: str | None = None) -> Any:
+        cache_memory: int = 8 << 30, cache_disk: str | None = None,
+        shards_per_node: int = 1) -> Any:
     """Train on `dataset` (url) with `workers` Ray Train workers; returns the Train Result.
     `loader`: "plane" (the cluster loader over the chunk cache) or "ray-data"."""
     import ray.train
@@ -141,7 +142,8 @@ def run(dataset: str, tensors: Sequence[str] = ("images", "labels"), workers: in
 
         # the handles travel in the config: they keep the shard actors alive during fit()
         config["cache"] = actors.start_chunk_cache(dataset, memory_bytes=cache_memory,
-                                                   disk_dir=cache_disk)
+                                                   disk_dir=cache_disk,
+                                                   shards_per_node=shards_per_node)
     trainer = TorchTrainer(
         train_loop, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
@@ -173,13 +175,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="bytes of chunk cache per shard actor (--loader plane)")
     p.add_argument("--cache-disk", default=None,
                    help="local disk tier of the chunk cache, e.g. /nvme/plane (--loader plane)")
+    p.add_argument("--shards-per-node", type=int, default=1,
+                   help="chunk-shard actors per node (--loader plane); one per 1-2 GPUs on "
+                        "8-GPU nodes (bench/cluster_model.py)")
     a = p.parse_args(argv)
     import ray
 
     ray.init()  # under `ray job submit` this joins the cluster (RAY_ADDRESS is set)
     result = run(a.dataset, a.tensors, a.workers, a.epochs, a.batch_size, a.lr,
                  a.shuffle_buffer, a.seed, a.gpu, a.cpus_per_worker, a.storage_path,
-                 a.version, a.loader, a.cache_memory, a.cache_disk)
+                 a.version, a.loader, a.cache_memory, a.cache_disk, a.shards_per_node)
     if result.error is not None:
         raise SystemExit(f"jobs.train: training failed: {result.error}")
     print(json.dumps({"metrics": result.metrics,

@@ -5,6 +5,7 @@ mid-epoch, a resume in a new process and bad input."""
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -261,8 +262,14 @@ def test_torch_batches_and_bad_input(cluster: Any, bucket: tuple[str, dict[str, 
     import actors
 
     url, opts = _make(bucket, "bad")
-    cache = actors.start_chunk_cache(url, storage_options=opts)
+    with pytest.raises(plane.InvalidArgumentError, match="shards_per_node"):
+        actors.start_chunk_cache(url, storage_options=opts, shards_per_node=0)
+    cache = actors.start_chunk_cache(url, storage_options=opts, shards_per_node=2)
     try:
+        assert len(cache.shards) == 6  # two on each of the 3 nodes
+        assert sorted(ray.get([s.ping.remote() for s in cache.shards])) == list(range(6))
+        on = collections.Counter(ray.get([s.node_id.remote() for s in cache.shards]))
+        assert sorted(on.values()) == [2, 2, 2]
         batch = next(iter(actors.cluster_loader(url, storage_options=opts, batch_size=4,
                                                 tensors=["images", "labels"], cache=cache)))
         assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (4, 16, 16, 3)
