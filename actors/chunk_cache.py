@@ -268,28 +268,43 @@ class ChunkCache:
         return f"ChunkCache({self.url!r}, shards={self.ids})"
 
 
+def shard_nodes(alive: Sequence[Mapping[str, Any]], per_node: int | None) -> list[str]:
+    """Node id of each shard, from `ray.nodes()` entries: `per_node` on every node, or by
+    default one per two of its GPUs (at least one)."""
+    out: list[str] = []
+    for n in alive:
+        gpus = int(n.get("Resources", {}).get("GPU", 0))
+        out += [n["NodeID"]] * (per_node if per_node is not None else max(1, gpus // 2))
+    return out
+
+
 def start_chunk_cache(url: str, *, shards: int | None = None, memory_bytes: int = 8 << 30,
                       disk_dir: str | None = None, disk_bytes: int = 1 << 40,
                       storage_options: Mapping[str, Any] | None = None,
                       nodes: Sequence[str] | None = None, detached: bool = False,
-                      shards_per_node: int = 1) -> ChunkCache:
+                      shards_per_node: int | None = None) -> ChunkCache:
     """Start the shard actors of `url`'s chunk cache: `shards_per_node` on each alive node
-    by default (or `shards`, spread; or that many on each node id in `nodes`), each with
-    `memory_bytes` of chunk cache and an optional disk tier under `disk_dir`. A shard placed
-    on a node restarts only there. Returns when every shard answers. A shard is one Python
-    process: on a node with 8 GPUs, one shard per 1-2 GPUs keeps it from being the limit
-    (bench/cluster_model.py)."""
+    (default: one per two GPUs of the node, at least one; or `shards`, spread; or on each
+    node id in `nodes`), each with `memory_bytes` of chunk cache and an optional disk tier
+    under `disk_dir`. A shard placed on a node restarts only there. Returns when every shard
+    answers. A shard is one Python process: one serving a whole 8-GPU node is the first
+    limit in bench/cluster_model.py, hence the default."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     url = _check_url(url)
     plane.open(url, read_only=True, storage_options=storage_options)  # a dataset, reachable
-    if shards_per_node < 1:
+    if shards_per_node is not None and shards_per_node < 1:
         raise plane.InvalidArgumentError(f"shards_per_node must be >= 1, got {shards_per_node}")
-    if nodes is None and shards is None:
-        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    if nodes is not None:
-        nodes = [n for n in nodes for _ in range(shards_per_node)]
+    if shards is None:
+        alive = {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+        if nodes is not None:
+            gone = [x for x in nodes if x not in alive]
+            if gone:
+                raise plane.InvalidArgumentError(
+                    f"nodes: {gone[0]!r} is not an alive Ray node; pass ids from ray.nodes()")
+        picked = [alive[x] for x in nodes] if nodes is not None else list(alive.values())
+        nodes = shard_nodes(picked, shards_per_node)
     count = len(nodes) if nodes is not None else int(shards or 1)
     if count < 1:
         raise plane.InvalidArgumentError(f"a chunk cache needs at least one shard, got {count}")

@@ -178,8 +178,9 @@ def main() -> None:
     w.add_argument("--nic-gbps", type=float, default=400.0, help="per node (p4d: 4×100)")
     w.add_argument("--cache-gb", type=float, default=64.0,
                    help="cache per node: shard memory + disk tier")
-    w.add_argument("--shards-per-node", type=int, default=1,
-                   help="shard actors per node (start_chunk_cache(shards=...))")
+    w.add_argument("--shards-per-node", type=int, default=None,
+                   help="shard actors per node (default as start_chunk_cache: one per two "
+                        "GPUs, at least one)")
     w.add_argument("--batch", type=int, default=256, help="per GPU")
     w.add_argument("--chunk-mib", type=float, default=4.0, help="plane's default chunk")
     w.add_argument("--request-batches", type=int, default=4,
@@ -203,6 +204,8 @@ def main() -> None:
     c.add_argument("--augment-ms", type=float, default=1.0,
                    help="random-resized-crop + flip per image, one core (ms)")
     a = p.parse_args()
+    if a.shards_per_node is None:  # as start_chunk_cache places them
+        a.shards_per_node = max(1, a.gpus_per_node // 2)
     costs = dict(MEASURED)
     source = "measured on 2026-12-04, 2-core dev machine (loaded)"
     if a.measure:

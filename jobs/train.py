@@ -117,7 +117,7 @@ def run(dataset: str, tensors: Sequence[str] = ("images", "labels"), workers: in
         seed: int = 0, use_gpu: bool = False, cpus_per_worker: float = 1.0,
         storage_path: str | None = None, version: str | None = None, loader: str = "plane",
         cache_memory: int = 8 << 30, cache_disk: str | None = None,
-        shards_per_node: int = 1) -> Any:
+        shards_per_node: int | None = None) -> Any:
     """Train on `dataset` (url) with `workers` Ray Train workers; returns the Train Result.
     `loader`: "plane" (the cluster loader over the chunk cache) or "ray-data"."""
     import ray.train
@@ -175,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="bytes of chunk cache per shard actor (--loader plane)")
     p.add_argument("--cache-disk", default=None,
                    help="local disk tier of the chunk cache, e.g. /nvme/plane (--loader plane)")
-    p.add_argument("--shards-per-node", type=int, default=1,
-                   help="chunk-shard actors per node (--loader plane); one per 1-2 GPUs on "
-                        "8-GPU nodes (bench/cluster_model.py)")
+    p.add_argument("--shards-per-node", type=int, default=None,
+                   help="chunk-shard actors per node (--loader plane; default one per two "
+                        "GPUs of the node, at least one: bench/cluster_model.py)")
     a = p.parse_args(argv)
     import ray
 

@@ -42,3 +42,13 @@ def test_shares_are_balanced() -> None:
     owners = [owner_of(f"chunks/{i:08x}", shards) for i in range(8000)]
     counts = [owners.count(s) for s in shards]
     assert min(counts) > 800 and max(counts) < 1200  # 1000 each, within a few sigma
+
+
+def test_shards_follow_the_gpus_of_each_node_unless_told() -> None:
+    from actors.chunk_cache import shard_nodes
+
+    nodes = [{"NodeID": "cpu", "Resources": {"CPU": 16.0}},
+             {"NodeID": "a100x8", "Resources": {"CPU": 96.0, "GPU": 8.0}},
+             {"NodeID": "gpu1", "Resources": {"GPU": 1.0}}]
+    assert shard_nodes(nodes, None) == ["cpu"] + ["a100x8"] * 4 + ["gpu1"]
+    assert shard_nodes(nodes, 2) == ["cpu", "cpu", "a100x8", "a100x8", "gpu1", "gpu1"]
