@@ -264,6 +264,8 @@ def test_torch_batches_and_bad_input(cluster: Any, bucket: tuple[str, dict[str, 
     url, opts = _make(bucket, "bad")
     with pytest.raises(plane.InvalidArgumentError, match="shards_per_node"):
         actors.start_chunk_cache(url, storage_options=opts, shards_per_node=0)
+    with pytest.raises(plane.InvalidArgumentError, match="not an alive Ray node"):
+        actors.start_chunk_cache(url, storage_options=opts, nodes=["no-such-node"])
     cache = actors.start_chunk_cache(url, storage_options=opts, shards_per_node=2)
     try:
         assert len(cache.shards) == 6  # two on each of the 3 nodes
