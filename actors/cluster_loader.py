@@ -127,6 +127,7 @@ class ClusterLoader:
         #: shards this loader found gone for good (their chunks re-assigned)
         self.lost_shards: list[int] = []
         self._owner: dict[str, np.ndarray] = {}
+        self._remote: set[int] | None = None
         self._assign()
         self._plans: dict[int, EpochPlan] = {}
 
@@ -139,6 +140,24 @@ class ClusterLoader:
                                   for e in range(index.num_entries)], np.int64)
             self._owner[n] = per_entry[self._entry[n]] if per_entry.shape[0] else \
                 np.zeros(0, np.int64)
+
+    def _remote_shards(self) -> set[int]:
+        """Ids of the shards on another node than this loader's (asked once)."""
+        if self._remote is None:
+            import ray
+            from ray.exceptions import ActorDiedError, ActorUnschedulableError
+
+            here = ray.get_runtime_context().get_node_id()
+            refs = [(i, s.node_id.remote()) for i, s in zip(self.cache.shard_ids,
+                                                             self.cache.shards)]
+            self._remote = set()
+            for i, ref in refs:
+                try:
+                    if ray.get(ref) != here:
+                        self._remote.add(i)
+                except (ActorDiedError, ActorUnschedulableError):  # gone: not here
+                    self._remote.add(i)
+        return self._remote
 
     def _lose(self, shard_id: int) -> None:
         if shard_id in self.cache.shard_ids:
@@ -216,16 +235,16 @@ class ClusterLoader:
                                                           self._raw)))
         return calls
 
-    def _results(self, calls: list[Call]) -> list[tuple[dict[str, np.ndarray], Any]]:
-        """(positions asked, answer) of each call; the rows asked of a shard gone for good
-        are asked again of their new owners."""
+    def _results(self, calls: list[Call]) -> list[tuple[int, dict[str, np.ndarray], Any]]:
+        """(shard, positions asked, answer) of each call; the rows asked of a shard gone for
+        good are asked again of their new owners."""
         import ray
         from ray.exceptions import ActorDiedError, ActorUnschedulableError
 
         out = []
         for s, req, ref in calls:
             try:
-                out.append((req, ray.get(ref)))
+                out.append((s, req, ray.get(ref)))
             except (ActorDiedError, ActorUnschedulableError):  # restarts are unlimited:
                 # this shard cannot come back (dead, or its node gone)
                 self._lose(s)
@@ -239,11 +258,14 @@ class ClusterLoader:
         out: dict[str, tuple[np.ndarray, Any]] = {}
         for n in self.tensors:
             parts_pos, parts_val = [], []
-            for req, piece in answered:
+            for s, req, piece in answered:
                 if n in req:
                     parts_pos.append(req[n])
                     parts_val.append(piece[n])
-                    stats["bytes"] += _nbytes(piece[n])
+                    size = _nbytes(piece[n])
+                    stats["bytes"] += size
+                    if s in self._remote_shards():
+                        stats["cross_node_bytes"] += size
             all_pos = np.concatenate(parts_pos)
             order = np.argsort(all_pos, kind="stable")
             out[n] = (all_pos[order], _concat(parts_val, order))
@@ -274,7 +296,8 @@ class ClusterLoader:
         plan = self.plan(self.epoch)
         groups = self._groups(plan, self.position)
         started = time.perf_counter()
-        stats: dict[str, Any] = {"bytes": 0, "waits": [], "rows": 0, "chunks_per_batch": []}
+        stats: dict[str, Any] = {"bytes": 0, "cross_node_bytes": 0, "waits": [], "rows": 0,
+                                 "chunks_per_batch": []}
         gets_before = sum(self.cache.gets_per_chunk().values())
         ahead = [self._request(plan, g) for g in groups[:self.prefetch]]
         first = None
@@ -304,7 +327,7 @@ class ClusterLoader:
             "rows_per_s": stats["rows"] / took if took > 0 else 0.0,
             "p99_wait": float(np.percentile(waits, 99)), "wait_total": float(waits.sum()),
             "store_gets": max(0, sum(self.cache.gets_per_chunk().values()) - gets_before),
-            "bytes_moved": stats["bytes"],
+            "bytes_moved": stats["bytes"], "bytes_cross_node": stats["cross_node_bytes"],
             "chunks_per_batch": float(np.mean(stats["chunks_per_batch"] or [0])),
             "lost_shards": list(self.lost_shards)}
         self.epoch, self.position = self.epoch + 1, 0

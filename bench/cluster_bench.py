@@ -157,6 +157,7 @@ class Trainer:
         got = _consume(self.loader, self.step, self.chunk_of)
         if self.kind == "plane":
             got["bytes_moved"] = self.loader.last_epoch["bytes_moved"]
+            got["bytes_cross_node"] = self.loader.last_epoch["bytes_cross_node"]
         else:
             assert self.counted is not None
             got["gets"] = {k: v - before.get(k, 0) for k, v in self.counted.gets.items()
@@ -226,6 +227,8 @@ def _summary(eps: list[dict[str, Any]], nbytes: int, nchunks: int,
         "chunks_per_batch": float(np.mean([x["chunks_per_batch"] for x in eps]))}
     if all("bytes_moved" in x for x in eps):
         row["moved_over_dataset"] = sum(x["bytes_moved"] for x in eps) / nbytes
+    if all("bytes_cross_node" in x for x in eps):
+        row["cross_node_over_dataset"] = sum(x["bytes_cross_node"] for x in eps) / nbytes
     if gets is not None:
         row["gets_per_chunk"] = sum(gets.values()) / nchunks
         row["max_gets_one_chunk"] = max(gets.values(), default=0)
@@ -393,12 +396,14 @@ def _table(results: list[dict[str, Any]], a: argparse.Namespace) -> None:
                      f"{r['first_batch_s']:.2f} s", fmt(r["rows_per_s_per_trainer"]),
                      f"{r['p99_wait_s'] * 1e3:,.0f} ms", f"{r['wait_share']:.0%}",
                      fmt(r.get("gets_per_chunk")), fmt(r.get("moved_over_dataset")),
+                     fmt(r.get("cross_node_over_dataset")),
                      f"{mb(r.get('peak_object_store'))} ({mb(r.get('object_store_at_start'))})",
                      mb(r.get("spilled")),
                      fmt(r["chunks_per_batch"])])
     print()
     print(md_table(["loader", "data", "nodes", "epoch", "first batch", "rows/s per trainer",
                     "p99 wait", "time waiting", "GETs per chunk", "moved / dataset",
+                    "cross-node / dataset",
                     "peak object store", "spilled", "chunks per batch"], rows))
     last = a.epochs - 1
     by = {(r["loader"], r["data"], r["nodes"], r["epoch"]): r for r in results}
