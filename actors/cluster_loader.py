@@ -6,14 +6,18 @@ rank r's batches equal `ds.pytorch(seed=..., rank=r, world_size=W)`'s. For each 
 asks every shard for the rows of that window it owns (per tensor, by the chunk that holds
 the row) in one call, and assembles its batches from the pieces: the rows cross the network
 once, to the rank that consumes them, and the chunk bytes stay on the shard that read them.
-Media (JPEG, PNG ...) travel as stored and are decoded here, on the trainer. Windows are
-requested `prefetch` ahead of the one being consumed. A shard gone for good (its node
-removed: it cannot restart) is dropped: its chunks' owners are re-chosen by rendezvous over
-the live shards, and the rows asked of it are asked again of their new owners.
+Media (JPEG, PNG ...) travel as stored and are decoded here, on the trainer. Requests go
+`prefetch` ahead of the one being consumed, and a background thread assembles and decodes
+batches `ready` ahead of the trainer, so that work overlaps the training step. A shard gone
+for good (its node removed: it cannot restart) is dropped: its chunks' owners are re-chosen
+by rendezvous over the live shards, and the rows asked of it are asked again of their new
+owners.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -43,12 +47,14 @@ def cluster_loader(url: str, *, version: str | None = None,
                    window_bytes: int = DEFAULT_WINDOW_BYTES, rank: int | None = None,
                    world_size: int | None = None, pin_memory: bool = False,
                    kind: str = "torch", cache: ChunkCache | None = None,
-                   storage_options: dict[str, Any] | None = None, prefetch: int = 2
-                   ) -> ClusterLoader:
+                   storage_options: dict[str, Any] | None = None, prefetch: int = 2,
+                   ready: int = 4) -> ClusterLoader:
     """A loader over `url` at `version` (default: the default branch's head) that reads
     through the cluster's chunk cache (`actors.start_chunk_cache`, found by URL unless
     `cache` is given). Rank and world size: given, else from `ray.train.get_context()` inside
-    Ray Train, else 0 and 1. `kind`: "torch" (dicts of tensors) or "numpy"."""
+    Ray Train, else 0 and 1. `kind`: "torch" (dicts of tensors) or "numpy". `prefetch`:
+    requests (of 4 batches) in flight; `ready`: batches built (decoded) ahead, in a
+    background thread, while the trainer steps."""
     url = _check_url(url)
     if kind not in ("torch", "numpy"):
         raise plane.InvalidArgumentError(f"kind must be 'torch' or 'numpy', got {kind!r}")
@@ -62,7 +68,8 @@ def cluster_loader(url: str, *, version: str | None = None,
         _refuse_nulls(snap, n)
     r, w = _rank(rank, world_size)
     return ClusterLoader(snap, cache or get_chunk_cache(url), names, batch_size, shuffle,
-                         seed, drop_last, window_bytes, r, w, pin_memory, kind, prefetch)
+                         seed, drop_last, window_bytes, r, w, pin_memory, kind, prefetch,
+                         ready)
 
 
 def _refuse_nulls(snap: Snapshot, name: str) -> None:
@@ -98,7 +105,8 @@ class ClusterLoader:
 
     def __init__(self, snap: Snapshot, cache: ChunkCache, tensors: list[str], batch_size: int,
                  shuffle: bool, seed: int, drop_last: bool, window_bytes: int, rank: int,
-                 world: int, pin_memory: bool, kind: str, prefetch: int) -> None:
+                 world: int, pin_memory: bool, kind: str, prefetch: int,
+                 ready: int = 4) -> None:
         if not 0 <= rank < world:
             raise plane.InvalidArgumentError(f"rank {rank} is outside world size {world}")
         self.snapshot = snap
@@ -115,6 +123,8 @@ class ClusterLoader:
         self.prefetch = max(1, prefetch)
         #: batches per request to the shards (each request a round trip per shard)
         self.request_batches = 4
+        #: batches built ahead of the consumer by the background thread
+        self.ready = ready
         self.epoch = 0
         self.position = 0
         self.last_epoch: dict[str, Any] = {}
@@ -292,33 +302,78 @@ class ClusterLoader:
                     out[n] = picked
         return out
 
+    def _produce(self, plan: EpochPlan, groups: list[list[int]], stats: dict[str, Any],
+                 out: queue.Queue[tuple[int, Any, BaseException | None]],
+                 stop: threading.Event) -> None:
+        """The background half of `__iter__`: requests `prefetch` groups ahead, assembles
+        each group's answers and builds its batches (JPEG decode, torch conversion), and
+        puts (batch index, batch, None) on `out` in order; (-1, None, error) if it fails,
+        then (-1, None, None) at the end. Stops early once `stop` is set."""
+        def put(item: tuple[int, Any, BaseException | None]) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.2)  # wakes up to see `stop`
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            ahead = [self._request(plan, g) for g in groups[:self.prefetch]]
+            for gi, group in enumerate(groups):
+                table = self._assemble(ahead.pop(0), stats)
+                if gi + self.prefetch < len(groups):
+                    ahead.append(self._request(plan, groups[gi + self.prefetch]))
+                for i in group:
+                    a, b = plan.batches[i]
+                    batch = self._batch(table, plan.order[a:b])
+                    if self.kind == "torch":
+                        batch = to_torch(batch, self.pin_memory)
+                    if not put((i, batch, None)):
+                        return
+        except BaseException as err:  # handed to the consumer, raised there
+            put((-1, None, err))
+            return
+        put((-1, None, None))
+
     def __iter__(self) -> Iterator[Any]:
+        """This rank's batches of the current epoch from `position` on. A background thread
+        requests, assembles and builds (decodes) batches up to `ready` ahead of the one
+        handed out, so the work overlaps the training step; `last_epoch` reports the time
+        the consumer waited."""
         plan = self.plan(self.epoch)
         groups = self._groups(plan, self.position)
         started = time.perf_counter()
         stats: dict[str, Any] = {"bytes": 0, "cross_node_bytes": 0, "waits": [], "rows": 0,
                                  "chunks_per_batch": []}
         gets_before = sum(self.cache.gets_per_chunk().values())
-        ahead = [self._request(plan, g) for g in groups[:self.prefetch]]
+        ready: queue.Queue[tuple[int, Any, BaseException | None]] = queue.Queue(
+            max(1, self.ready))
+        stop = threading.Event()
+        worker = threading.Thread(target=self._produce, args=(plan, groups, stats, ready, stop),
+                                  name="plane-cluster-loader", daemon=True)
+        worker.start()
         first = None
-        for gi, group in enumerate(groups):
-            t0 = time.perf_counter()
-            table = self._assemble(ahead.pop(0), stats)
-            if gi + self.prefetch < len(groups):
-                ahead.append(self._request(plan, groups[gi + self.prefetch]))
-            for i in group:
-                a, b = plan.batches[i]
-                rows = plan.order[a:b]
-                batch = self._batch(table, rows)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                i, batch, err = ready.get()
+                if err is not None:
+                    raise err
+                if i < 0:
+                    break
                 stats["waits"].append(time.perf_counter() - t0)
-                stats["rows"] += int(rows.shape[0])
+                a, b = plan.batches[i]
+                stats["rows"] += int(b - a)
                 stats["chunks_per_batch"].append(
-                    int(np.unique(self._entry[self._primary][rows]).shape[0]))
+                    int(np.unique(self._entry[self._primary][plan.order[a:b]]).shape[0]))
                 if first is None:
                     first = time.perf_counter() - started
                 self.position = i + 1
-                yield to_torch(batch, self.pin_memory) if self.kind == "torch" else batch
-                t0 = time.perf_counter()
+                yield batch
+        finally:
+            stop.set()
+        worker.join()
         took = time.perf_counter() - started
         waits = np.asarray(stats["waits"] or [0.0])
         self.last_epoch = {

@@ -6,6 +6,7 @@ mid-epoch, a resume in a new process and bad input."""
 from __future__ import annotations
 
 import collections
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -224,6 +225,33 @@ def test_a_shard_gone_for_good_hands_its_share_to_the_others(
             # a survivor read its own chunks and, of shard 1's, those rendezvous gave it
             assert {cache.owner(k) for k in gets} <= {st["shard"], 1}
             assert {survivors.owner(k) for k in gets} == {st["shard"]}
+    finally:
+        cache.stop()
+
+
+def test_a_loader_left_early_stops_building_and_continues_exactly(
+        cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    """Batches are built ahead in a background thread: leaving the loop stops it, and the
+    epoch continues from where the consumer was, not from where the builder got to."""
+    import actors
+
+    url, opts = _make(bucket, "early")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache, ready=3)
+        it = iter(loader)
+        first = [next(it), next(it)]
+        builders = [t for t in threading.enumerate() if t.name == "plane-cluster-loader"]
+        assert len(builders) == 1 and builders[0].is_alive()
+        it.close()
+        builders[0].join(timeout=60)
+        assert not builders[0].is_alive()
+        assert loader.position == 2 and loader.epoch == 0
+        _same(first + list(loader), _expected(url, opts, 0, 1, 0))
+        assert loader.epoch == 1
+        assert not [t for t in threading.enumerate() if t.name == "plane-cluster-loader"]
     finally:
         cache.stop()
 
