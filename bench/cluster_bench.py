@@ -16,8 +16,8 @@ dataset bytes (cluster loader: rows handed over by the shards; embedded: bytes r
 peak object-store bytes on any node (and what was there when the run began) and bytes
 spilled (sampled from every raylet's `GetNodeStats` every 0.2 s), distinct chunks per batch
 (the chunk of the plane dataset that holds each row, for every loader, through an `idx`
-column). (a) and (b) run with one
-consumer on the head node, as in the issue's baseline, on the first node count.
+column). (a) and (b) feed the same trainers through `streaming_split(n, equal=True)`, as
+Ray Train does (the issue's baseline ran one consumer on the head node).
 
     .venv/bin/python bench/cluster_bench.py --rows 20000 --nodes 1 2 3
     .venv/bin/python bench/cluster_bench.py --quick      # 4,000 rows, 1 and 2 nodes
@@ -128,12 +128,16 @@ class Trainer:
     """One rank on one node: keeps its loader across epochs (run as a Ray actor)."""
 
     def __init__(self, kind: str, url: str, opts: dict[str, Any], rank: int, world: int,
-                 batch: int, step: float, chunk_of: np.ndarray, cache: Any = None) -> None:
+                 batch: int, step: float, chunk_of: np.ndarray, cache: Any = None,
+                 split: Any = None, jpeg: bool = False) -> None:
         import plane
 
         self.kind, self.step, self.chunk_of = kind, step, chunk_of
+        self.batch, self.jpeg = batch, jpeg
         tensors = ["images", "labels", "idx"]
-        if kind == "plane":
+        if kind in ("ray-data", "parquet"):  # this rank's share of a streaming_split
+            self.split, self.counted = split, None
+        elif kind == "plane":
             import actors
 
             self.loader = actors.cluster_loader(url, storage_options=opts, batch_size=batch,
@@ -151,6 +155,13 @@ class Trainer:
     def epoch(self, e: int) -> dict[str, Any]:
         from plane.core import is_chunk_key
 
+        if self.kind in ("ray-data", "parquet"):
+            kw: dict[str, Any] = {"batch_size": self.batch,
+                                  "local_shuffle_buffer_size": SHUFFLE_BUFFER,
+                                  "local_shuffle_seed": e}
+            if self.kind == "parquet":
+                kw["collate_fn"] = _decode_parquet(self.jpeg)
+            return _consume(self.split.iter_torch_batches(**kw), self.step, self.chunk_of)
         before = dict(self.counted.gets) if self.counted else {}
         bytes_before = self.counted.bytes if self.counted else 0
         self.loader.set_epoch(e)
@@ -235,22 +246,6 @@ def _summary(eps: list[dict[str, Any]], nbytes: int, nchunks: int,
     return row
 
 
-def _run_ray_data(kind: str, data: Any, a: argparse.Namespace, step: float, jpeg: bool,
-                  chunk_of: np.ndarray) -> list[dict[str, Any]]:
-    out = []
-    for e in range(a.epochs):
-        sampler = StoreSampler()
-        kw: dict[str, Any] = {"batch_size": a.batch, "local_shuffle_buffer_size": SHUFFLE_BUFFER,
-                              "local_shuffle_seed": e}
-        if kind == "parquet":
-            kw["collate_fn"] = _decode_parquet(jpeg)
-        got = _consume(data.iter_torch_batches(**kw), step, chunk_of)
-        row = _summary([got], 1, 1, None)
-        row.update(sampler.stop())
-        out.append(row)
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=20000)
@@ -280,6 +275,7 @@ def main() -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     import actors
+    import plane
 
     print(command_line(), flush=True)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -322,12 +318,20 @@ def main() -> None:
         nodes = [x["NodeID"] for x in ray.nodes() if x["Alive"]]
         cls = ray.remote(num_cpus=0)(Trainer)
         for v, d in data.items():
-            for kind in [k for k in ("plane", "embedded") if k in a.loaders]:
+            for kind in a.loaders:
                 cache = actors.start_chunk_cache(d["url"], storage_options=opts) \
                     if kind == "plane" else None
+                splits: list[Any] = [None] * n
+                if kind == "ray-data":  # (a), split over the trainers as Ray Train does
+                    splits = plane.open(d["url"], read_only=True, storage_options=opts).to_ray(
+                        tensors=["images", "labels", "idx"]).streaming_split(n, equal=True)
+                elif kind == "parquet":  # (b)
+                    splits = ray.data.read_parquet(f"{bucket}/{v}-parquet", filesystem=s3
+                                                   ).streaming_split(n, equal=True)
                 trainers = [cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
                     nodes[r], soft=False)).remote(kind, d["url"], opts, r, n, a.batch, step,
-                                                   d["chunk_of"], cache) for r in range(n)]
+                                                   d["chunk_of"], cache, splits[r],
+                                                   v == "jpeg") for r in range(n)]
                 rows = []
                 for e in range(a.epochs):
                     before = cache.gets_per_chunk() if cache is not None else {}
@@ -338,12 +342,15 @@ def main() -> None:
                         after = cache.gets_per_chunk()
                         gets = {k: after[k] - before.get(k, 0) for k in after
                                 if after[k] > before.get(k, 0)}
-                    else:
+                    elif kind == "embedded":
                         gets = {}
                         for x in eps:
                             for k, g in x["gets"].items():
                                 gets[k] = gets.get(k, 0) + g
-                    row = _summary(eps, d["nbytes"], _all_chunks(d["url"], opts), gets)
+                    if kind in ("ray-data", "parquet"):  # no plane GETs or bytes to count
+                        row = _summary(eps, 1, 1, None)
+                    else:
+                        row = _summary(eps, d["nbytes"], _all_chunks(d["url"], opts), gets)
                     row.update(store)
                     rows.append(row)
                 record(kind, v, n, rows)
@@ -351,18 +358,6 @@ def main() -> None:
                     ray.kill(t)
                 if cache is not None:
                     cache.stop()
-            if n == a.nodes[0]:  # (a) and (b): Ray Data, one consumer, local shuffle buffer
-                import plane
-
-                if "ray-data" in a.loaders:
-                    rd = plane.open(d["url"], read_only=True, storage_options=opts).to_ray(
-                        tensors=["images", "labels", "idx"])
-                    record("ray-data", v, n, _run_ray_data("ray-data", rd, a, step, v == "jpeg",
-                                                           d["chunk_of"]))
-                if "parquet" in a.loaders:
-                    pq = ray.data.read_parquet(f"{bucket}/{v}-parquet", filesystem=s3)
-                    record("parquet", v, n, _run_ray_data("parquet", pq, a, step, v == "jpeg",
-                                                          d["chunk_of"]))
         ray.shutdown()
         c.shutdown()
     server.stop()
