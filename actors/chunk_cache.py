@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -125,6 +126,8 @@ class ChunkShard:
         self._pinned: set[str] = set()  # chunks of small tensors, kept (in reader.local)
         self.pinned_bytes = 0
         self.calls = 0
+        #: tells this process from an earlier one of the same shard (its counts start at 0)
+        self.incarnation = uuid.uuid4().hex
 
     def _snapshot(self, state_key: str) -> Snapshot:
         with self._lock:
@@ -189,7 +192,8 @@ class ChunkShard:
     def stats(self) -> dict[str, Any]:
         """GETs that reached the store (per chunk key), bytes fetched, cache use."""
         reader = self._reader
-        return {"shard": self.shard_id, "gets": dict(self.counted.gets),
+        return {"shard": self.shard_id, "incarnation": self.incarnation,
+                "gets": dict(self.counted.gets),
                 "bytes": self.counted.bytes, "calls": self.calls,
                 "pinned_bytes": self.pinned_bytes,
                 "cached_bytes": int(getattr(reader.cache, "nbytes", 0)) if reader else 0}
@@ -254,6 +258,22 @@ class ChunkCache:
         for st in self.stats():
             total.update({k: v for k, v in st["gets"].items() if is_chunk_key(k)})
         return dict(total)
+
+    def gets_mark(self) -> dict[int, tuple[str, int]]:
+        """Each live shard's (incarnation, chunk GETs so far): a mark to count from."""
+        return {st["shard"]: (st["incarnation"],
+                              sum(v for k, v in st["gets"].items() if is_chunk_key(k)))
+                for st in self.stats()}
+
+    def gets_since(self, mark: dict[int, tuple[str, int]]) -> int:
+        """Chunk GETs the live shards made since `mark` (`gets_mark`). A shard restarted
+        since counts all its GETs since the restart; the GETs of a shard gone for good, and
+        those a restarted one made before it died, are not known and not counted."""
+        total = 0
+        for shard, (inc, n) in self.gets_mark().items():
+            was = mark.get(shard)
+            total += n - was[1] if was is not None and was[0] == inc else n
+        return total
 
     def stop(self) -> None:
         import ray

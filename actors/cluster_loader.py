@@ -262,8 +262,9 @@ class ClusterLoader:
         return out
 
     def _assemble(self, calls: list[Call],
-                  stats: dict[str, Any]) -> dict[str, tuple[np.ndarray, Any]]:
-        """Per tensor: the positions it got (sorted) and their values in that order."""
+                  stats: dict[str, Any]) -> dict[str, tuple[np.ndarray, Any, np.ndarray | None]]:
+        """Per tensor: the positions it got (sorted), their values (in that order, or in
+        answer order with the permutation that sorts them)."""
         answered = self._results(calls)
         out: dict[str, tuple[np.ndarray, Any]] = {}
         for n in self.tensors:
@@ -278,14 +279,16 @@ class ClusterLoader:
                         stats["cross_node_bytes"] += size
             all_pos = np.concatenate(parts_pos)
             order = np.argsort(all_pos, kind="stable")
-            out[n] = (all_pos[order], _concat(parts_val, order))
+            out[n] = (all_pos[order], *_concat(parts_val, order))
         return out
 
-    def _batch(self, table: dict[str, tuple[np.ndarray, Any]], rows: np.ndarray
-               ) -> dict[str, Any]:
+    def _batch(self, table: dict[str, tuple[np.ndarray, Any, np.ndarray | None]],
+               rows: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for n, (sorted_pos, vals) in table.items():
+        for n, (sorted_pos, vals, perm) in table.items():
             at = np.searchsorted(sorted_pos, rows)
+            if perm is not None:  # an array in answer order: one copy, into the batch
+                at = perm[at]
             if n in self._raw:
                 raws, shapes = vals
                 out[n] = finish_samples(self.snapshot.meta(n), [raws[i] for i in at],
@@ -346,7 +349,7 @@ class ClusterLoader:
         started = time.perf_counter()
         stats: dict[str, Any] = {"bytes": 0, "cross_node_bytes": 0, "waits": [], "rows": 0,
                                  "chunks_per_batch": []}
-        gets_before = sum(self.cache.gets_per_chunk().values())
+        gets_mark = self.cache.gets_mark()
         ready: queue.Queue[tuple[int, Any, BaseException | None]] = queue.Queue(
             max(1, self.ready))
         stop = threading.Event()
@@ -381,7 +384,7 @@ class ClusterLoader:
             "seconds": took, "time_to_first_batch": first or 0.0,
             "rows_per_s": stats["rows"] / took if took > 0 else 0.0,
             "p99_wait": float(np.percentile(waits, 99)), "wait_total": float(waits.sum()),
-            "store_gets": max(0, sum(self.cache.gets_per_chunk().values()) - gets_before),
+            "store_gets": self.cache.gets_since(gets_mark),
             "bytes_moved": stats["bytes"], "bytes_cross_node": stats["cross_node_bytes"],
             "chunks_per_batch": float(np.mean(stats["chunks_per_batch"] or [0])),
             "lost_shards": list(self.lost_shards)}
@@ -409,16 +412,17 @@ def _nbytes(v: Any) -> int:
     return 8
 
 
-def _concat(parts: list[Any], order: np.ndarray) -> Any:
-    """Pieces (arrays, lists, or packed media: bytes, offsets, shapes) joined, then put
-    in `order`."""
+def _concat(parts: list[Any], order: np.ndarray) -> tuple[Any, np.ndarray | None]:
+    """Pieces (arrays, lists, or packed media: bytes, offsets, shapes) joined: (values put
+    in `order`, None), or for arrays (values joined, `order`): a batch then takes its rows
+    straight from the joined answers, without a reordered copy of the whole group."""
     if parts and isinstance(parts[0], tuple):  # (bytes end to end, offsets, shapes)
         raws = [x for p in parts for x in unpack_samples(p[0], p[1])]
         shapes = np.concatenate([np.asarray(p[2]).reshape(len(p[1]) - 1, -1)
                                  for p in parts])
-        return [raws[i] for i in order], shapes[order]
+        return ([raws[i] for i in order], shapes[order]), None
     if parts and all(isinstance(p, np.ndarray) for p in parts) and \
             len({(p.dtype, p.shape[1:]) for p in parts}) == 1:
-        return np.concatenate(parts)[order]
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), order
     flat = [x for p in parts for x in p]
-    return [flat[i] for i in order]
+    return [flat[i] for i in order], None

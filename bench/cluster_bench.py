@@ -129,7 +129,8 @@ class Trainer:
 
     def __init__(self, kind: str, url: str, opts: dict[str, Any], rank: int, world: int,
                  batch: int, step: float, chunk_of: np.ndarray, cache: Any = None,
-                 split: Any = None, jpeg: bool = False) -> None:
+                 split: Any = None, jpeg: bool = False, tuning: dict[str, int] | None = None
+                 ) -> None:
         import plane
 
         self.kind, self.step, self.chunk_of = kind, step, chunk_of
@@ -142,7 +143,7 @@ class Trainer:
 
             self.loader = actors.cluster_loader(url, storage_options=opts, batch_size=batch,
                                                 rank=rank, world_size=world, cache=cache,
-                                                tensors=tensors)
+                                                tensors=tensors, **(tuning or {}))
             self.counted = None
         else:  # embedded, straight from S3, counting its GETs
             from actors.chunk_cache import _CountingStore
@@ -257,6 +258,10 @@ def main() -> None:
     p.add_argument("--loaders", nargs="+", default=["plane", "embedded", "ray-data", "parquet"],
                    choices=["plane", "embedded", "ray-data", "parquet"])
     p.add_argument("--quick", action="store_true", help="4,000 rows on 1 and 2 nodes")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="cluster loader: requests (of 4 batches) in flight")
+    p.add_argument("--ready", type=int, default=4,
+                   help="cluster loader: batches built ahead in its background thread")
     p.add_argument("--json", help="write the results here")
     a = p.parse_args()
     if a.quick:
@@ -303,6 +308,7 @@ def main() -> None:
               f"{data[v]['nchunks']} chunks, written in {time.perf_counter() - t:.1f} s",
               flush=True)
     step = a.step_ms / 1000
+    tuning = {"prefetch": a.prefetch, "ready": a.ready}
     results: list[dict[str, Any]] = []
 
     def record(loader: str, v: str, n: int, rows: list[dict[str, Any]]) -> None:
@@ -331,7 +337,7 @@ def main() -> None:
                 trainers = [cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
                     nodes[r], soft=False)).remote(kind, d["url"], opts, r, n, a.batch, step,
                                                    d["chunk_of"], cache, splits[r],
-                                                   v == "jpeg") for r in range(n)]
+                                                   v == "jpeg", tuning) for r in range(n)]
                 rows = []
                 for e in range(a.epochs):
                     before = cache.gets_per_chunk() if cache is not None else {}

@@ -100,6 +100,10 @@ def measure(images: int = 256) -> dict[str, float]:
             # call: serialising the answer, the object store, deserialising it
             extra = secs - out["call_ms"] / 1e3 - out["gather_us"] * images / 1e6
             out["answer_ms_per_mb"] = max(extra, 0.0) * 1e3 / (nbytes / 1e6)
+            # of that, the shard's part: serialising its answer into its node's object store
+            # (what an actor's return value costs the actor; ray.put runs the same path)
+            buf = big["images"][0]
+            out["put_ms_per_mb"] = _per_call(lambda: ray.put(buf), 10) * 1e3 / (nbytes / 1e6)
             ray.kill(actor)
         finally:
             if started:
@@ -129,16 +133,18 @@ def model(a: argparse.Namespace) -> dict[str, Any]:
         "NIC, epoch 0": nic / (g * img_b * (remote + s3_epoch0)),
         "NIC, later epochs": nic / (g * img_b * (remote + (0.0 if fits else 1.0))),
         # shard actors: each one's Python work is GIL-bound (one core): per second, the
-        # calls from every rank, the gather of every image it serves, and the answer's
-        # bytes through serialisation and the object store (charged wholly to the shard:
-        # conservative, the trainer deserialises its part)
+        # calls from every rank, the gather of every image it serves, and serialising its
+        # answers into the object store (charged to the one core: conservative, Ray copies
+        # large buffers without the GIL)
         f"shard actors ({a.shards_per_node}/node, GIL core each)": a.shards_per_node / (
             gpus * a.shards_per_node * a.call_ms / 1e3 / rows_per_req
-            + g * (a.gather_us / 1e6 + img_b / 1e6 * a.answer_ms_per_mb / 1e3)),
+            + g * (a.gather_us / 1e6 + img_b / 1e6 * a.put_ms_per_mb / 1e3)),
         # actor calls: each rank sends each shard one call per request group
         "actor call rate": a.calls_per_shard / (gpus / rows_per_req),
-        # the trainer's own copy out of the object store (one process per GPU)
-        "trainer: answer deserialise": 1.0 / (img_b / 1e6 * a.answer_ms_per_mb / 1e3),
+        # the trainer's side of an answer (pull into its node's store, deserialise), in
+        # its background thread: the answer's cost less the shard's put
+        "trainer: answer pull + deserialise": 1.0 / (
+            img_b / 1e6 * max(a.answer_ms_per_mb - a.put_ms_per_mb, 1e-3) / 1e3),
         # JPEG decode + augmentation on the trainer's node: the cores left after the
         # shard, raylet/object store and one main process per GPU
         "JPEG decode cores": max(0.0, (a.cores_per_node - a.reserved_cores - g) / g)
@@ -199,6 +205,7 @@ def main() -> None:
     for k, h in (("gather-us", "shard gather per image (µs)"),
                  ("call-ms", "actor round trip per request (ms)"),
                  ("answer-ms-per-mb", "an answer's serialise + object store + pull (ms/MB)"),
+                 ("put-ms-per-mb", "of that, the shard's serialise into the store (ms/MB)"),
                  ("decode-ms", "JPEG decode per ImageNet image, one core (ms)")):
         c.add_argument(f"--{k}", type=float, default=None, help=h)
     c.add_argument("--augment-ms", type=float, default=1.0,
@@ -212,7 +219,7 @@ def main() -> None:
         t = time.perf_counter()
         costs.update(measure())
         source = f"measured now ({time.perf_counter() - t:.0f} s)"
-    for k in ("gather_us", "call_ms", "answer_ms_per_mb", "decode_ms"):
+    for k in ("gather_us", "call_ms", "answer_ms_per_mb", "put_ms_per_mb", "decode_ms"):
         if getattr(a, k) is None:
             setattr(a, k, costs[k])
     if a.calls_per_shard is None:  # a shard runs up to 8 calls at once, the GIL serialises
@@ -232,7 +239,8 @@ def main() -> None:
           "(AWS S3 performance guidelines: 5,500 GET/HEAD per second per partitioned prefix)")
     print(f"- costs ({source}): gather {a.gather_us:.1f} µs/image, actor round trip "
           f"{a.call_ms:.2f} ms ({a.calls_per_shard:,.0f} calls/s per shard), an answer's "
-          f"bytes {a.answer_ms_per_mb:.2f} ms/MB, JPEG decode {a.decode_ms:.2f} ms/image"
+          f"bytes {a.answer_ms_per_mb:.2f} ms/MB (the shard's put {a.put_ms_per_mb:.2f}), "
+          f"JPEG decode {a.decode_ms:.2f} ms/image"
           f" (+{a.augment_ms:g} ms augmentation)")
     if a.measure:
         print(f"  (measured JPEG mean size {costs['jpeg_kb']:.0f} kB)")

@@ -229,6 +229,33 @@ def test_a_shard_gone_for_good_hands_its_share_to_the_others(
         cache.stop()
 
 
+def test_store_gets_count_the_epoch_after_a_shard_is_gone(
+        cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    """Epoch 1 after shard 1 is gone for good: the survivors fetch its chunks, and
+    `store_gets` counts exactly those GETs (the dead shard's epoch-0 counts went with it)."""
+    import actors
+
+    url, opts = _make(bucket, "gets")
+    cache = actors.start_chunk_cache(url, storage_options=opts)
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
+                                       rank=0, world_size=1, window_bytes=WINDOW,
+                                       kind="numpy", cache=cache)
+        list(loader)
+        assert loader.last_epoch["store_gets"] == sum(cache.gets_per_chunk().values())
+        before = {st["shard"]: st["gets"] for st in cache.stats()}
+        ray.kill(cache.shards[1], no_restart=True)
+        got = list(loader)
+        assert loader.lost_shards == [1]
+        _same(got, _expected(url, opts, 0, 1, 1))
+        new = sum(n - before[st["shard"]].get(k, 0) for st in cache.stats()
+                  for k, n in st["gets"].items() if k.startswith("chunks/"))
+        assert new > 0  # shard 1's chunks, fetched again by their new owners
+        assert loader.last_epoch["store_gets"] == new
+    finally:
+        cache.stop()
+
+
 def test_a_loader_left_early_stops_building_and_continues_exactly(
         cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
     """Batches are built ahead in a background thread: leaving the loop stops it, and the
