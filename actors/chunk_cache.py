@@ -88,7 +88,8 @@ class _CountingStore(WrapperStore):
 
 
 def pack_samples(samples: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Byte samples as one uint8 array and int64 offsets (len + 1)."""
+    """Byte samples (bytes or memoryviews) as one uint8 array and int64 offsets (len + 1):
+    one copy."""
     sizes = np.fromiter((len(x) for x in samples), np.int64, len(samples))
     offsets = np.zeros(len(samples) + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
@@ -175,7 +176,7 @@ class ChunkShard:
             for name, pos in request.items():
                 if name in raw:
                     buf, offsets = pack_samples(snap.read(name, pos, decode=False,
-                                                          aslist=True))
+                                                          aslist=True, views=True))
                     out[name] = (buf, offsets, snap.shapes(name, pos))
                 else:
                     out[name] = snap.read(name, pos)

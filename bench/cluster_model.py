@@ -33,10 +33,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import command_line, fmt, md_table, synthetic_images
 
-#: Costs measured by `--measure` on the 2-core development machine (2026-12-04, loaded by
-#: other jobs, so pessimistic for a real node); used unless measured again or overridden.
-MEASURED = {"gather_us": 26.8, "call_ms": 3.64, "answer_ms_per_mb": 5.16, "decode_ms": 2.50,
-            "jpeg_kb": 140.0}
+#: Costs measured by `--measure` on the 2-core development machine (2026-12-04, quiet: the
+#: median of three runs, answers of 32 images, after the gather joined chunk views); used
+#: unless measured again or overridden.
+MEASURED = {"gather_us": 20.9, "call_ms": 1.31, "answer_ms_per_mb": 1.28, "put_ms_per_mb": 0.62,
+            "decode_ms": 1.08, "jpeg_kb": 140.0, "per_answer": 32.0}
 
 
 def _per_call(fn: Callable[[], Any], repeat: int) -> float:
@@ -47,15 +48,17 @@ def _per_call(fn: Callable[[], Any], repeat: int) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
-def measure(images: int = 256) -> dict[str, float]:
+def measure(per_answer: int, images: int = 256) -> dict[str, float]:
     """Costs of the real code paths on a small ImageNet-like JPEG dataset (500×375 photos
-    at quality 90): shard gather per image, JPEG decode per image, actor round trip per
-    request, an answer's bytes (serialise, object store, pull) per MB."""
+    at quality 90), with answers of `per_answer` images (what one shard sends one rank per
+    request in the modelled cluster): shard gather per image, JPEG decode per image, actor
+    round trip per request, an answer's bytes (serialise, object store, pull) per MB and,
+    of that, the shard's put into its object store."""
     import plane
     from actors.chunk_cache import ChunkShard, unpack_samples
     from plane.core import finish_samples
 
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"per_answer": float(per_answer)}
     with tempfile.TemporaryDirectory() as tmp:
         url = f"{tmp}/ds"
         ds = plane.create(url)
@@ -67,13 +70,20 @@ def measure(images: int = 256) -> dict[str, float]:
         snap = ds.snapshot()
         shard = ChunkShard(url, None, 0, 1 << 30)
         pos = np.random.default_rng(0).permutation(images).astype(np.int64)
-        req = {"images": pos, "labels": pos}
-        got = shard.gather(snap.state_key, req, ["images"])
+        # answers of per_answer shuffled images, cycling through the dataset
+        reqs = [{"images": p, "labels": p} for p in
+                (np.resize(pos, per_answer * 8)[i * per_answer:(i + 1) * per_answer]
+                 for i in range(8))]
+        got = shard.gather(snap.state_key, {"images": pos, "labels": pos}, ["images"])
         buf, offsets, shapes = got["images"]
         raws = unpack_samples(buf, offsets)
         out["jpeg_kb"] = float(np.mean([len(r) for r in raws]) / 1e3)
-        out["gather_us"] = _per_call(
-            lambda: shard.gather(snap.state_key, req, ["images"]), 20) / images * 1e6
+        turn = iter(range(1 << 30))
+
+        def gather() -> Any:
+            return shard.gather(snap.state_key, reqs[next(turn) % 8], ["images"])
+
+        out["gather_us"] = _per_call(gather, 80) / per_answer * 1e6
         meta = snap.meta("images")
         n = 64
         out["decode_ms"] = _per_call(
@@ -92,18 +102,20 @@ def measure(images: int = 256) -> dict[str, float]:
             ray.get(actor.gather.remote(snap.state_key, one))
             out["call_ms"] = _per_call(
                 lambda: ray.get(actor.gather.remote(snap.state_key, one)), 200) * 1e3
-            big = ray.get(actor.gather.remote(snap.state_key, req, ["images"]))
-            nbytes = int(big["images"][0].nbytes)
-            secs = _per_call(
-                lambda: ray.get(actor.gather.remote(snap.state_key, req, ["images"])), 10)
-            # what a round trip with a large answer costs beyond the gather and a small
-            # call: serialising the answer, the object store, deserialising it
-            extra = secs - out["call_ms"] / 1e3 - out["gather_us"] * images / 1e6
+            answers = [ray.get(actor.gather.remote(snap.state_key, r, ["images"]))
+                       for r in reqs]
+            nbytes = float(np.mean([a["images"][0].nbytes for a in answers]))
+            secs = _per_call(lambda: ray.get(actor.gather.remote(
+                snap.state_key, reqs[next(turn) % 8], ["images"])), 80)
+            # what a round trip with an answer costs beyond the gather and a small call:
+            # serialising the answer, the object store, deserialising it
+            extra = secs - out["call_ms"] / 1e3 - out["gather_us"] * per_answer / 1e6
             out["answer_ms_per_mb"] = max(extra, 0.0) * 1e3 / (nbytes / 1e6)
             # of that, the shard's part: serialising its answer into its node's object store
             # (what an actor's return value costs the actor; ray.put runs the same path)
-            buf = big["images"][0]
-            out["put_ms_per_mb"] = _per_call(lambda: ray.put(buf), 10) * 1e3 / (nbytes / 1e6)
+            bufs = [a["images"][0] for a in answers]
+            out["put_ms_per_mb"] = _per_call(lambda: ray.put(bufs[next(turn) % 8]), 80) \
+                * 1e3 / (nbytes / 1e6)
             ray.kill(actor)
         finally:
             if started:
@@ -214,10 +226,12 @@ def main() -> None:
     if a.shards_per_node is None:  # as start_chunk_cache places them
         a.shards_per_node = max(1, a.gpus_per_node // 2)
     costs = dict(MEASURED)
-    source = "measured on 2026-12-04, 2-core dev machine (loaded)"
+    source = "measured on 2026-12-04, 2-core dev machine (quiet), answers of 32 images"
     if a.measure:
         t = time.perf_counter()
-        costs.update(measure())
+        per_answer = max(1, round(a.batch * a.request_batches
+                                  / (a.nodes * a.shards_per_node)))
+        costs.update(measure(per_answer))
         source = f"measured now ({time.perf_counter() - t:.0f} s)"
     for k in ("gather_us", "call_ms", "answer_ms_per_mb", "put_ms_per_mb", "decode_ms"):
         if getattr(a, k) is None:
@@ -243,7 +257,8 @@ def main() -> None:
           f"JPEG decode {a.decode_ms:.2f} ms/image"
           f" (+{a.augment_ms:g} ms augmentation)")
     if a.measure:
-        print(f"  (measured JPEG mean size {costs['jpeg_kb']:.0f} kB)")
+        print(f"  (measured JPEG mean size {costs['jpeg_kb']:.0f} kB, answers of "
+              f"{costs['per_answer']:.0f} images: a rank's request over the cluster's shards)")
     print("- a chunk is fetched once (epoch 0) by its owner; rows cross the network once, to "
           "the rank that trains on them; (N-1)/N of a rank's rows live on other nodes")
 

@@ -348,9 +348,12 @@ def read_samples(
     decode: bool = True,
     aslist: bool = False,
     patches: PatchMap | None = None,
+    views: bool = False,
 ) -> np.ndarray | list[Any]:
     """Read samples at physical `positions`: one ndarray for same-shaped numeric samples, else
-    a list. Values in `patches` override the chunk values."""
+    a list. Values in `patches` override the chunk values. `views` (with decode=False, for
+    bytes and media): samples straight from the chunks may come back as memoryviews of the
+    cached chunk buffers (no copy; valid while the caller holds those chunks)."""
     if patches is not None:
         n = positions.shape[0]
         inc = n > 64 and _increasing(positions)
@@ -360,7 +363,7 @@ def read_samples(
             run = inc and int(positions[-1]) - int(positions[0]) == n - 1
             return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel,
                                  at, run)
-    return _read_base(reader, meta, index, positions, decode, aslist)
+    return _read_base(reader, meta, index, positions, decode, aslist, views=views)
 
 
 def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
@@ -548,8 +551,10 @@ def _read_base(
     decode: bool,
     aslist: bool,
     run: bool | None = None,
+    views: bool = False,
 ) -> np.ndarray | list[Any]:
-    """`run`: True when the caller knows positions are one range (else it is looked at)."""
+    """`run`: True when the caller knows positions are one range (else it is looked at);
+    `views`: see `read_samples`."""
     n = int(positions.shape[0])
     if n >= CONTIGUOUS_MIN_ROWS and meta.kind == "array" and not meta.sample_compression \
             and not aslist and (run or (int(positions[-1]) - int(positions[0]) == n - 1
@@ -645,6 +650,8 @@ def _read_base(
             for s in sel:
                 values[s] = raw
                 shapes[s] = pieces[0].footer.shapes[0]
+    if views and not empty and not decode and (meta.kind == "bytes" or meta.sample_compression):
+        return values  # memoryviews of the chunk payloads
     return _finish(meta, values, shapes, decode, aslist, empty, common or None)
 
 

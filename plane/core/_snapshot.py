@@ -151,13 +151,15 @@ class Snapshot:
         return self.state.row_ids.take(self.to_physical(positions))
 
     def read(self, name: str, positions: np.ndarray, decode: bool = True,
-             aslist: bool = False, links: bool = True) -> Any:
+             aslist: bool = False, links: bool = True, views: bool = False) -> Any:
         """Values of tensor `name` at logical row `positions` (an array when they stack, else
-        a list); `decode=False` keeps media bytes; `links=False` keeps link URIs."""
+        a list); `decode=False` keeps media bytes; `links=False` keeps link URIs. `views`
+        (with decode=False): bytes-like samples, memoryviews of cached chunks where they can
+        be (no copy; valid while the caller holds those chunks, as `ChunkShard.gather`)."""
         part = self.part(name)
         return read_rows(self.reader, self.links if links else None, name, part.meta,
                          part.index, self.patch_map(name), self.to_physical(positions),
-                         positions, decode, aslist)
+                         positions, decode, aslist, views)
 
     def null_mask(self, name: str, positions: np.ndarray) -> np.ndarray | None:
         """True where tensor `name` has no value (null) at logical row `positions`; None when
@@ -206,10 +208,11 @@ def no_tensor(url: str, name: str, have: Mapping[str, Any]) -> str:
 
 def read_rows(reader: ChunkReader, links: LinkResolver | None, name: str, meta: TensorMeta,
               index: ChunkIndex, pmap: PatchMap | None, phys: np.ndarray,
-              positions: np.ndarray, decode: bool, aslist: bool) -> Any:
+              positions: np.ndarray, decode: bool, aslist: bool, views: bool = False) -> Any:
     """Values at physical rows `phys` (logical `positions`, for messages), following links
     unless `links` is None."""
-    out = read_samples(reader, meta, index, phys, decode, aslist, pmap)
+    out = read_samples(reader, meta, index, phys, decode, aslist, pmap,
+                       views=views and meta.link is None)
     inner = meta.link
     if inner is None or links is None:
         return out
