@@ -214,12 +214,13 @@ class ClusterLoader:
     def _groups(self, plan: EpochPlan, start: int) -> list[list[int]]:
         """This rank's batches from `start` on, grouped by window and at most
         `request_batches` a group (requests go per group: a large window is not one large
-        first request)."""
+        first request). The first group is one batch: the first batch waits for no more."""
         groups: list[list[int]] = []
         last = -1
         for i in range(start, len(plan.batches)):
             w = int(plan.window_of_batch[i]) if plan.window_of_batch.shape[0] else 0
-            if w != last or len(groups[-1]) >= self.request_batches:
+            if w != last or len(groups[-1]) >= (self.request_batches if len(groups) > 1
+                                                else 1):
                 groups.append([])
                 last = w
             groups[-1].append(i)
