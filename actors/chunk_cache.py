@@ -266,12 +266,14 @@ class ChunkCache:
                               sum(v for k, v in st["gets"].items() if is_chunk_key(k)))
                 for st in self.stats()}
 
-    def gets_since(self, mark: dict[int, tuple[str, int]]) -> int:
-        """Chunk GETs the live shards made since `mark` (`gets_mark`). A shard restarted
-        since counts all its GETs since the restart; the GETs of a shard gone for good, and
-        those a restarted one made before it died, are not known and not counted."""
+    def gets_since(self, mark: dict[int, tuple[str, int]],
+                   now: dict[int, tuple[str, int]] | None = None) -> int:
+        """Chunk GETs the live shards made from `mark` to `now` (`gets_mark()`s; `now`
+        defaults to one taken here). A shard restarted in between counts all its GETs since
+        the restart; the GETs of a shard gone for good, and those a restarted one made
+        before it died, are not known and not counted."""
         total = 0
-        for shard, (inc, n) in self.gets_mark().items():
+        for shard, (inc, n) in (self.gets_mark() if now is None else now).items():
             was = mark.get(shard)
             total += n - was[1] if was is not None and was[0] == inc else n
         return total

@@ -140,6 +140,7 @@ class ClusterLoader:
         self._remote: set[int] | None = None
         self._assign()
         self._plans: dict[int, EpochPlan] = {}
+        self._gets_mark: dict[int, tuple[str, int]] | None = None
 
     def _assign(self) -> None:
         """The shard of each row of each tensor: the owner of its chunk among live shards."""
@@ -323,6 +324,9 @@ class ClusterLoader:
             return False
 
         try:
+            # GETs are counted from the end of the last epoch this loader finished (no
+            # round trip before the first request), else from a mark taken now
+            mark, self._gets_mark = self._gets_mark or self.cache.gets_mark(), None
             ahead = [self._request(plan, g) for g in groups[:self.prefetch]]
             for gi, group in enumerate(groups):
                 table = self._assemble(ahead.pop(0), stats)
@@ -335,6 +339,11 @@ class ClusterLoader:
                         batch = to_torch(batch, self.pin_memory)
                     if not put((i, batch, None)):
                         return
+            # every answer is in: count the epoch's GETs here, while the trainer still
+            # steps through the last batches, not after its last one
+            now = self.cache.gets_mark()
+            stats["store_gets"] = self.cache.gets_since(mark, now)
+            self._gets_mark = now
         except BaseException as err:  # handed to the consumer, raised there
             put((-1, None, err))
             return
@@ -349,8 +358,7 @@ class ClusterLoader:
         groups = self._groups(plan, self.position)
         started = time.perf_counter()
         stats: dict[str, Any] = {"bytes": 0, "cross_node_bytes": 0, "waits": [], "rows": 0,
-                                 "chunks_per_batch": []}
-        gets_mark = self.cache.gets_mark()
+                                 "chunks_per_batch": [], "store_gets": 0}
         ready: queue.Queue[tuple[int, Any, BaseException | None]] = queue.Queue(
             max(1, self.ready))
         stop = threading.Event()
@@ -385,7 +393,7 @@ class ClusterLoader:
             "seconds": took, "time_to_first_batch": first or 0.0,
             "rows_per_s": stats["rows"] / took if took > 0 else 0.0,
             "p99_wait": float(np.percentile(waits, 99)), "wait_total": float(waits.sum()),
-            "store_gets": self.cache.gets_since(gets_mark),
+            "store_gets": stats["store_gets"],
             "bytes_moved": stats["bytes"], "bytes_cross_node": stats["cross_node_bytes"],
             "chunks_per_batch": float(np.mean(stats["chunks_per_batch"] or [0])),
             "lost_shards": list(self.lost_shards)}
