@@ -6,11 +6,12 @@ From per-chunk, per-request, per-image and per-byte costs of the real code paths
 JPEG decode through `plane.core.finish_samples`), project what one epoch costs and the
 images/s per GPU each resource can sustain; the smallest is where the design breaks first.
 
-The design being modelled (actors/cluster_loader.py): one shard actor per node owns 1/N of
-the chunks (rendezvous hashing); every rank asks every shard for its rows once per group of
-`request_batches` batches (`prefetch` groups in flight); a shard's answer is an actor-call
-return value (object store on the shard's node, pulled by the trainer's node); JPEGs travel
-as stored and are decoded on the trainer. A chunk is read from S3 once in epoch 0 and never
+The design being modelled (actors/cluster_loader.py): shard actors (by default one per two
+GPUs of each node) own the chunks by rendezvous hashing; every rank asks every shard for its
+rows once per group of `request_batches` batches (`prefetch` groups in flight); a shard's
+answer is an actor-call return value (object store on the shard's node, pulled by the
+trainer's node); JPEGs travel as stored and are decoded on the trainer, in the loader's
+background thread. A chunk is read from S3 once in epoch 0 and never
 again while the cache (memory + disk tier) holds each shard's share.
 
     .venv/bin/python bench/cluster_model.py                 # costs measured on 2026-12-04
