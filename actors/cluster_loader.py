@@ -251,7 +251,7 @@ class ClusterLoader:
         """(shard, positions asked, answer) of each call; the rows asked of a shard gone for
         good are asked again of their new owners."""
         import ray
-        from ray.exceptions import ActorDiedError, ActorUnschedulableError
+        from ray.exceptions import ActorDiedError, ActorUnschedulableError, RayTaskError
 
         out = []
         for s, req, ref in calls:
@@ -261,6 +261,8 @@ class ClusterLoader:
                 # this shard cannot come back (dead, or its node gone)
                 self._lose(s)
                 out.extend(self._results(self._ask(req)))
+            except RayTaskError as err:  # the shard's own error, without Ray's traceback
+                raise _from_shard(err, s) from None
         return out
 
     def _assemble(self, calls: list[Call],
@@ -403,6 +405,18 @@ class ClusterLoader:
         return (f"ClusterLoader({self.snapshot.url!r}, rank={self.rank}/{self.world}, "
                 f"batch_size={self.batch_size}, shards={len(self.cache.shards)}, "
                 f"epoch={self.epoch}, position={self.position})")
+
+
+def _from_shard(err: Any, shard: int) -> BaseException:
+    """A plane error a shard raised, as the trainer's own (same type, the shard named);
+    anything else as Ray reports it."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, plane.PlaneError):
+        try:
+            return type(cause)(f"chunk cache shard {shard}: {cause}")
+        except TypeError:  # an error type that takes other arguments
+            return cause
+    return err  # type: ignore[no-any-return]
 
 
 def _entry_key(index: Any, e: int) -> str:

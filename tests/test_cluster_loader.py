@@ -256,6 +256,39 @@ def test_store_gets_count_the_epoch_after_a_shard_is_gone(
         cache.stop()
 
 
+def test_a_shard_that_cannot_reach_the_store_fails_clearly(
+        cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
+    """Shards whose store endpoint refuses connections (the driver's works): iterating raises
+    the shard's StoreError, naming the shard, the object it was reading on which store, and
+    the endpoint to check; it does not hang."""
+    import socket
+
+    import actors
+    from actors.chunk_cache import ChunkCache, ChunkShard
+
+    url, opts = _make(bucket, "unreachable")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = {**opts, "endpoint_url": f"http://127.0.0.1:{port}",
+           "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
+    shards = [ray.remote(ChunkShard).options(num_cpus=0, max_concurrency=8).remote(
+        url, bad, i, 1 << 20) for i in range(2)]
+    try:
+        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH,
+                                       kind="numpy", cache=ChunkCache(url, shards))
+        with pytest.raises(plane.PlaneError) as err:
+            next(iter(loader))
+        msg = str(err.value)
+        assert isinstance(err.value, plane.StoreError)  # the shard's error, as raised there
+        assert msg.startswith("chunk cache shard ")  # which shard, not Ray's traceback
+        assert f"{url}/dataset.json" in msg  # what it was reading, on which store
+        assert f"127.0.0.1:{port}" in msg and "endpoint" in msg  # the endpoint, the fix
+    finally:
+        for sh in shards:
+            ray.kill(sh)
+
+
 def test_a_loader_left_early_stops_building_and_continues_exactly(
         cluster: Any, bucket: tuple[str, dict[str, Any]]) -> None:
     """Batches are built ahead in a background thread: leaving the loop stops it, and the
