@@ -307,6 +307,41 @@ def test_nulls_become_arrow_validity(small: plane.Dataset,
     assert out["labels"][4].as_py() == "cat"
 
 
+@given(st.lists(st.one_of(st.none(), st.text(max_size=120)), min_size=1, max_size=40),
+       st.lists(st.one_of(st.none(), st.binary(max_size=120)), min_size=1, max_size=40),
+       st.data())
+@settings(max_examples=30, deadline=None)
+def test_text_and_bytes_columns_equal_row_by_row_reads(texts: list[str | None],
+                                                       blobs: list[bytes | None],
+                                                       data: Any) -> None:
+    """Text and binary columns are built from the chunk buffers (`read(views=True)`); rows
+    over several chunks, edited rows, nulls and empty values come out as a row-by-row read
+    gives them."""
+    n = min(len(texts), len(blobs))
+    ds = plane.create(_mem("textcol"))
+    ds.create_tensor("t", htype="text", chunk_bytes=1024)
+    ds.create_tensor("b", htype="binary", chunk_bytes=1024)
+    ds.extend({"t": texts[:n], "b": blobs[:n]})
+    ds.commit("rows")
+    edit = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=3))
+    if edit:
+        ds["t"][edit] = [data.draw(st.one_of(st.none(), st.sampled_from(["é", "", "edited"])))
+                         for _ in edit]
+        ds.commit("edit")
+    rows = np.asarray(data.draw(st.permutations(range(n))), np.int64)
+    out = ds.to_arrow(rows=rows)
+    assert out["t"].to_pylist() == [ds["t"].numpy(aslist=True)[int(i)] for i in rows]
+    assert out["b"].to_pylist() == [ds["b"].numpy(aslist=True)[int(i)] for i in rows]
+
+
+def test_text_that_is_not_unicode_is_refused_by_row() -> None:
+    ds = plane.create(_mem("surrogate"))
+    ds.create_tensor("t", htype="text")
+    ds.extend({"t": ["fine", "\ud800x", "also fine"]})
+    with pytest.raises(plane.SchemaError, match=r"tensor 't': row 1 .*lone surrogate"):
+        ds.to_arrow()
+
+
 def test_rows_written_before_a_tensor_existed_are_null() -> None:
     ds = plane.create(_mem("late"))
     ds.create_tensor("x", dtype="int64")

@@ -352,7 +352,7 @@ def read_samples(
 ) -> np.ndarray | list[Any]:
     """Read samples at physical `positions`: one ndarray for same-shaped numeric samples, else
     a list. Values in `patches` override the chunk values. `views` (with decode=False, for
-    bytes and media): samples straight from the chunks may come back as memoryviews of the
+    bytes, text and media): samples straight from the chunks may come back as memoryviews of the
     cached chunk buffers (no copy; valid while the caller holds those chunks)."""
     if patches is not None:
         n = positions.shape[0]
@@ -650,7 +650,8 @@ def _read_base(
             for s in sel:
                 values[s] = raw
                 shapes[s] = pieces[0].footer.shapes[0]
-    if views and not empty and not decode and (meta.kind == "bytes" or meta.sample_compression):
+    if views and not empty and not decode and (meta.kind in ("bytes", "text")
+                                                or meta.sample_compression):
         return values  # memoryviews of the chunk payloads
     return _finish(meta, values, shapes, decode, aslist, empty, common or None)
 

@@ -185,6 +185,10 @@ def tensor_column(snap: Snapshot, m: TensorMeta, pos: np.ndarray, decode: bool) 
     if m.kind == "array" and not (m.sample_compression and not decode):
         vals = snap.read(m.name, pos, decode, False, links=False)
         return tensor_array(m, vals, mask, decode, pos)
+    if m.kind in ("text", "bytes") and m.link is None:
+        packed = _from_chunk_buffers(snap, m, pos, mask)
+        if packed is not None:
+            return packed
     vals = list(snap.read(m.name, pos, False, True, links=False))
     if m.kind == "json":
         vals = [json.dumps(v, ensure_ascii=False) for v in vals]
@@ -194,7 +198,50 @@ def tensor_column(snap: Snapshot, m: TensorMeta, pos: np.ndarray, decode: bool) 
             vals = [v or None for v in vals]
     if mask is not None:
         vals = [None if null else v for v, null in zip(vals, mask.tolist())]
-    return pa.array(vals, leaf_type(m, decode))
+    try:
+        return pa.array(vals, leaf_type(m, decode))
+    except UnicodeEncodeError:  # text holding a lone surrogate: not UTF-8, not Arrow text
+        bad = next(i for i, v in enumerate(vals) if isinstance(v, str) and not _utf8(v))
+        raise SchemaError(
+            f"tensor {m.name!r}: row {int(pos[bad])} holds text that is not valid Unicode "
+            f"(a lone surrogate, {vals[bad]!r}), which Arrow and Parquet strings cannot "
+            "carry; rewrite that row, or leave the tensor out of the export") from None
+
+
+def _utf8(v: str) -> bool:
+    try:
+        v.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _from_chunk_buffers(snap: Snapshot, m: TensorMeta, pos: np.ndarray,
+                        mask: np.ndarray | None) -> pa.Array | None:
+    """A text or bytes column built from the samples' bytes in the cached chunks: one join
+    into the Arrow array's data buffer, no Python `str` per row. None (the caller converts
+    row by row) when a row is not in a chunk as stored (an edited row), the column needs
+    64-bit offsets, or the text is not valid UTF-8 (a lone surrogate)."""
+    vals = snap.read(m.name, pos, False, True, links=False, views=True)
+    if not all(isinstance(v, memoryview) for v in vals):
+        return None
+    n = len(vals)
+    sizes = np.fromiter(map(len, vals), np.int64, n)
+    if int(sizes.sum()) >= 2**31:
+        return None
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    validity = None if mask is None else pa.array(~np.asarray(mask, bool)).buffers()[1]
+    typ = leaf_type(m)
+    arr = pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets),
+                                         pa.py_buffer(b"".join(vals))],
+                                null_count=0 if mask is None else int(np.count_nonzero(mask)))
+    if typ == pa.string():
+        try:
+            arr.validate(full=True)
+        except pa.ArrowInvalid:
+            return None
+    return arr
 
 
 def tensor_array(m: TensorMeta, vals: Any, mask: np.ndarray | None, decode: bool,
