@@ -90,3 +90,4 @@ def test_gathered_media_equal_the_stored_bytes_with_edits(tmp_path: Path) -> Non
     assert all(isinstance(v, memoryview) for v in views)
     assert [bytes(v) for v in views] == \
         [bytes(w) for w in snap.read("images", clean, decode=False, aslist=True)]
+

@@ -5,6 +5,7 @@ Parquet -> `extend_from` -> `to_arrow` -> Parquet gives back the same schema and
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import uuid
@@ -340,6 +341,29 @@ def test_text_that_is_not_unicode_is_refused_by_row() -> None:
     ds.extend({"t": ["fine", "\ud800x", "also fine"]})
     with pytest.raises(plane.SchemaError, match=r"tensor 't': row 1 .*lone surrogate"):
         ds.to_arrow()
+
+
+@given(st.data())
+@settings(deadline=None)
+def test_read_packed_equals_row_by_row_bytes(data: st.DataObject) -> None:
+    """`Snapshot.read_packed` (one copy per run of adjacent rows) gives the stored bytes of
+    any selection, and declines (None) rows it cannot serve as stored: edited ones."""
+    ds = plane.create(f"mem://packed-{uuid.uuid4().hex}")
+    ds.create_tensor("t", htype="text", chunk_bytes=1024)
+    texts = data.draw(st.lists(st.text(max_size=90), min_size=1, max_size=60))
+    ds.extend({"t": texts})
+    ds.commit("rows")
+    n = len(texts)
+    pos = np.asarray(data.draw(st.lists(st.integers(0, n - 1), max_size=80)), np.int64)
+    snap = ds.snapshot()
+    got = snap.read_packed("t", pos)
+    assert got is not None
+    buf, offsets = got
+    assert [bytes(buf[a:b]) for a, b in itertools.pairwise(offsets)] == \
+        [texts[i].encode("utf-8", "surrogatepass") for i in pos]
+    ds["t"][[0]] = ["edited"]
+    ds.commit("edit")
+    assert ds.snapshot().read_packed("t", np.array([0], np.int64)) is None
 
 
 def test_rows_written_before_a_tensor_existed_are_null() -> None:

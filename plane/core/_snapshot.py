@@ -22,6 +22,7 @@ from plane.core._reader import (
     DEFAULT_CACHE_BYTES,
     ChunkReader,
     PatchMap,
+    read_packed,
     read_samples,
     read_shapes,
 )
@@ -160,6 +161,23 @@ class Snapshot:
         return read_rows(self.reader, self.links if links else None, name, part.meta,
                          part.index, self.patch_map(name), self.to_physical(positions),
                          positions, decode, aslist, views)
+
+    def read_packed(self, name: str, positions: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stored bytes of tensor `name` (bytes, text, media) at logical row `positions`,
+        end to end in one uint8 array with int64 offsets (n + 1), copied once from the
+        chunks; None when a row is edited, tiled or empty, or the tensor holds links (then
+        read with `read(..., decode=False)`)."""
+        part = self.part(name)
+        meta = part.meta
+        if meta.link is not None or not (meta.kind in ("bytes", "text")
+                                         or meta.sample_compression):
+            return None
+        phys = self.to_physical(positions)
+        pm = self.patch_map(name)
+        if pm is not None and pm.hits(phys)[0].shape[0]:
+            return None
+        return read_packed(self.reader, meta, part.index, phys)
 
     def null_mask(self, name: str, positions: np.ndarray) -> np.ndarray | None:
         """True where tensor `name` has no value (null) at logical row `positions`; None when

@@ -218,23 +218,20 @@ def _utf8(v: str) -> bool:
 
 def _from_chunk_buffers(snap: Snapshot, m: TensorMeta, pos: np.ndarray,
                         mask: np.ndarray | None) -> pa.Array | None:
-    """A text or bytes column built from the samples' bytes in the cached chunks: one join
-    into the Arrow array's data buffer, no Python `str` per row. None (the caller converts
-    row by row) when a row is not in a chunk as stored (an edited row), the column needs
-    64-bit offsets, or the text is not valid UTF-8 (a lone surrogate)."""
-    vals = snap.read(m.name, pos, False, True, links=False, views=True)
-    if not all(isinstance(v, memoryview) for v in vals):
+    """A text or bytes column built from the samples' bytes in the chunks
+    (`Snapshot.read_packed`: one copy per run of adjacent rows), no Python `str` per row.
+    None (the caller converts row by row) when a row is not in a chunk as stored (edited,
+    tiled), the column needs 64-bit offsets, or the text is not valid UTF-8 (a lone
+    surrogate)."""
+    packed = snap.read_packed(m.name, pos)
+    if packed is None or int(packed[1][-1]) >= 2**31:
         return None
-    n = len(vals)
-    sizes = np.fromiter(map(len, vals), np.int64, n)
-    if int(sizes.sum()) >= 2**31:
-        return None
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(sizes, out=offsets[1:])
+    data, offsets = packed
+    n = int(pos.shape[0])
     validity = None if mask is None else pa.array(~np.asarray(mask, bool)).buffers()[1]
     typ = leaf_type(m)
-    arr = pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets),
-                                         pa.py_buffer(b"".join(vals))],
+    arr = pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets.astype(np.int32)),
+                                         pa.py_buffer(data)],
                                 null_count=0 if mask is None else int(np.count_nonzero(mask)))
     if typ == pa.string():
         try:
