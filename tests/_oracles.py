@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 
 def like_ref(s: str, p: str) -> bool:
     """SQL LIKE by dynamic programming over (text prefix, pattern prefix): `%` any run, `_`
@@ -16,3 +20,12 @@ def like_ref(s: str, p: str) -> bool:
                 prev[j] and (c == "_" or c == ch))
         prev = cur
     return prev[-1]
+
+
+def same_batches(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    """Two loaders' batches are equal: as many, the same keys, the same values in order."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))

@@ -18,6 +18,7 @@ import plane
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("s3fs")
+from _oracles import same_batches  # noqa: E402
 from conftest import s3_storage_options  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3]
@@ -77,12 +78,13 @@ def _expected(url: str, opts: dict[str, Any], rank: int, world: int, epoch: int,
     return list(loader)
 
 
-def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for k in x:
-            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+def _loader(url: str, opts: dict[str, Any], cache: Any, **options: Any) -> Any:
+    """Rank 0 of 1 over `cache`, numpy batches, the plan `_expected` checks against."""
+    import actors
+
+    return actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7, rank=0,
+                                 world_size=1, window_bytes=WINDOW, kind="numpy", cache=cache,
+                                 **options)
 
 
 @ray.remote(num_cpus=0)
@@ -112,7 +114,7 @@ def test_every_rank_gets_the_embedded_plan_and_each_chunk_is_read_once(
         assert len(cache.shards) == 3  # one per node
         got = ray.get([_rank_epochs.remote(url, opts, r, world, 1) for r in range(world)])
         for r, (epochs, stats) in enumerate(got):
-            _same(epochs[0], _expected(url, opts, r, world, 0))
+            same_batches(epochs[0], _expected(url, opts, r, world, 0))
             assert stats[0]["chunks_per_batch"] > 1  # batches mix chunks
             # 3 shards on 3 nodes: about 2/3 of a rank's rows come from other nodes
             assert 0 < stats[0]["bytes_cross_node"] < stats[0]["bytes_moved"]
@@ -124,7 +126,7 @@ def test_every_rank_gets_the_embedded_plan_and_each_chunk_is_read_once(
         assert set(gets) == chunks and set(gets.values()) == {1}  # exactly one GET each
         got = ray.get([_rank_epochs.remote(url, opts, r, world, 2) for r in range(world)])
         for r, (epochs, _) in enumerate(got):
-            _same(epochs[1], _expected(url, opts, r, world, 1))
+            same_batches(epochs[1], _expected(url, opts, r, world, 1))
         assert cache.gets_per_chunk() == gets  # the cache held the dataset: no GET after
     finally:
         cache.stop()
@@ -153,7 +155,7 @@ def test_a_cache_smaller_than_the_data_reads_each_chunk_once_per_epoch(
         for epoch in range(2):
             before = cache.gets_per_chunk()
             loader.set_epoch(epoch)
-            _same(list(loader), _expected(url, opts, 0, 1, epoch, window=window))
+            same_batches(list(loader), _expected(url, opts, 0, 1, epoch, window=window))
             after = cache.gets_per_chunk()
             assert set(after) <= set(chunks)
             got = {k: after.get(k, 0) - before.get(k, 0) for k in chunks}
@@ -175,9 +177,7 @@ def test_a_shard_killed_mid_epoch_loses_nothing(cluster: Any,
     url, opts = _make(bucket, "kill")
     cache = actors.start_chunk_cache(url, storage_options=opts)
     try:
-        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
-                                       kind="numpy", cache=cache, prefetch=1)
+        loader = _loader(url, opts, cache, prefetch=1)
         expected = _expected(url, opts, 0, 1, 0)
         got = []
         victim = cache.shards[1]
@@ -185,7 +185,7 @@ def test_a_shard_killed_mid_epoch_loses_nothing(cluster: Any,
             got.append(batch)
             if i == len(expected) // 2:
                 ray.kill(victim, no_restart=False)  # restarts, empty
-        _same(got, expected)  # nothing lost, nothing twice, same order
+        same_batches(got, expected)  # nothing lost, nothing twice, same order
         assert ray.get(victim.ping.remote()) == 1  # back
         chunks = [{k[len("chunks/"):]: n for k, n in st["gets"].items()
                    if k.startswith("chunks/")} for st in cache.stats()]
@@ -205,16 +205,14 @@ def test_a_shard_gone_for_good_hands_its_share_to_the_others(
     url, opts = _make(bucket, "gone")
     cache = actors.start_chunk_cache(url, storage_options=opts)
     try:
-        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
-                                       kind="numpy", cache=cache, prefetch=1)
+        loader = _loader(url, opts, cache, prefetch=1)
         expected = _expected(url, opts, 0, 1, 0)
         got = []
         for i, batch in enumerate(loader):
             got.append(batch)
             if i == len(expected) // 2:
                 ray.kill(cache.shards[1], no_restart=True)  # cannot restart
-        _same(got, expected)  # nothing lost, nothing twice, same order
+        same_batches(got, expected)  # nothing lost, nothing twice, same order
         assert loader.lost_shards == [1]
         assert actors.get_chunk_cache(url).shard_ids == [0, 2]  # the survivors
         survivors = cache.without(1)
@@ -238,16 +236,14 @@ def test_store_gets_count_the_epoch_after_a_shard_is_gone(
     url, opts = _make(bucket, "gets")
     cache = actors.start_chunk_cache(url, storage_options=opts)
     try:
-        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
-                                       kind="numpy", cache=cache)
+        loader = _loader(url, opts, cache)
         list(loader)
         assert loader.last_epoch["store_gets"] == sum(cache.gets_per_chunk().values())
         before = {st["shard"]: st["gets"] for st in cache.stats()}
         ray.kill(cache.shards[1], no_restart=True)
         got = list(loader)
         assert loader.lost_shards == [1]
-        _same(got, _expected(url, opts, 0, 1, 1))
+        same_batches(got, _expected(url, opts, 0, 1, 1))
         new = sum(n - before[st["shard"]].get(k, 0) for st in cache.stats()
                   for k, n in st["gets"].items() if k.startswith("chunks/"))
         assert new > 0  # shard 1's chunks, fetched again by their new owners
@@ -298,9 +294,7 @@ def test_a_loader_left_early_stops_building_and_continues_exactly(
     url, opts = _make(bucket, "early")
     cache = actors.start_chunk_cache(url, storage_options=opts)
     try:
-        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
-                                       kind="numpy", cache=cache, ready=3)
+        loader = _loader(url, opts, cache, ready=3)
         it = iter(loader)
         first = [next(it), next(it)]
         builders = [t for t in threading.enumerate() if t.name == "plane-cluster-loader"]
@@ -309,7 +303,7 @@ def test_a_loader_left_early_stops_building_and_continues_exactly(
         builders[0].join(timeout=60)
         assert not builders[0].is_alive()
         assert loader.position == 2 and loader.epoch == 0
-        _same(first + list(loader), _expected(url, opts, 0, 1, 0))
+        same_batches(first + list(loader), _expected(url, opts, 0, 1, 0))
         assert loader.epoch == 1
         assert not [t for t in threading.enumerate() if t.name == "plane-cluster-loader"]
     finally:
@@ -333,15 +327,13 @@ def test_a_trainer_resumes_exactly_in_a_new_process(cluster: Any,
     url, opts = _make(bucket, "resume")
     cache = actors.start_chunk_cache(url, storage_options=opts)
     try:
-        loader = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
-                                       rank=0, world_size=1, window_bytes=WINDOW,
-                                       kind="numpy", cache=cache)
+        loader = _loader(url, opts, cache)
         loader.set_epoch(1)
         it = iter(loader)
         first = [next(it) for _ in range(5)]
         state = loader.state_dict()
         rest = ray.get(_resume.remote(url, opts, state))
-        _same(first + rest, _expected(url, opts, 0, 1, 1))
+        same_batches(first + rest, _expected(url, opts, 0, 1, 1))
     finally:
         cache.stop()
 

@@ -16,6 +16,7 @@ import plane
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("s3fs")
+from _oracles import same_batches  # noqa: E402
 from conftest import s3_storage_options  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.slow]
@@ -64,14 +65,6 @@ def _expected(url: str, opts: dict[str, Any], epoch: int) -> list[dict[str, Any]
     return list(loader)
 
 
-def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for k in x:
-            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
-
-
 def test_a_node_lost_for_good_mid_epoch(cluster: Any, s3_server: str,
                                         _s3_client: Any) -> None:
     import actors
@@ -96,7 +89,7 @@ def test_a_node_lost_for_good_mid_epoch(cluster: Any, s3_server: str,
             got.append(batch)
             if i == len(expected) // 3:
                 c.remove_node(extra[1])  # shard 2's node, gone for good
-        _same(got, expected)  # nothing lost, nothing twice, the planned order
+        same_batches(got, expected)  # nothing lost, nothing twice, the planned order
         assert loader.lost_shards == [2]
         assert actors.get_chunk_cache(url).shard_ids == [0, 1]  # the survivors
         gets = {k: n for st in cache.stats() for k, n in st["gets"].items()
@@ -109,7 +102,7 @@ def test_a_node_lost_for_good_mid_epoch(cluster: Any, s3_server: str,
         again = actors.cluster_loader(url, storage_options=opts, batch_size=BATCH, seed=7,
                                       window_bytes=WINDOW, kind="numpy")
         again.set_epoch(1)
-        _same(list(again), _expected(url, opts, 1))
+        same_batches(list(again), _expected(url, opts, 1))
         assert again.lost_shards == []
     finally:
         cache.stop()
