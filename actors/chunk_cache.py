@@ -88,8 +88,7 @@ class _CountingStore(WrapperStore):
 
 
 def pack_samples(samples: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Byte samples (bytes or memoryviews) as one uint8 array and int64 offsets (len + 1):
-    one copy."""
+    """Byte samples as one uint8 array and int64 offsets (len + 1)."""
     sizes = np.fromiter((len(x) for x in samples), np.int64, len(samples))
     offsets = np.zeros(len(samples) + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
@@ -174,9 +173,9 @@ class ChunkShard:
         try:
             out: dict[str, Any] = {}
             for name, pos in request.items():
-                if name in raw:
-                    buf, offsets = pack_samples(snap.read(name, pos, decode=False,
-                                                          aslist=True, views=True))
+                if name in raw:  # straight from the chunks; edited rows one by one
+                    buf, offsets = snap.read_packed(name, pos) or pack_samples(
+                        snap.read(name, pos, decode=False, aslist=True))
                     out[name] = (buf, offsets, snap.shapes(name, pos))
                 else:
                     out[name] = snap.read(name, pos)
@@ -266,14 +265,13 @@ class ChunkCache:
                               sum(v for k, v in st["gets"].items() if is_chunk_key(k)))
                 for st in self.stats()}
 
-    def gets_since(self, mark: dict[int, tuple[str, int]],
-                   now: dict[int, tuple[str, int]] | None = None) -> int:
-        """Chunk GETs the live shards made from `mark` to `now` (`gets_mark()`s; `now`
-        defaults to one taken here). A shard restarted in between counts all its GETs since
-        the restart; the GETs of a shard gone for good, and those a restarted one made
-        before it died, are not known and not counted."""
+    @staticmethod
+    def gets_since(mark: dict[int, tuple[str, int]], now: dict[int, tuple[str, int]]) -> int:
+        """Chunk GETs the live shards made from `mark` to `now` (two `gets_mark()`s). A shard
+        restarted in between counts all its GETs since the restart; the GETs of a shard gone for
+        good, and those a restarted one made before it died, are not known and not counted."""
         total = 0
-        for shard, (inc, n) in (self.gets_mark() if now is None else now).items():
+        for shard, (inc, n) in now.items():
             was = mark.get(shard)
             total += n - was[1] if was is not None and was[0] == inc else n
         return total

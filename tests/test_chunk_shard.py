@@ -62,9 +62,9 @@ def test_packed_samples_come_back_byte_for_byte(samples: list[bytes]) -> None:
 
 
 def test_gathered_media_equal_the_stored_bytes_with_edits(tmp_path: Path) -> None:
-    """The shard packs media straight from chunk views (`read(views=True)`): rows rewritten
-    after the commit (patches) and a large sample in chunks of its own (tiled) come back as
-    the stored bytes, in the order asked."""
+    """The shard packs media straight from the chunks (`Snapshot.read_packed`), and row by
+    row where it cannot: rows rewritten after the commit (patches) and a large sample in
+    chunks of its own (tiled) come back as the stored bytes, in the order asked."""
     from actors.chunk_cache import unpack_samples
 
     url = str(tmp_path / "ds")
@@ -84,10 +84,11 @@ def test_gathered_media_equal_the_stored_bytes_with_edits(tmp_path: Path) -> Non
     want = snap.read("images", pos, decode=False, aslist=True)
     assert [bytes(v) for v in unpack_samples(buf, offsets)] == [bytes(w) for w in want]
     assert np.array_equal(shapes, snap.shapes("images", pos))
-    # rows without edits: the views path itself, against the copying read
-    clean = pos[~np.isin(pos, [3, 40])]
-    views = snap.read("images", clean, decode=False, aslist=True, views=True)
-    assert all(isinstance(v, memoryview) for v in views)
-    assert [bytes(v) for v in views] == \
+    # rows without edits or tiles: the packed path itself, against the row-by-row read
+    clean = pos[~np.isin(pos, [3, 7, 40])]
+    packed = snap.read_packed("images", clean)
+    assert packed is not None
+    assert [bytes(v) for v in unpack_samples(*packed)] == \
         [bytes(w) for w in snap.read("images", clean, decode=False, aslist=True)]
+    assert snap.read_packed("images", pos) is None  # edited and tiled rows: declined
 

@@ -315,7 +315,7 @@ def test_nulls_become_arrow_validity(small: plane.Dataset,
 def test_text_and_bytes_columns_equal_row_by_row_reads(texts: list[str | None],
                                                        blobs: list[bytes | None],
                                                        data: Any) -> None:
-    """Text and binary columns are built from the chunk buffers (`read(views=True)`); rows
+    """Text and binary columns are built from the chunk buffers (`read_packed`); rows
     over several chunks, edited rows, nulls and empty values come out as a row-by-row read
     gives them."""
     n = min(len(texts), len(blobs))

@@ -348,12 +348,9 @@ def read_samples(
     decode: bool = True,
     aslist: bool = False,
     patches: PatchMap | None = None,
-    views: bool = False,
 ) -> np.ndarray | list[Any]:
     """Read samples at physical `positions`: one ndarray for same-shaped numeric samples, else
-    a list. Values in `patches` override the chunk values. `views` (with decode=False, for
-    bytes, text and media): samples straight from the chunks may come back as memoryviews of the
-    cached chunk buffers (no copy; valid while the caller holds those chunks)."""
+    a list. Values in `patches` override the chunk values."""
     if patches is not None:
         n = positions.shape[0]
         inc = n > 64 and _increasing(positions)
@@ -363,7 +360,7 @@ def read_samples(
             run = inc and int(positions[-1]) - int(positions[0]) == n - 1
             return _read_patched(reader, meta, index, positions, decode, aslist, patches, sel,
                                  at, run)
-    return _read_base(reader, meta, index, positions, decode, aslist, views=views)
+    return _read_base(reader, meta, index, positions, decode, aslist)
 
 
 def _read_patched(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
@@ -551,10 +548,8 @@ def _read_base(
     decode: bool,
     aslist: bool,
     run: bool | None = None,
-    views: bool = False,
 ) -> np.ndarray | list[Any]:
-    """`run`: True when the caller knows positions are one range (else it is looked at);
-    `views`: see `read_samples`."""
+    """`run`: True when the caller knows positions are one range (else it is looked at)."""
     n = int(positions.shape[0])
     if n >= CONTIGUOUS_MIN_ROWS and meta.kind == "array" and not meta.sample_compression \
             and not aslist and (run or (int(positions[-1]) - int(positions[0]) == n - 1
@@ -650,19 +645,17 @@ def _read_base(
             for s in sel:
                 values[s] = raw
                 shapes[s] = pieces[0].footer.shapes[0]
-    if views and not empty and not decode and (meta.kind in ("bytes", "text")
-                                                or meta.sample_compression):
-        return values  # memoryviews of the chunk payloads
     return _finish(meta, values, shapes, decode, aslist, empty, common or None)
 
 
 def read_packed(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
                 positions: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The stored bytes of the samples at physical `positions`, end to end in one uint8
-    array, and their int64 offsets (n + 1), copied straight from the (verified) chunks: one
-    copy per run of rows that sit next to each other in one chunk, not one Python object per
-    row. Patches are not applied (the caller checks there are none at these rows). None when
-    a row lives in a tiled or empty entry: the caller reads row by row."""
+    array (read-only), and their int64 offsets (n + 1), copied straight from the (verified)
+    chunks: one join of one view per run of rows that sit next to each other in a chunk, not
+    one Python object per row. Patches are not applied (the caller checks there are none at
+    these rows). None when a row lives in a tiled or empty entry: the caller reads row by
+    row."""
     n = int(positions.shape[0])
     if n == 0:
         return np.zeros(0, np.uint8), np.zeros(1, np.int64)
@@ -687,21 +680,18 @@ def read_packed(reader: ChunkReader, meta: TensorMeta, index: ChunkIndex,
         starts[sel] = offs[li]
         sizes[sel] = offs[li + 1] - offs[li]
         src[sel] = j
-        pays.append(np.frombuffer(c.payload, np.uint8))
+        pays.append(c.payload)
     out_off = np.zeros(n + 1, np.int64)
     np.cumsum(sizes, out=out_off[1:])
-    data = np.empty(int(out_off[-1]), np.uint8)
-    # runs: consecutive output rows that are consecutive bytes of one chunk
+    # runs: consecutive output rows that are consecutive bytes of one chunk; each run is one
+    # view of its chunk, and one join copies them all
     cont = (src[1:] == src[:-1]) & (starts[1:] == starts[:-1] + sizes[:-1])
     run_at = np.flatnonzero(np.concatenate(([True], ~cont)))
-    a_l = run_at.tolist()
-    b_l = [*a_l[1:], n]
-    o_l = out_off.tolist()
-    st_l = starts[run_at].tolist()
-    sr_l = src[run_at].tolist()
-    for a, b, st, sr in zip(a_l, b_l, st_l, sr_l):
-        data[o_l[a]:o_l[b]] = pays[sr][st: st + o_l[b] - o_l[a]]
-    return data, out_off
+    ends = np.append(run_at[1:], n)
+    lens = (out_off[ends] - out_off[run_at]).tolist()
+    data = b"".join([pays[sr][st: st + ln] for sr, st, ln in
+                     zip(src[run_at].tolist(), starts[run_at].tolist(), lens)])
+    return np.frombuffer(data, np.uint8), out_off
 
 
 def _finish(meta: TensorMeta, raws: list[Any], shapes: list[Any], decode: bool,

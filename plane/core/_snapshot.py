@@ -152,22 +152,20 @@ class Snapshot:
         return self.state.row_ids.take(self.to_physical(positions))
 
     def read(self, name: str, positions: np.ndarray, decode: bool = True,
-             aslist: bool = False, links: bool = True, views: bool = False) -> Any:
+             aslist: bool = False, links: bool = True) -> Any:
         """Values of tensor `name` at logical row `positions` (an array when they stack, else
-        a list); `decode=False` keeps media bytes; `links=False` keeps link URIs. `views`
-        (with decode=False): bytes-like samples, memoryviews of cached chunks where they can
-        be (no copy; valid while the caller holds those chunks, as `ChunkShard.gather`)."""
+        a list); `decode=False` keeps media bytes; `links=False` keeps link URIs."""
         part = self.part(name)
         return read_rows(self.reader, self.links if links else None, name, part.meta,
                          part.index, self.patch_map(name), self.to_physical(positions),
-                         positions, decode, aslist, views)
+                         positions, decode, aslist)
 
     def read_packed(self, name: str, positions: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The stored bytes of tensor `name` (bytes, text, media) at logical row `positions`,
-        end to end in one uint8 array with int64 offsets (n + 1), copied once from the
-        chunks; None when a row is edited, tiled or empty, or the tensor holds links (then
-        read with `read(..., decode=False)`)."""
+        """The stored bytes of tensor `name` (bytes, text, media) at logical row `positions`, end to
+        end in one uint8 array with int64 offsets (n + 1), copied once from the chunks (the
+        shard's media answers, the export's text columns); None when a row is edited, tiled or
+        empty, or the tensor holds links (then read with `read(..., decode=False)`)."""
         part = self.part(name)
         meta = part.meta
         if meta.link is not None or not (meta.kind in ("bytes", "text")
@@ -226,11 +224,10 @@ def no_tensor(url: str, name: str, have: Mapping[str, Any]) -> str:
 
 def read_rows(reader: ChunkReader, links: LinkResolver | None, name: str, meta: TensorMeta,
               index: ChunkIndex, pmap: PatchMap | None, phys: np.ndarray,
-              positions: np.ndarray, decode: bool, aslist: bool, views: bool = False) -> Any:
+              positions: np.ndarray, decode: bool, aslist: bool) -> Any:
     """Values at physical rows `phys` (logical `positions`, for messages), following links
     unless `links` is None."""
-    out = read_samples(reader, meta, index, phys, decode, aslist, pmap,
-                       views=views and meta.link is None)
+    out = read_samples(reader, meta, index, phys, decode, aslist, pmap)
     inner = meta.link
     if inner is None or links is None:
         return out

@@ -185,7 +185,7 @@ def tensor_column(snap: Snapshot, m: TensorMeta, pos: np.ndarray, decode: bool) 
     if m.kind == "array" and not (m.sample_compression and not decode):
         vals = snap.read(m.name, pos, decode, False, links=False)
         return tensor_array(m, vals, mask, decode, pos)
-    if m.kind in ("text", "bytes") and m.link is None:
+    if m.kind in ("text", "bytes"):  # links: read_packed declines
         packed = _from_chunk_buffers(snap, m, pos, mask)
         if packed is not None:
             return packed
